@@ -1,0 +1,79 @@
+// Differentiable matrix products: matmul (with transpose flags, batched, or a batch of rows
+// times one matrix) and linear. Backward uses the transpose flags of raw::matmul: no copies.
+#include "autograd/ops_common.h"
+
+namespace zt {
+
+using autograd::Grads;
+using autograd::Needs;
+
+namespace {
+
+// The gradient of op(b) (K, N) shared by every batch of a (..., M, K): the batches are folded
+// into rows, gb = a_rows^T @ g_rows, with rows (R, K) and g_rows (R, N).
+Tensor grad_of_shared_rhs(const Tensor& a, const Tensor& g, bool trans_a, bool trans_b) {
+  Tensor a_rows = trans_a ? raw::contiguous(raw::transpose(a, -2, -1)) : a;  // (..., M, K)
+  Tensor a2 = raw::reshape(a_rows, {-1, a_rows.size(-1)});                   // (R, K)
+  Tensor g2 = raw::reshape(g, {-1, g.size(-1)});                             // (R, N)
+  return trans_b ? raw::matmul(g2, a2, true, false) : raw::matmul(a2, g2, true, false);
+}
+
+}  // namespace
+
+// With A = op(a), B = op(b) and out = A @ B: dA = g @ B^T and dB = A^T @ g; the formulas below
+// express them in a and b directly, so that no operand is transposed in memory.
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
+  Tensor out = raw::matmul(a, b, trans_a, trans_b);
+  if (!autograd::needs_graph(a, b)) return out;
+  Tensor keep_a = autograd::save_if(requires_grad(b), a);
+  Tensor keep_b = autograd::save_if(requires_grad(a), b);
+  bool shared_rhs = a.dim() > 2 && b.dim() == 2;
+  return autograd::make_node(
+      "matmul", std::move(out), {&a, &b},
+      [keep_a, keep_b, trans_a, trans_b, shared_rhs](const Tensor& g, Needs need) -> Grads {
+        Grads grads(2);
+        if (need[0]) {
+          if (!trans_a) {
+            grads[0] = raw::matmul(g, keep_b, false, !trans_b);
+          } else if (shared_rhs) {  // b (K, N) cannot multiply a batched g^T: transpose dA
+            grads[0] = raw::transpose(raw::matmul(g, keep_b, false, !trans_b), -2, -1);
+          } else {
+            grads[0] = raw::matmul(keep_b, g, trans_b, true);
+          }
+        }
+        if (need[1]) {
+          if (shared_rhs) {
+            grads[1] = grad_of_shared_rhs(keep_a, g, trans_a, trans_b);
+          } else if (!trans_b) {
+            grads[1] = raw::matmul(keep_a, g, !trans_a, false);
+          } else {
+            grads[1] = raw::matmul(g, keep_a, true, trans_a);
+          }
+        }
+        return grads;
+      });
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  Tensor out = raw::matmul(x, weight, false, true);  // (..., out)
+  if (bias.defined()) raw::binary_(BinaryOp::add, out, bias);
+  if (!autograd::needs_graph(x, weight, bias)) return out;
+  Tensor keep_x = autograd::save_if(requires_grad(weight), x);
+  Tensor keep_w = autograd::save_if(requires_grad(x), weight);
+  return autograd::make_node(
+      "linear", std::move(out), {&x, &weight, &bias},
+      [keep_x, keep_w, bias_shape = bias.defined() ? bias.shape() : Shape{}](const Tensor& g,
+                                                                            Needs need) -> Grads {
+        Grads grads(3);
+        if (need[0]) grads[0] = raw::matmul(g, keep_w);  // (..., out) @ (out, in)
+        if (need[1]) {
+          Tensor g2 = raw::reshape(g, {-1, g.size(-1)});            // (R, out)
+          Tensor x2 = raw::reshape(keep_x, {-1, keep_x.size(-1)});  // (R, in)
+          grads[1] = raw::matmul(g2, x2, true, false);              // (out, in)
+        }
+        if (need[2]) grads[2] = raw::sum_to(g, bias_shape);
+        return grads;
+      });
+}
+
+}  // namespace zt

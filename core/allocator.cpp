@@ -1,0 +1,114 @@
+// The allocator registry, the per-thread category scope and the CPU allocator (64-byte
+// aligned, counted by category so memory savings can be measured on the CPU too).
+#include "core/allocator.h"
+
+#include <cstdlib>
+#include <mutex>
+#include <new>
+
+#include "core/error.h"
+
+namespace zt {
+
+const char* memory_category_name(MemoryCategory c) {
+  switch (c) {
+    case MemoryCategory::parameters: return "parameters";
+    case MemoryCategory::gradients: return "gradients";
+    case MemoryCategory::optimizer_state: return "optimizer_state";
+    case MemoryCategory::activations: return "activations";
+    case MemoryCategory::communication: return "communication";
+    case MemoryCategory::other: return "other";
+  }
+  return "unknown";
+}
+
+namespace {
+
+thread_local MemoryCategory t_category = MemoryCategory::other;
+
+void count_alloc(MemoryCounters& c, int64_t bytes) {
+  c.in_use += bytes;
+  c.count += 1;
+  if (c.in_use > c.peak) c.peak = c.in_use;
+}
+
+void count_free(MemoryCounters& c, int64_t bytes) {
+  c.in_use -= bytes;
+  c.count -= 1;
+}
+
+class CpuAllocator final : public Allocator {
+ public:
+  static constexpr size_t kAlignment = 64;
+
+  void* allocate(size_t bytes, MemoryCategory category) override {
+    if (bytes == 0) return nullptr;
+    const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+    void* p = std::aligned_alloc(kAlignment, rounded);
+    ZT_CHECK(p != nullptr, "CPU allocator: out of memory allocating ", bytes, " bytes for ",
+             memory_category_name(category), " (", stats().total.in_use, " bytes in use)");
+    std::lock_guard<std::mutex> lock(mutex_);
+    count_alloc(stats_.total, int64_t(bytes));
+    count_alloc(stats_.by_category[size_t(category)], int64_t(bytes));
+    stats_.reserved += int64_t(bytes);
+    return p;
+  }
+
+  void deallocate(void* ptr, size_t bytes, MemoryCategory category) override {
+    if (!ptr) return;
+    std::free(ptr);
+    std::lock_guard<std::mutex> lock(mutex_);
+    count_free(stats_.total, int64_t(bytes));
+    count_free(stats_.by_category[size_t(category)], int64_t(bytes));
+    stats_.reserved -= int64_t(bytes);
+  }
+
+  void retag(size_t bytes, MemoryCategory from, MemoryCategory to) override {
+    if (from == to || bytes == 0) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    count_free(stats_.by_category[size_t(from)], int64_t(bytes));
+    count_alloc(stats_.by_category[size_t(to)], int64_t(bytes));
+  }
+
+  MemoryStats stats() const override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stats_;
+  }
+
+  void reset_peak() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stats_.total.peak = stats_.total.in_use;
+    for (auto& c : stats_.by_category) c.peak = c.in_use;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  MemoryStats stats_;
+};
+
+Allocator* g_allocators[kNumDeviceTypes] = {};
+
+}  // namespace
+
+Allocator& allocator_for(Device device) {
+  static CpuAllocator cpu;
+  if (device.is_cpu()) return cpu;
+  Allocator* a = g_allocators[int(device.type)];
+  ZT_CHECK(a != nullptr, "no allocator for device ", device.str(),
+           " (is the CUDA backend built and a GPU present?)");
+  return *a;
+}
+
+void register_allocator(DeviceType type, Allocator* allocator) {
+  ZT_CHECK(type != DeviceType::CPU, "the CPU allocator is built in and cannot be replaced");
+  g_allocators[int(type)] = allocator;
+}
+
+MemoryCategory current_memory_category() { return t_category; }
+
+MemoryCategoryScope::MemoryCategoryScope(MemoryCategory c) : previous_(t_category) {
+  t_category = c;
+}
+MemoryCategoryScope::~MemoryCategoryScope() { t_category = previous_; }
+
+}  // namespace zt

@@ -1,0 +1,63 @@
+// Allocator interface with statistics by category (DESIGN.md §2).
+// Memory savings are measured from these counters, on the CPU and GPU alike.
+#pragma once
+#include <array>
+#include <cstddef>
+#include <cstdint>
+
+#include "core/device.h"
+
+namespace zt {
+
+// What an allocation holds; parameter/gradient/optimizer buffers retag their storage.
+enum class MemoryCategory : uint8_t {
+  parameters, gradients, optimizer_state, activations, communication, other
+};
+inline constexpr int kNumMemoryCategories = 6;
+const char* memory_category_name(MemoryCategory c);
+
+struct MemoryCounters {
+  int64_t in_use = 0;  // bytes handed out and not yet freed
+  int64_t peak = 0;    // high-water mark of in_use since the last reset_peak
+  int64_t count = 0;   // live allocations
+};
+
+struct MemoryStats {
+  MemoryCounters total;
+  std::array<MemoryCounters, kNumMemoryCategories> by_category{};
+  int64_t reserved = 0;  // bytes held from the system (>= total.in_use for caching allocators)
+  const MemoryCounters& of(MemoryCategory c) const { return by_category[size_t(c)]; }
+};
+
+class Allocator {
+ public:
+  virtual ~Allocator() = default;
+  virtual void* allocate(size_t bytes, MemoryCategory category) = 0;
+  virtual void deallocate(void* ptr, size_t bytes, MemoryCategory category) = 0;
+  // Moves accounted bytes from one category to another (the memory itself stays).
+  virtual void retag(size_t bytes, MemoryCategory from, MemoryCategory to) = 0;
+  virtual MemoryStats stats() const = 0;
+  virtual void reset_peak() = 0;
+  // Releases cached blocks to the system (no-op for non-caching allocators).
+  virtual void empty_cache() {}
+};
+
+// The allocator of a device type; CUDA registers its own when its backend loads.
+Allocator& allocator_for(Device device);
+void register_allocator(DeviceType type, Allocator* allocator);
+
+// The category new allocations on this thread are tagged with (default: other), set for a
+// scope: `MemoryCategoryScope scope(MemoryCategory::activations);`.
+MemoryCategory current_memory_category();
+class MemoryCategoryScope {
+ public:
+  explicit MemoryCategoryScope(MemoryCategory c);
+  ~MemoryCategoryScope();
+  MemoryCategoryScope(const MemoryCategoryScope&) = delete;
+  MemoryCategoryScope& operator=(const MemoryCategoryScope&) = delete;
+
+ private:
+  MemoryCategory previous_;
+};
+
+}  // namespace zt

@@ -1,0 +1,35 @@
+// Backend: one kernel table per device type, generated from core/ops.def.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/op_kinds.h"
+#include "core/tensor.h"
+
+namespace zt {
+
+enum class OpId : int {
+#define ZT_OP(name, params) name,
+#include "core/ops.def"
+#undef ZT_OP
+  count_
+};
+inline constexpr int kNumOps = int(OpId::count_);
+const char* op_name(OpId id);
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual DeviceType device_type() const = 0;
+#define ZT_OP(name, params) virtual void name params = 0;
+#include "core/ops.def"
+#undef ZT_OP
+};
+
+// The backend of a device type: the CPU backend always; CUDA once registered.
+Backend& backend_for(DeviceType type);
+inline Backend& backend_for(Device d) { return backend_for(d.type); }
+bool has_backend(DeviceType type);
+void register_backend(DeviceType type, Backend* backend);
+
+}  // namespace zt

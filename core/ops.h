@@ -1,0 +1,106 @@
+// Raw tensor ops: shape/dtype checks, output allocation and dispatch to the device's backend.
+// No autograd here (Note [Raw vs differentiable ops] in core/tensor.h). Views share storage.
+#pragma once
+#include <vector>
+
+#include "core/backend.h"
+#include "core/generator.h"
+#include "core/tensor.h"
+
+namespace zt::raw {
+
+// ---- views (no copy) ----
+Tensor reshape(const Tensor& a, Shape shape);  // one dim may be -1; copies only if it must
+Tensor view(const Tensor& a, Shape shape);     // like reshape, but errors instead of copying
+Tensor transpose(const Tensor& a, int64_t dim0, int64_t dim1);
+Tensor permute(const Tensor& a, const std::vector<int64_t>& dims);
+Tensor narrow(const Tensor& a, int64_t dim, int64_t start, int64_t length);
+Tensor slice(const Tensor& a, int64_t dim, int64_t start, int64_t end, int64_t step = 1);
+Tensor select(const Tensor& a, int64_t dim, int64_t index);  // removes dim
+Tensor unsqueeze(const Tensor& a, int64_t dim);
+Tensor squeeze(const Tensor& a, int64_t dim);
+Tensor flatten(const Tensor& a, int64_t start_dim = 0, int64_t end_dim = -1);
+Tensor expand(const Tensor& a, const Shape& shape);  // broadcast view (stride 0)
+std::vector<Tensor> split(const Tensor& a, int64_t split_size, int64_t dim);
+std::vector<Tensor> split(const Tensor& a, const std::vector<int64_t>& sizes, int64_t dim);
+
+// ---- copies ----
+Tensor contiguous(const Tensor& a);               // a itself when already contiguous
+Tensor clone(const Tensor& a);
+Tensor to(const Tensor& a, DType dtype);          // a itself when dtype matches
+Tensor to(const Tensor& a, Device device);        // a itself when already there
+void copy_(const Tensor& dst, const Tensor& src);  // src broadcast to dst's shape, cast
+void fill_(const Tensor& dst, double value);
+Tensor cat(const std::vector<Tensor>& tensors, int64_t dim);
+
+// ---- elementwise (numpy broadcasting; operands must share a dtype) ----
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
+Tensor binary(BinaryOp op, const Tensor& a, double scalar, bool scalar_first = false);
+Tensor unary(UnaryOp op, const Tensor& a);
+Tensor unary_backward(UnaryOp op, const Tensor& grad_out, const Tensor& x);
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor add(const Tensor& a, double s);
+Tensor mul(const Tensor& a, double s);
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+// In place into a (a must not be a broadcast view): a = a op b.
+void binary_(BinaryOp op, const Tensor& a, const Tensor& b);
+void binary_(BinaryOp op, const Tensor& a, double scalar);
+
+// ---- reductions ----
+Tensor reduce(ReduceOp op, const Tensor& a, std::vector<int64_t> dims, bool keepdim = false);
+Tensor sum(const Tensor& a, std::vector<int64_t> dims = {}, bool keepdim = false);  // {} = all
+Tensor mean(const Tensor& a, std::vector<int64_t> dims = {}, bool keepdim = false);
+Tensor amax(const Tensor& a, std::vector<int64_t> dims = {}, bool keepdim = false);
+Tensor amin(const Tensor& a, std::vector<int64_t> dims = {}, bool keepdim = false);
+Tensor argmax(const Tensor& a, int64_t dim, bool keepdim = false);
+Tensor argmin(const Tensor& a, int64_t dim, bool keepdim = false);
+// Reduces a broadcast result back to `shape` by summing the broadcast dims (for backward).
+Tensor sum_to(const Tensor& a, const Shape& shape);
+
+// ---- matrix products ----
+// (M, K) @ (K, N); (B, M, K) @ (B, K, N); (..., M, K) @ (K, N). trans_* transposes the last two
+// dims of that operand without a copy.
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
+// out += alpha * a @ b with the same shape rules, accumulating in place.
+void matmul_acc_(const Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b,
+                 double alpha = 1.0, double beta = 1.0);
+
+// ---- row-wise ----
+Tensor softmax(const Tensor& x, int64_t dim = -1);
+Tensor log_softmax(const Tensor& x, int64_t dim = -1);
+Tensor softmax_backward(const Tensor& grad_out, const Tensor& out, int64_t dim, bool log);
+struct LayerNormResult {
+  Tensor y, mean, rstd;  // mean/rstd: f32 of shape (rows)
+};
+// Normalises over the last dim; weight/bias (C) may be undefined.
+LayerNormResult layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps);
+struct LayerNormGrads {
+  Tensor x, weight, bias;
+};
+LayerNormGrads layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& mean,
+                                   const Tensor& rstd, const Tensor& weight, bool need_weight_grads);
+// Per-row losses (N) in f32 for logits (N, C) and target (N).
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index = -100);
+Tensor cross_entropy_backward(const Tensor& grad_loss, const Tensor& logits, const Tensor& target,
+                              int64_t ignore_index = -100);
+
+// ---- indexing ----
+Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index);
+void index_add_(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src);
+Tensor embedding(const Tensor& weight, const Tensor& indices);  // (..., C) for indices (...)
+
+// ---- random ----
+struct DropoutResult {
+  Tensor out, mask;  // mask: u8, 1 = kept
+};
+DropoutResult dropout(const Tensor& x, double p, Generator& gen);
+
+// ---- host helpers ----
+bool allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5, double atol = 1e-8);
+double max_abs_diff(const Tensor& a, const Tensor& b);
+bool all_finite(const Tensor& a);
+
+}  // namespace zt::raw

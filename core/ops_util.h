@@ -1,0 +1,54 @@
+// Checks shared by the raw op files (core/ops_*.cpp): defined inputs, one device, one dtype.
+// Internal to core: the error messages name the op and what was found.
+#pragma once
+#include <initializer_list>
+#include <optional>
+
+#include "core/tensor.h"
+
+namespace zt::raw::detail {
+
+inline void check_defined(const char* op, std::initializer_list<const Tensor*> tensors) {
+  int i = 0;
+  for (const Tensor* t : tensors) {
+    ZT_CHECK(t->defined(), op, ": input ", i, " is an undefined tensor");
+    ++i;
+  }
+}
+
+// All tensors must be defined and live on the first one's device.
+inline void check_same_device(const char* op, std::initializer_list<const Tensor*> tensors) {
+  check_defined(op, tensors);
+  const Device d = (*tensors.begin())->device();
+  for (const Tensor* t : tensors)
+    ZT_CHECK(t->device() == d, op, ": all inputs must be on one device, found ", d.str(), " and ",
+             t->device().str());
+}
+
+inline void check_same_dtype(const char* op, const Tensor& a, const Tensor& b) {
+  ZT_CHECK(a.dtype() == b.dtype(), op, ": operands must share a dtype, found ",
+           dtype_name(a.dtype()), " and ", dtype_name(b.dtype()),
+           " (convert one with to(dtype) first)");
+}
+
+inline void check_floating(const char* op, const Tensor& a) {
+  ZT_CHECK(is_floating(a.dtype()), op, ": expected a floating dtype (f32, f64, f16, bf16), found ",
+           dtype_name(a.dtype()));
+}
+
+inline void check_index_dtype(const char* op, const Tensor& index) {
+  ZT_CHECK(index.dtype() == DType::i32 || index.dtype() == DType::i64, op,
+           ": indices must be i32 or i64, found ", dtype_name(index.dtype()));
+}
+
+// Strides that let `new_shape` view memory laid out as (old_shape, old_strides), or nullopt
+// when the layout needs a copy (defined in core/ops_views.cpp).
+std::optional<Shape> view_strides(const Shape& old_shape, const Shape& old_strides,
+                                  const Shape& new_shape);
+
+// A new view over a's storage.
+inline Tensor make_view(const Tensor& a, Shape shape, Shape strides, int64_t offset) {
+  return Tensor::view_of(a.storage(), std::move(shape), std::move(strides), offset, a.dtype());
+}
+
+}  // namespace zt::raw::detail

@@ -1,0 +1,20 @@
+// The CUDA backend's public surface for code outside cuda/ (tests, apps, benchmarks). It
+// includes no CUDA header (DESIGN.md §1), so any file may include it; it only links when the
+// CUDA backend is built (ZT_HAVE_CUDA).
+#pragma once
+#include <cstdint>
+
+namespace zt::cuda {
+
+// Number of visible GPUs; 0 when there is none or no usable driver (never throws).
+int device_count();
+// Waits until all work queued on the device's current stream has finished.
+void synchronize(int device);
+// TF32 tensor-core math for f32 GEMM: off by default so f32 results match the CPU to ~1e-5.
+void set_allow_tf32(bool allow);
+bool allow_tf32();
+// How many times the caching allocator has called cudaMalloc since program start: constant
+// in steady state, which is how the tests show that cached blocks are reused.
+int64_t device_malloc_calls();
+
+}  // namespace zt::cuda

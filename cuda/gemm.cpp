@@ -1,0 +1,155 @@
+// CUDA GEMM through cuBLAS (cublasGemmStridedBatchedEx): f32 (TF32 only when switched on),
+// f16/bf16 with f32 accumulation, f64. Transposed views go to cuBLAS as transpose flags without
+// a copy; one cuBLAS handle per device, bound to the device's current stream, with its own
+// workspace. Shapes and layouts as in Note [GEMM operand layout] (core/cpu/gemm.cpp).
+//
+// cuBLAS is column-major: the row-major out (M, N) is the column-major out^T (N, M), so we ask
+// for out^T = op(b)^T @ op(a)^T, with b in cuBLAS's first operand slot and a in its second.
+#include <climits>
+#include <mutex>
+#include <vector>
+
+#include "cuda/cuda_backend.h"
+#include "cuda/cuda_check.h"
+#include "cuda/device.h"
+
+namespace zt::cuda {
+namespace {
+
+constexpr size_t kWorkspaceBytes = size_t(32) << 20;  // cuBLAS's recommendation for Hopper
+
+struct HandleSlot {
+  cublasHandle_t handle = nullptr;
+  void* workspace = nullptr;
+};
+
+// The cuBLAS handle of `device` (created on first use, kept for the process).
+cublasHandle_t handle_for(int device) {
+  static std::mutex mutex;
+  static std::vector<HandleSlot> slots;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (slots.empty()) slots.resize(size_t(device_count()));
+  ZT_CHECK(device >= 0 && size_t(device) < slots.size(), "gemm: CUDA device ", device, " out of range");
+  HandleSlot& s = slots[size_t(device)];
+  if (!s.handle) {
+    DeviceGuard guard(device);
+    ZT_CUBLAS_CHECK(cublasCreate(&s.handle));
+    ZT_CUBLAS_CHECK(cublasSetStream(s.handle, current_stream(device)));  // resets the workspace
+    ZT_CUDA_CHECK(cudaMalloc(&s.workspace, kWorkspaceBytes));
+    ZT_CUBLAS_CHECK(cublasSetWorkspace(s.handle, s.workspace, kWorkspaceBytes));
+    // f16 products accumulate in f32 all the way, as on the CPU.
+    ZT_CUBLAS_CHECK(cublasSetMathMode(
+        s.handle, cublasMath_t(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
+  }
+  return s.handle;
+}
+
+// A 2-D or 3-D tensor as (batch, rows, cols) with element strides (batch stride 0 when 2-D or
+// a batch of one).
+struct Dims3 {
+  int64_t batch, rows, cols;
+  int64_t batch_stride, row_stride, col_stride;
+};
+
+Dims3 dims3(const Tensor& t, const char* what) {
+  ZT_CHECK(t.dim() == 2 || t.dim() == 3, "gemm: ", what, " must be 2-D or 3-D, found shape ",
+           shape_str(t.shape()));
+  const int64_t nd = t.dim();
+  Dims3 d{1, t.size(nd - 2), t.size(nd - 1), 0, t.stride(nd - 2), t.stride(nd - 1)};
+  if (nd == 3) {
+    d.batch = t.size(0);
+    d.batch_stride = d.batch == 1 ? 0 : t.stride(0);
+  }
+  return d;
+}
+
+// One operand as cuBLAS takes it.
+struct Operand {
+  const void* data;
+  cublasOperation_t op;
+  int64_t ld, batch_stride;
+  Tensor keep_alive;  // a packed copy when the view's strides do not suit cuBLAS
+};
+
+// The stored (R, C) matrix with logical transpose `trans`, in the slot that needs op(x)^T.
+Operand make_operand(const Tensor& t, const Dims3& d, bool trans) {
+  const bool row_major = (d.col_stride == 1 || d.cols == 1) && (d.rows == 1 || d.row_stride >= d.cols);
+  const bool col_major = (d.row_stride == 1 || d.rows == 1) && (d.cols == 1 || d.col_stride >= d.rows);
+  if (row_major) {  // memory is x^T column-major
+    return {t.raw_data(), trans ? CUBLAS_OP_T : CUBLAS_OP_N,
+            d.rows == 1 ? std::max<int64_t>(d.cols, 1) : d.row_stride, d.batch_stride, Tensor()};
+  }
+  if (col_major) {  // memory is x column-major
+    return {t.raw_data(), trans ? CUBLAS_OP_N : CUBLAS_OP_T,
+            d.cols == 1 ? std::max<int64_t>(d.rows, 1) : d.col_stride, d.batch_stride, Tensor()};
+  }
+  // Any other layout (a stepped slice, a broadcast inside the matrix): pack it.
+  Tensor packed = Tensor::empty({d.batch, d.rows, d.cols}, TensorOptions(t.dtype(), t.device()));
+  const Tensor view = Tensor::view_of(t.storage(), {d.batch, d.rows, d.cols},
+                                      {d.batch_stride, d.row_stride, d.col_stride}, t.offset(), t.dtype());
+  cuda_backend().copy(packed, view);
+  return {packed.raw_data(), trans ? CUBLAS_OP_T : CUBLAS_OP_N, std::max<int64_t>(d.cols, 1),
+          d.batch == 1 ? 0 : d.rows * d.cols, packed};
+}
+
+cudaDataType_t cuda_type(DType t) {
+  switch (t) {
+    case DType::f32: return CUDA_R_32F;
+    case DType::f64: return CUDA_R_64F;
+    case DType::f16: return CUDA_R_16F;
+    case DType::bf16: return CUDA_R_16BF;
+    default: break;
+  }
+  ZT_FAIL("gemm: dtype ", dtype_name(t), " is not supported (expected f32, f64, f16 or bf16)");
+}
+
+}  // namespace
+
+void CudaBackend::gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool trans_a,
+                       bool trans_b, double alpha, double beta) {
+  ZT_CHECK(is_floating(out.dtype()), "gemm: dtype ", dtype_name(out.dtype()),
+           " is not supported (expected f32, f64, f16 or bf16)");
+  ZT_CHECK(a.dtype() == out.dtype() && b.dtype() == out.dtype(), "gemm: operands must share out's dtype ",
+           dtype_name(out.dtype()), ", found a ", dtype_name(a.dtype()), " and b ", dtype_name(b.dtype()));
+  const int device = common_device("gemm", {&out, &a, &b});
+  DeviceGuard guard(device);
+  const Dims3 od = dims3(out, "out"), ad = dims3(a, "a"), bd = dims3(b, "b");
+  const int64_t batch = od.batch, m = od.rows, n = od.cols, k = trans_a ? ad.rows : ad.cols;
+  const int64_t a_m = trans_a ? ad.cols : ad.rows;
+  const int64_t b_k = trans_b ? bd.cols : bd.rows, b_n = trans_b ? bd.rows : bd.cols;
+  ZT_CHECK(a_m == m && b_k == k && b_n == n, "gemm: shapes do not chain: out ", shape_str(out.shape()),
+           ", a ", shape_str(a.shape()), (trans_a ? " (transposed)" : ""), ", b ",
+           shape_str(b.shape()), (trans_b ? " (transposed)" : ""));
+  ZT_CHECK((ad.batch == 1 || ad.batch == batch) && (bd.batch == 1 || bd.batch == batch),
+           "gemm: batch sizes must be 1 or out's ", batch, ", found a ", shape_str(a.shape()), " and b ",
+           shape_str(b.shape()));
+  ZT_CHECK(od.col_stride == 1 || n == 1, "gemm: out must have unit stride in its last dim, found strides ",
+           shape_str(out.strides()));
+  const int64_t ldc = m == 1 ? std::max<int64_t>(n, 1) : od.row_stride;
+  ZT_CHECK(ldc >= n, "gemm: out rows overlap: row stride ", od.row_stride, " < ", n, " columns");
+  ZT_CHECK(m <= INT_MAX && n <= INT_MAX && k <= INT_MAX && ldc <= INT_MAX && batch <= INT_MAX,
+           "gemm: sizes must fit in 32 bits for cuBLAS, found m=", m, " n=", n, " k=", k, " batch=", batch);
+  if (batch == 0 || m == 0 || n == 0) return;
+  if (k == 0) {  // out = beta * out
+    if (beta == 0.0) return fill(out, 0.0);
+    return binary_scalar(BinaryOp::mul, out, out, beta, false);
+  }
+  const Operand ao = make_operand(a, ad, trans_a), bo = make_operand(b, bd, trans_b);
+  ZT_CHECK(ao.ld <= INT_MAX && bo.ld <= INT_MAX, "gemm: leading dims must fit in 32 bits, found ",
+           ao.ld, " and ", bo.ld);
+  const cudaDataType_t type = cuda_type(out.dtype());
+  cublasHandle_t handle = handle_for(device);
+  const bool f64 = out.dtype() == DType::f64;
+  const cublasComputeType_t compute = f64 ? CUBLAS_COMPUTE_64F
+                                      : (out.dtype() == DType::f32 && allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                                                  : CUBLAS_COMPUTE_32F);
+  const float alpha_f = float(alpha), beta_f = float(beta);
+  const void* alpha_p = f64 ? static_cast<const void*>(&alpha) : static_cast<const void*>(&alpha_f);
+  const void* beta_p = f64 ? static_cast<const void*>(&beta) : static_cast<const void*>(&beta_f);
+  ZT_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+      handle, bo.op, ao.op, int(n), int(m), int(k), alpha_p, bo.data, type, int(bo.ld), bo.batch_stride,
+      ao.data, type, int(ao.ld), ao.batch_stride, beta_p, out.raw_data(), type, int(ldc), od.batch_stride,
+      int(batch), compute, CUBLAS_GEMM_DEFAULT));
+}
+
+}  // namespace zt::cuda

@@ -1,0 +1,173 @@
+// Shared device helpers for the CUDA kernels: element conversions (f16/bf16 computed in f32,
+// as on the CPU), the strided offset calculator used for views and broadcasts, launch sizes
+// and the dtype dispatch into device types.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <array>
+#include <cstdint>
+#include <type_traits>
+
+#include "core/cpu/strided.h"  // collapse_dims: the one dim-merging rule, shared with the CPU
+#include "core/tensor.h"
+#include "cuda/cuda_check.h"
+
+namespace zt::cuda {
+
+// ---- element conversions ----
+
+// Arithmetic type of an element type: f32 for f16/bf16, int for bool, the type itself otherwise
+// (the CPU's arith_t).
+template <typename T>
+using arith_t = std::conditional_t<std::is_same_v<T, bool>, int, compute_t<T>>;
+
+template <typename T>
+__device__ __forceinline__ compute_t<T> to_compute(T v) {
+  if constexpr (std::is_same_v<T, Half>) {
+    return __half2float(__ushort_as_half(v.bits));
+  } else if constexpr (std::is_same_v<T, BFloat16>) {
+    return __bfloat162float(__ushort_as_bfloat16(v.bits));
+  } else {
+    return v;
+  }
+}
+
+// Conversion of a stored element into its arithmetic type (bool -> int, f16/bf16 -> float).
+template <typename T>
+__device__ __forceinline__ arith_t<T> to_arith(T v) {
+  return arith_t<T>(to_compute(v));
+}
+
+// Converts any arithmetic value to element type D; bool takes "nonzero" (the CPU's
+// convert_element), f16/bf16 round to nearest even from f32.
+template <typename D, typename S>
+__device__ __forceinline__ D to_element(S v) {
+  if constexpr (std::is_same_v<S, D>) {
+    return v;
+  } else if constexpr (std::is_same_v<S, Half> || std::is_same_v<S, BFloat16>) {
+    return to_element<D>(to_compute(v));
+  } else if constexpr (std::is_same_v<D, bool>) {
+    return double(v) != 0.0;
+  } else if constexpr (std::is_same_v<D, Half>) {
+    Half h;
+    h.bits = __half_as_ushort(__float2half_rn(float(v)));
+    return h;
+  } else if constexpr (std::is_same_v<D, BFloat16>) {
+    BFloat16 h;
+    h.bits = __bfloat16_as_ushort(__float2bfloat16_rn(float(v)));
+    return h;
+  } else {
+    return static_cast<D>(v);
+  }
+}
+
+// ---- strided offsets ----
+
+inline constexpr int kMaxDims = 8;
+
+// Maps a linear index over a shape to the element offset of each of K operands. Built on the
+// host from (shape, strides) with dims merged where every operand allows it.
+template <int K>
+struct OffsetCalc {
+  int ndim = 0;
+  int64_t sizes[kMaxDims];
+  int64_t strides[K][kMaxDims];
+
+  __device__ __forceinline__ void offsets(int64_t linear, int64_t* out) const {
+#pragma unroll
+    for (int k = 0; k < K; ++k) out[k] = 0;
+    for (int d = ndim - 1; d >= 0; --d) {
+      const int64_t i = linear % sizes[d];
+      linear /= sizes[d];
+#pragma unroll
+      for (int k = 0; k < K; ++k) out[k] += i * strides[k][d];
+    }
+  }
+};
+
+template <int K>
+OffsetCalc<K> make_offset_calc(const Shape& shape, const std::array<const Shape*, size_t(K)>& strides) {
+  const cpu::CollapsedLayout<size_t(K)> layout = cpu::collapse_dims<size_t(K)>(shape, strides);
+  ZT_CHECK(layout.shape.size() <= size_t(kMaxDims), "CUDA kernels take views of at most ", kMaxDims,
+           " non-mergeable dims, found ", layout.shape.size(), " for shape ", shape_str(shape));
+  OffsetCalc<K> calc;
+  calc.ndim = int(layout.shape.size());
+  for (int d = 0; d < calc.ndim; ++d) {
+    calc.sizes[d] = layout.shape[size_t(d)];
+    for (int k = 0; k < K; ++k) calc.strides[k][d] = layout.strides[size_t(k)][size_t(d)];
+  }
+  return calc;
+}
+
+// ---- launch sizes ----
+
+inline constexpr int kBlockSize = 256;
+
+// Blocks for a grid-stride loop over n items (capped: each thread then handles several).
+inline unsigned grid_for(int64_t n, int block = kBlockSize) {
+  const int64_t blocks = (n + block - 1) / block;
+  return unsigned(blocks < 1 ? 1 : (blocks > 65536 ? 65536 : blocks));
+}
+
+#define ZT_GRID_STRIDE_LOOP(i, n)                                                      \
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n);           \
+       i += int64_t(blockDim.x) * gridDim.x)
+
+// Typed device pointer of a tensor (storage + offset).
+template <typename T>
+inline T* device_data(const Tensor& t) {
+  return static_cast<T*>(t.raw_data());
+}
+
+// ---- reductions inside a block ----
+
+// Warp shuffle for any arithmetic type (types under 32 bits travel as int).
+template <typename C>
+__device__ __forceinline__ C shfl_xor(C v, int offset) {
+  if constexpr (sizeof(C) < 4) {
+    return C(__shfl_xor_sync(0xffffffffu, int(v), offset));
+  } else if constexpr (std::is_same_v<C, int64_t>) {
+    return C(__shfl_xor_sync(0xffffffffu, (long long)v, offset));
+  } else {
+    return __shfl_xor_sync(0xffffffffu, v, offset);
+  }
+}
+
+template <typename C>
+__device__ __forceinline__ C warp_sum(C v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+template <typename C>
+__device__ __forceinline__ C warp_max(C v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const C w = __shfl_xor_sync(0xffffffffu, v, o);
+    v = w > v ? w : v;
+  }
+  return v;
+}
+
+// Sum (or max) over the block; every thread gets the result. `shared` holds 32 values.
+template <typename C, bool kMax>
+__device__ __forceinline__ C block_reduce(C v, C* shared) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int warps = (blockDim.x + 31) / 32;
+  v = kMax ? warp_max(v) : warp_sum(v);
+  __syncthreads();  // shared may still be read by a previous call
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  C r = lane < warps ? shared[lane] : (kMax ? -INFINITY : C(0));
+  if (kMax) {
+    r = warp_max(r);
+  } else {
+    r = warp_sum(r);
+  }
+  return r;
+}
+
+}  // namespace zt::cuda

@@ -1,0 +1,139 @@
+// CUDA cross-entropy over contiguous logits (N, C) with integer targets (N), forward and
+// backward fused with the softmax, with the CPU kernel's meaning (core/cpu/
+// kernels_cross_entropy.cpp): loss[n] = logsumexp(logits[n]) - logits[n, target[n]] in f32,
+// rows whose target is ignore_index get loss 0 and zero gradient. A kernel cannot throw: a
+// target out of range (neither in [0, C) nor ignore_index) gives a NaN loss and NaN gradients,
+// which the non-finite checks of the training loop report.
+#include <cmath>
+
+#include "cuda/cuda_backend.h"
+#include "cuda/device.h"
+#include "cuda/kernel_utils.cuh"
+
+namespace zt::cuda {
+namespace {
+
+__device__ __forceinline__ float f_exp(float x) { return expf(x); }
+__device__ __forceinline__ double f_exp(double x) { return exp(x); }
+__device__ __forceinline__ float f_log(float x) { return logf(x); }
+__device__ __forceinline__ double f_log(double x) { return log(x); }
+
+// Row max and sum of exp(x - max) over one row, shared by all threads of the block.
+template <typename A, typename T>
+__device__ __forceinline__ void row_stats(const T* xr, int64_t cols, A* shared, A* mx_out, A* sum_out) {
+  A mx = -INFINITY;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) mx = fmax(mx, A(to_compute(xr[c])));
+  mx = block_reduce<A, true>(mx, shared);
+  A sum = 0;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) sum += f_exp(A(to_compute(xr[c])) - mx);
+  *sum_out = block_reduce<A, false>(sum, shared);
+  *mx_out = mx;
+}
+
+template <typename T, typename I>
+__global__ void cross_entropy_kernel(float* loss, const T* logits, const I* target, int64_t t_stride,
+                                     int64_t rows, int64_t cols, int64_t ignore_index) {  // (N, C)
+  using A = compute_t<T>;
+  __shared__ A shared[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const int64_t t = int64_t(target[r * t_stride]);
+    if (t == ignore_index) {
+      if (threadIdx.x == 0) loss[r] = 0.0f;
+      continue;
+    }
+    const T* xr = logits + r * cols;
+    A mx, sum;
+    row_stats(xr, cols, shared, &mx, &sum);
+    if (threadIdx.x == 0) loss[r] = (t >= 0 && t < cols) ? float(mx + f_log(sum) - A(to_compute(xr[t]))) : NAN;
+  }
+}
+
+template <typename T, typename I>
+__global__ void cross_entropy_backward_kernel(T* grad, const float* grad_loss, int64_t gl_stride,
+                                              const T* logits, const I* target, int64_t t_stride,
+                                              int64_t rows, int64_t cols, int64_t ignore_index) {
+  using A = compute_t<T>;
+  __shared__ A shared[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const int64_t t = int64_t(target[r * t_stride]);
+    T* gr = grad + r * cols;
+    if (t == ignore_index) {
+      for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) gr[c] = to_element<T>(A(0));
+      continue;
+    }
+    const T* xr = logits + r * cols;
+    A mx, sum;
+    row_stats(xr, cols, shared, &mx, &sum);
+    const bool valid = t >= 0 && t < cols;
+    const A gn = A(grad_loss[r * gl_stride]);
+    const A scale = valid ? gn / sum : A(NAN);
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+      const A p = f_exp(A(to_compute(xr[c])) - mx) * scale;
+      gr[c] = to_element<T>(c == t ? A(p - gn) : p);
+    }
+  }
+}
+
+struct Rows {
+  int64_t n, c;
+};
+
+Rows check_logits(const Tensor& logits, const Tensor& target, const char* op) {
+  ZT_CHECK(logits.dim() == 2 && logits.is_contiguous(), op, ": logits must be contiguous (N, C), found ",
+           logits.str(), " with strides ", shape_str(logits.strides()));
+  const Rows rs{logits.size(0), logits.size(1)};
+  ZT_CHECK(target.dim() == 1 && target.size(0) == rs.n, op, ": target must be (", rs.n,
+           ") to match the logits rows, found ", target.str());
+  return rs;
+}
+
+unsigned row_grid(int64_t rows) { return unsigned(rows < 65536 ? (rows < 1 ? 1 : rows) : 65536); }
+int row_block(int64_t cols) { return cols <= 128 ? 32 : (cols <= 1024 ? 128 : 512); }
+
+}  // namespace
+
+void CudaBackend::cross_entropy(const Tensor& loss, const Tensor& logits, const Tensor& target,
+                                int64_t ignore_index) {
+  const Rows rs = check_logits(logits, target, "cross_entropy");
+  ZT_CHECK(loss.dim() == 1 && loss.size(0) == rs.n && loss.dtype() == DType::f32 && loss.is_contiguous(),
+           "cross_entropy: loss must be a contiguous f32 (", rs.n, ") tensor, found ", loss.str());
+  const int device = common_device("cross_entropy", {&loss, &logits, &target});
+  DeviceGuard guard(device);
+  if (rs.n == 0) return;
+  cudaStream_t stream = current_stream(device);
+  ZT_DISPATCH_FLOATING(logits.dtype(), "cross_entropy", ([&]<typename T>() {
+    ZT_DISPATCH_INDEX(target.dtype(), "cross_entropy", ([&]<typename I>() {
+      cross_entropy_kernel<T, I><<<row_grid(rs.n), row_block(rs.c), 0, stream>>>(
+          device_data<float>(loss), device_data<T>(logits), device_data<I>(target), target.stride(0),
+          rs.n, rs.c, ignore_index);
+      ZT_CUDA_LAUNCH_CHECK("cross_entropy_kernel");
+    }));
+  }));
+}
+
+void CudaBackend::cross_entropy_backward(const Tensor& grad_logits, const Tensor& grad_loss,
+                                         const Tensor& logits, const Tensor& target,
+                                         int64_t ignore_index) {
+  const char* op = "cross_entropy_backward";
+  const Rows rs = check_logits(logits, target, op);
+  ZT_CHECK(grad_logits.shape() == logits.shape() && grad_logits.dtype() == logits.dtype() &&
+               grad_logits.is_contiguous(),
+           op, ": grad_logits must be contiguous like logits ", logits.str(), ", found ", grad_logits.str());
+  // grad_loss may be a broadcast view (stride 0) of a scalar gradient from a mean reduction.
+  ZT_CHECK(grad_loss.dim() == 1 && grad_loss.size(0) == rs.n && grad_loss.dtype() == DType::f32,
+           op, ": grad_loss must be an f32 (", rs.n, ") tensor, found ", grad_loss.str());
+  const int device = common_device(op, {&grad_logits, &grad_loss, &logits, &target});
+  DeviceGuard guard(device);
+  if (rs.n == 0) return;
+  cudaStream_t stream = current_stream(device);
+  ZT_DISPATCH_FLOATING(logits.dtype(), op, ([&]<typename T>() {
+    ZT_DISPATCH_INDEX(target.dtype(), op, ([&]<typename I>() {
+      cross_entropy_backward_kernel<T, I><<<row_grid(rs.n), row_block(rs.c), 0, stream>>>(
+          device_data<T>(grad_logits), device_data<float>(grad_loss), grad_loss.stride(0),
+          device_data<T>(logits), device_data<I>(target), target.stride(0), rs.n, rs.c, ignore_index);
+      ZT_CUDA_LAUNCH_CHECK("cross_entropy_backward_kernel");
+    }));
+  }));
+}
+
+}  // namespace zt::cuda

@@ -1,0 +1,210 @@
+// CUDA layer norm over the last dim of contiguous (N, C) data, forward and backward, with the
+// CPU kernel's meaning (core/cpu/kernels_layer_norm.cpp): statistics in float (double for f64)
+// by two passes, stored in the dtype of the mean/rstd tensors (f32, or f64).
+#include "cuda/cuda_backend.h"
+#include "cuda/device.h"
+#include "cuda/kernel_utils.cuh"
+
+namespace zt::cuda {
+namespace {
+
+__device__ __forceinline__ float f_sqrt(float x) { return sqrtf(x); }
+__device__ __forceinline__ double f_sqrt(double x) { return sqrt(x); }
+
+// One block per row: y = (x - mean) * rstd * w + b.
+template <typename T, typename S>
+__global__ void layer_norm_kernel(T* y, S* mean, S* rstd, const T* x, const T* w, const T* b,
+                                  int64_t rows, int64_t cols, double eps) {  // x, y (N, C); w, b (C)
+  using A = compute_t<T>;
+  __shared__ A shared[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = x + r * cols;
+    T* yr = y + r * cols;
+    A sum = 0;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) sum += A(to_compute(xr[c]));
+    const A mu = block_reduce<A, false>(sum, shared) / A(cols);
+    A var = 0;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+      const A d = A(to_compute(xr[c])) - mu;
+      var += d * d;
+    }
+    var = block_reduce<A, false>(var, shared);
+    const A inv = A(1) / f_sqrt(var / A(cols) + A(eps));
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+      A v = (A(to_compute(xr[c])) - mu) * inv;
+      if (w) v *= A(to_compute(w[c]));
+      if (b) v += A(to_compute(b[c]));
+      yr[c] = to_element<T>(v);
+    }
+    if (threadIdx.x == 0) {
+      mean[r] = S(mu);
+      rstd[r] = S(inv);
+    }
+  }
+}
+
+// One block per row: grad_x = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = grad_y * w.
+template <typename T, typename S>
+__global__ void layer_norm_backward_x_kernel(T* gx, const T* gy, const T* x, const S* mean, const S* rstd,
+                                             const T* w, int64_t rows, int64_t cols) {
+  using A = compute_t<T>;
+  __shared__ A shared[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* gr = gy + r * cols;
+    const T* xr = x + r * cols;
+    T* dr = gx + r * cols;
+    const A mu = A(mean[r]), inv = A(rstd[r]);
+    A sum_g = 0, sum_gx = 0;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+      const A xhat = (A(to_compute(xr[c])) - mu) * inv;
+      const A g = w ? A(to_compute(gr[c])) * A(to_compute(w[c])) : A(to_compute(gr[c]));
+      sum_g += g;
+      sum_gx += g * xhat;
+    }
+    const A mean_g = block_reduce<A, false>(sum_g, shared) / A(cols);
+    const A mean_gx = block_reduce<A, false>(sum_gx, shared) / A(cols);
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+      const A xhat = (A(to_compute(xr[c])) - mu) * inv;
+      const A g = w ? A(to_compute(gr[c])) * A(to_compute(w[c])) : A(to_compute(gr[c]));
+      dr[c] = to_element<T>(A(inv * (g - mean_g - xhat * mean_gx)));
+    }
+  }
+}
+
+constexpr int kColTile = 32, kRowGroups = 8;
+
+// Column sums over rows: grad_w[c] = sum_n grad_y * xhat, grad_b[c] = sum_n grad_y. A block of
+// (32, 8) threads owns 32 columns; its 8 row groups meet in shared memory.
+template <typename T, typename S>
+__global__ void layer_norm_backward_wb_kernel(T* gw, T* gb, const T* gy, const T* x, const S* mean,
+                                              const S* rstd, int64_t rows, int64_t cols) {
+  using A = compute_t<T>;
+  __shared__ A part_w[kRowGroups][kColTile];
+  __shared__ A part_b[kRowGroups][kColTile];
+  const int64_t c = int64_t(blockIdx.x) * kColTile + threadIdx.x;
+  A sw = 0, sb = 0;
+  if (c < cols) {
+    for (int64_t r = threadIdx.y; r < rows; r += kRowGroups) {
+      const A g = to_compute(gy[r * cols + c]);
+      sw += g * ((A(to_compute(x[r * cols + c])) - A(mean[r])) * A(rstd[r]));
+      sb += g;
+    }
+  }
+  part_w[threadIdx.y][threadIdx.x] = sw;
+  part_b[threadIdx.y][threadIdx.x] = sb;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < cols) {
+    for (int k = 1; k < kRowGroups; ++k) {
+      sw += part_w[k][threadIdx.x];
+      sb += part_b[k][threadIdx.x];
+    }
+    if (gw) gw[c] = to_element<T>(sw);
+    if (gb) gb[c] = to_element<T>(sb);
+  }
+}
+
+struct Rows {
+  int64_t n, c;
+};
+
+Rows check_rows(const Tensor& x, const char* op) {
+  ZT_CHECK(x.dim() >= 1 && x.is_contiguous(), op, ": x must be contiguous with at least 1 dim, found ",
+           x.str(), " with strides ", shape_str(x.strides()));
+  const int64_t c = x.size(-1);
+  return {c == 0 ? 0 : x.numel() / c, c};
+}
+
+void check_like(const Tensor& t, const Tensor& x, const Shape& shape, const char* op, const char* what) {
+  ZT_CHECK(t.shape() == shape && t.dtype() == x.dtype() && t.is_contiguous(), op, ": ", what,
+           " must be contiguous of shape ", shape_str(shape), " and dtype ", dtype_name(x.dtype()),
+           ", found ", t.str());
+}
+
+void check_stats(const Tensor& mean, const Tensor& rstd, int64_t n, const char* op) {
+  for (const Tensor* t : {&mean, &rstd}) {
+    ZT_CHECK(t->numel() == n && t->is_contiguous() && (t->dtype() == DType::f32 || t->dtype() == DType::f64),
+             op, ": mean and rstd must be contiguous f32 (or f64) tensors of ", n, " elements, found ", t->str());
+  }
+  ZT_CHECK(mean.dtype() == rstd.dtype(), op, ": mean and rstd must share a dtype, found ",
+           dtype_name(mean.dtype()), " and ", dtype_name(rstd.dtype()));
+}
+
+template <typename T>
+const T* data_or_null(const Tensor& t) {
+  return t.defined() ? device_data<T>(t) : nullptr;
+}
+
+unsigned row_grid(int64_t rows) { return unsigned(rows < 65536 ? (rows < 1 ? 1 : rows) : 65536); }
+int row_block(int64_t cols) { return cols <= 128 ? 32 : (cols <= 1024 ? 128 : 512); }
+
+}  // namespace
+
+void CudaBackend::layer_norm(const Tensor& y, const Tensor& mean, const Tensor& rstd, const Tensor& x,
+                             const Tensor& weight, const Tensor& bias, double eps) {
+  const Rows rs = check_rows(x, "layer_norm");
+  const Shape c_shape{rs.c};
+  check_like(y, x, x.shape(), "layer_norm", "y");
+  if (weight.defined()) check_like(weight, x, c_shape, "layer_norm", "weight");
+  if (bias.defined()) check_like(bias, x, c_shape, "layer_norm", "bias");
+  check_stats(mean, rstd, rs.n, "layer_norm");
+  const int device = common_device("layer_norm", {&y, &mean, &rstd, &x, &weight, &bias});
+  DeviceGuard guard(device);
+  if (rs.n == 0) return;
+  cudaStream_t stream = current_stream(device);
+  ZT_DISPATCH_FLOATING(x.dtype(), "layer_norm", ([&]<typename T>() {
+    auto run = [&]<typename S>() {
+      layer_norm_kernel<T, S><<<row_grid(rs.n), row_block(rs.c), 0, stream>>>(
+          device_data<T>(y), device_data<S>(mean), device_data<S>(rstd), device_data<T>(x),
+          data_or_null<T>(weight), data_or_null<T>(bias), rs.n, rs.c, eps);
+      ZT_CUDA_LAUNCH_CHECK("layer_norm_kernel");
+    };
+    if (mean.dtype() == DType::f64) {
+      run.template operator()<double>();
+    } else {
+      run.template operator()<float>();
+    }
+  }));
+}
+
+void CudaBackend::layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight,
+                                      const Tensor& grad_bias, const Tensor& grad_y, const Tensor& x,
+                                      const Tensor& mean, const Tensor& rstd, const Tensor& weight) {
+  const char* op = "layer_norm_backward";
+  const Rows rs = check_rows(x, op);
+  const Shape c_shape{rs.c};
+  check_like(grad_x, x, x.shape(), op, "grad_x");
+  check_like(grad_y, x, x.shape(), op, "grad_y");
+  if (weight.defined()) check_like(weight, x, c_shape, op, "weight");
+  if (grad_weight.defined()) check_like(grad_weight, x, c_shape, op, "grad_weight");
+  if (grad_bias.defined()) check_like(grad_bias, x, c_shape, op, "grad_bias");
+  check_stats(mean, rstd, rs.n, op);
+  const int device = common_device(op, {&grad_x, &grad_weight, &grad_bias, &grad_y, &x, &mean, &rstd, &weight});
+  DeviceGuard guard(device);
+  if (rs.c == 0) return;
+  cudaStream_t stream = current_stream(device);
+  ZT_DISPATCH_FLOATING(x.dtype(), op, ([&]<typename T>() {
+    auto run = [&]<typename S>() {
+      if (rs.n > 0) {
+        layer_norm_backward_x_kernel<T, S><<<row_grid(rs.n), row_block(rs.c), 0, stream>>>(
+            device_data<T>(grad_x), device_data<T>(grad_y), device_data<T>(x), device_data<S>(mean),
+            device_data<S>(rstd), data_or_null<T>(weight), rs.n, rs.c);
+        ZT_CUDA_LAUNCH_CHECK("layer_norm_backward_x_kernel");
+      }
+      if (grad_weight.defined() || grad_bias.defined()) {
+        const unsigned grid = unsigned((rs.c + kColTile - 1) / kColTile);
+        layer_norm_backward_wb_kernel<T, S><<<grid, dim3(kColTile, kRowGroups), 0, stream>>>(
+            grad_weight.defined() ? device_data<T>(grad_weight) : nullptr,
+            grad_bias.defined() ? device_data<T>(grad_bias) : nullptr, device_data<T>(grad_y),
+            device_data<T>(x), device_data<S>(mean), device_data<S>(rstd), rs.n, rs.c);
+        ZT_CUDA_LAUNCH_CHECK("layer_norm_backward_wb_kernel");
+      }
+    };
+    if (mean.dtype() == DType::f64) {
+      run.template operator()<double>();
+    } else {
+      run.template operator()<float>();
+    }
+  }));
+}
+
+}  // namespace zt::cuda

@@ -1,0 +1,273 @@
+// CUDA reductions: sum/mean/max/min over a set of dims, argmax/argmin over one dim. Meaning as
+// on the CPU (core/cpu/kernels_reduce.cpp): floating sums accumulate in double and integer sums
+// in int64; NaN propagates through max/min; arg_reduce returns the first best index and the
+// first NaN wins. One warp reduces one output when the reduced extent is short, one block
+// when it is long.
+#include <cmath>
+#include <limits>
+
+#include "cuda/cuda_backend.h"
+#include "cuda/device.h"
+#include "cuda/kernel_utils.cuh"
+
+namespace zt::cuda {
+namespace {
+
+constexpr int kWarpsPerBlock = kBlockSize / 32;
+// A reduced extent at least this long gets a whole block per output.
+constexpr int64_t kBlockReduceThreshold = 4096;
+
+template <typename C>
+__device__ __forceinline__ bool is_nan_value(C v) {
+  if constexpr (std::is_floating_point_v<C>) {
+    return isnan(v);
+  } else {
+    return false;
+  }
+}
+
+// Accumulators over arithmetic type C.
+template <typename A>
+struct SumAcc {
+  static constexpr bool kIsSum = true;
+  A total = A(0);
+  template <typename C> __device__ void add(C x) { total += A(x); }
+  __device__ void merge(const SumAcc& o) { total += o.total; }
+  __device__ SumAcc shfl(int offset) const { return SumAcc{shfl_xor(total, offset)}; }
+};
+
+template <typename C, bool kMax>
+struct ExtremumAcc {
+  static constexpr bool kIsSum = false;
+  C best;
+  __device__ ExtremumAcc() {
+    if constexpr (std::is_floating_point_v<C>) {
+      best = kMax ? C(-INFINITY) : C(INFINITY);
+    } else {
+      best = kMax ? std::numeric_limits<C>::lowest() : std::numeric_limits<C>::max();
+    }
+  }
+  __device__ void add(C x) {
+    const bool better = (kMax ? x > best : x < best) || is_nan_value(x);  // NaN sticks
+    if (better && !is_nan_value(best)) best = x;
+  }
+  __device__ void merge(const ExtremumAcc& o) { add(o.best); }
+  __device__ ExtremumAcc shfl(int offset) const {
+    ExtremumAcc r;
+    r.best = shfl_xor(best, offset);
+    return r;
+  }
+};
+
+template <typename Acc>
+__device__ __forceinline__ Acc warp_merge(Acc acc) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) acc.merge(acc.shfl(o));
+  return acc;
+}
+
+// Finishing: sum and extremum store the accumulator; mean divides by the count in double.
+template <typename O, bool kMean, typename Acc>
+__device__ __forceinline__ O finish(const Acc& acc, double count) {
+  if constexpr (kMean) {
+    return to_element<O>(double(acc.total) / count);
+  } else if constexpr (Acc::kIsSum) {
+    return to_element<O>(acc.total);
+  } else {
+    return to_element<O>(acc.best);
+  }
+}
+
+// Warp w of the grid reduces output w: out[w] = reduce over r of a[kept(w) + red(r)].
+template <typename T, typename O, typename Acc, bool kMean>
+__global__ void reduce_warp_kernel(O* out, const T* a, int64_t n_out, int64_t n_red,
+                                   OffsetCalc<1> kept, OffsetCalc<1> red) {
+  const int lane = threadIdx.x % 32;
+  const int64_t warps = int64_t(gridDim.x) * kWarpsPerBlock;
+  for (int64_t o = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32; o < n_out; o += warps) {
+    int64_t base;
+    kept.offsets(o, &base);
+    Acc acc;
+    for (int64_t r = lane; r < n_red; r += 32) {
+      int64_t off;
+      red.offsets(r, &off);
+      acc.add(to_arith(a[base + off]));
+    }
+    acc = warp_merge(acc);
+    if (lane == 0) out[o] = finish<O, kMean>(acc, double(n_red));
+  }
+}
+
+// Block b of the grid reduces output b.
+template <typename T, typename O, typename Acc, bool kMean>
+__global__ void reduce_block_kernel(O* out, const T* a, int64_t n_out, int64_t n_red,
+                                    OffsetCalc<1> kept, OffsetCalc<1> red) {
+  // Raw storage: shared memory cannot run Acc's constructor.
+  __shared__ alignas(Acc) unsigned char partial_raw[sizeof(Acc) * kWarpsPerBlock];
+  Acc* partial = reinterpret_cast<Acc*>(partial_raw);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  for (int64_t o = blockIdx.x; o < n_out; o += gridDim.x) {
+    int64_t base;
+    kept.offsets(o, &base);
+    Acc acc;
+    for (int64_t r = threadIdx.x; r < n_red; r += blockDim.x) {
+      int64_t off;
+      red.offsets(r, &off);
+      acc.add(to_arith(a[base + off]));
+    }
+    acc = warp_merge(acc);
+    __syncthreads();  // partial may still be read for the previous output
+    if (lane == 0) partial[warp] = acc;
+    __syncthreads();
+    if (warp == 0) {
+      Acc total = lane < kWarpsPerBlock ? partial[lane] : Acc();
+      total = warp_merge(total);
+      if (lane == 0) out[o] = finish<O, kMean>(total, double(n_red));
+    }
+  }
+}
+
+// The (kept, reduced) split of a's dims: offsets of each output's first element and of each
+// reduced element relative to it.
+struct ReduceLayout {
+  OffsetCalc<1> kept, red;
+  int64_t n_out = 1, n_red = 1;
+};
+
+ReduceLayout make_layout(const Tensor& a, const std::vector<int>& dims) {
+  std::vector<bool> reduced(size_t(a.dim()), false);
+  for (int d : dims) {
+    ZT_CHECK(d >= 0 && d < a.dim(), "reduce: dim ", d, " out of range for shape ", shape_str(a.shape()));
+    reduced[size_t(d)] = true;
+  }
+  Shape kept_shape, kept_strides, red_shape, red_strides;
+  for (int64_t d = 0; d < a.dim(); ++d) {
+    (reduced[size_t(d)] ? red_shape : kept_shape).push_back(a.size(d));
+    (reduced[size_t(d)] ? red_strides : kept_strides).push_back(a.stride(d));
+  }
+  ReduceLayout l;
+  l.kept = make_offset_calc<1>(kept_shape, {&kept_strides});
+  l.red = make_offset_calc<1>(red_shape, {&red_strides});
+  l.n_out = shape_numel(kept_shape);
+  l.n_red = shape_numel(red_shape);
+  return l;
+}
+
+template <typename T, typename O, typename Acc, bool kMean>
+void launch_reduce(const Tensor& out, const Tensor& a, const ReduceLayout& l, cudaStream_t stream) {
+  O* o = device_data<O>(out);
+  const T* p = device_data<T>(a);
+  if (l.n_red >= kBlockReduceThreshold) {
+    const unsigned grid = unsigned(l.n_out < 65536 ? l.n_out : 65536);
+    reduce_block_kernel<T, O, Acc, kMean><<<grid, kBlockSize, 0, stream>>>(o, p, l.n_out, l.n_red, l.kept, l.red);
+    ZT_CUDA_LAUNCH_CHECK("reduce_block_kernel");
+  } else {
+    reduce_warp_kernel<T, O, Acc, kMean><<<grid_for(l.n_out, kWarpsPerBlock), kBlockSize, 0, stream>>>(
+        o, p, l.n_out, l.n_red, l.kept, l.red);
+    ZT_CUDA_LAUNCH_CHECK("reduce_warp_kernel");
+  }
+}
+
+// ---- arg_reduce ----
+
+template <typename C>
+struct ArgBest {
+  C value;
+  int64_t index;
+};
+
+// Is candidate b preferred over the current a? NaN first (lowest index among NaNs), then the
+// better value, then the lower index.
+template <typename C, bool kMax>
+__device__ __forceinline__ bool prefer(const ArgBest<C>& a, const ArgBest<C>& b) {
+  if (b.index < 0) return false;
+  if (a.index < 0) return true;
+  const bool an = is_nan_value(a.value), bn = is_nan_value(b.value);
+  if (an || bn) return bn && (!an || b.index < a.index);
+  if (b.value == a.value) return b.index < a.index;
+  return kMax ? b.value > a.value : b.value < a.value;
+}
+
+template <typename T, bool kMax>
+__global__ void arg_reduce_kernel(int64_t* out, const T* a, int64_t n_out, int64_t len, int64_t stride,
+                                  OffsetCalc<1> kept) {
+  using C = arith_t<T>;
+  const int lane = threadIdx.x % 32;
+  const int64_t warps = int64_t(gridDim.x) * kWarpsPerBlock;
+  for (int64_t o = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32; o < n_out; o += warps) {
+    int64_t base;
+    kept.offsets(o, &base);
+    ArgBest<C> best{C(0), -1};
+    for (int64_t j = lane; j < len; j += 32) {
+      const ArgBest<C> cand{to_arith(a[base + j * stride]), j};
+      if (prefer<C, kMax>(best, cand)) best = cand;
+    }
+#pragma unroll
+    for (int s = 16; s > 0; s >>= 1) {
+      const ArgBest<C> other{shfl_xor(best.value, s), shfl_xor(best.index, s)};
+      if (prefer<C, kMax>(best, other)) best = other;
+    }
+    if (lane == 0) out[o] = best.index;
+  }
+}
+
+}  // namespace
+
+void CudaBackend::reduce(ReduceOp op, const Tensor& out, const Tensor& a, const std::vector<int>& dims) {
+  const int device = common_device("reduce", {&out, &a});
+  DeviceGuard guard(device);
+  const ReduceLayout l = make_layout(a, dims);
+  ZT_CHECK(out.numel() == l.n_out && out.is_contiguous(), "reduce ", op_name(op),
+           ": out must be contiguous with ", l.n_out, " elements, found ", out.str());
+  ZT_CHECK(l.n_red > 0 || op == ReduceOp::sum, "reduce ", op_name(op),
+           ": cannot reduce an empty set of elements (shape ", shape_str(a.shape()), ")");
+  if (l.n_out == 0) return;
+  cudaStream_t stream = current_stream(device);
+  ZT_DISPATCH_ALL(a.dtype(), "reduce", ([&]<typename T>() {
+    using C = arith_t<T>;
+    using A = std::conditional_t<std::is_floating_point_v<C>, double, int64_t>;
+    auto with_out = [&]<typename O>() {
+      switch (op) {
+        case ReduceOp::sum: return launch_reduce<T, O, SumAcc<A>, false>(out, a, l, stream);
+        case ReduceOp::mean: return launch_reduce<T, O, SumAcc<A>, true>(out, a, l, stream);
+        case ReduceOp::max: return launch_reduce<T, O, ExtremumAcc<C, true>, false>(out, a, l, stream);
+        case ReduceOp::min: return launch_reduce<T, O, ExtremumAcc<C, false>, false>(out, a, l, stream);
+      }
+    };
+    if (out.dtype() == a.dtype()) {
+      with_out.template operator()<T>();
+    } else if (out.dtype() == DType::i64 && !is_floating(a.dtype())) {
+      if constexpr (!std::is_floating_point_v<C>) with_out.template operator()<int64_t>();  // integer sums widen, as numpy does
+    } else {
+      ZT_FAIL("reduce ", op_name(op), ": out dtype ", dtype_name(out.dtype()), " for input dtype ",
+              dtype_name(a.dtype()), " (expected the input dtype, or i64 for integer inputs)");
+    }
+  }));
+}
+
+void CudaBackend::arg_reduce(ArgReduceOp op, const Tensor& out, const Tensor& a, int dim) {
+  ZT_CHECK(dim >= 0 && dim < a.dim(), "arg_reduce: dim ", dim, " out of range for shape ", shape_str(a.shape()));
+  ZT_CHECK(out.dtype() == DType::i64, "arg_reduce: out must be i64, found ", dtype_name(out.dtype()));
+  const int device = common_device("arg_reduce", {&out, &a});
+  DeviceGuard guard(device);
+  const ReduceLayout l = make_layout(a, {dim});
+  ZT_CHECK(out.numel() == l.n_out && out.is_contiguous(), "arg_reduce: out must be contiguous with ",
+           l.n_out, " elements, found ", out.str());
+  ZT_CHECK(l.n_red > 0, "arg_reduce: dim ", dim, " of shape ", shape_str(a.shape()), " is empty");
+  if (l.n_out == 0) return;
+  const int64_t len = a.size(dim), stride = a.stride(dim);
+  cudaStream_t stream = current_stream(device);
+  ZT_DISPATCH_ALL(a.dtype(), "arg_reduce", ([&]<typename T>() {
+    const unsigned grid = grid_for(l.n_out, kWarpsPerBlock);
+    if (op == ArgReduceOp::argmax) {
+      arg_reduce_kernel<T, true><<<grid, kBlockSize, 0, stream>>>(device_data<int64_t>(out), device_data<T>(a),
+                                                                  l.n_out, len, stride, l.kept);
+    } else {
+      arg_reduce_kernel<T, false><<<grid, kBlockSize, 0, stream>>>(device_data<int64_t>(out), device_data<T>(a),
+                                                                   l.n_out, len, stride, l.kept);
+    }
+    ZT_CUDA_LAUNCH_CHECK("arg_reduce_kernel");
+  }));
+}
+
+}  // namespace zt::cuda

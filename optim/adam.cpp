@@ -1,0 +1,105 @@
+// Adam/AdamW update: a fused loop for contiguous f32/f64 CPU tensors, raw in-place ops
+// otherwise (Note [Optimizer updates] in optim/optimizer.h).
+#include "optim/adam.h"
+
+#include <cmath>
+
+#include "core/ops.h"
+
+namespace zt {
+
+namespace {
+
+struct AdamStep {
+  double lr, beta1, beta2, eps, weight_decay;
+  bool decoupled;
+  int64_t step;
+};
+
+template <typename T>
+void adam_fused(T* p, const T* g, T* m, T* v, int64_t n, const AdamStep& s) {  // all (n)
+  const double bc1 = 1.0 - std::pow(s.beta1, double(s.step));
+  const double bc2 = 1.0 - std::pow(s.beta2, double(s.step));
+  const T step_size = T(s.lr / bc1), inv_bc2_sqrt = T(1.0 / std::sqrt(bc2));
+  const T b1 = T(s.beta1), b2 = T(s.beta2), eps = T(s.eps), wd = T(s.weight_decay);
+  const T decay = T(1.0 - s.lr * s.weight_decay);
+  const bool l2 = !s.decoupled && s.weight_decay != 0;
+  const bool decoupled = s.decoupled && s.weight_decay != 0;
+#pragma omp parallel for if (n > 65536)
+  for (int64_t j = 0; j < n; ++j) {
+    T gj = g[j];
+    if (l2) gj += wd * p[j];
+    if (decoupled) p[j] *= decay;
+    m[j] = b1 * m[j] + (T(1) - b1) * gj;
+    v[j] = b2 * v[j] + (T(1) - b2) * gj * gj;
+    T denom = std::sqrt(v[j]) * inv_bc2_sqrt + eps;
+    p[j] -= step_size * m[j] / denom;
+  }
+}
+
+void adam_raw(const Tensor& p, const Tensor& grad, const Tensor& m, const Tensor& v,
+              const AdamStep& s) {
+  const double bc1 = 1.0 - std::pow(s.beta1, double(s.step));
+  const double bc2 = 1.0 - std::pow(s.beta2, double(s.step));
+  Tensor g = grad;
+  if (s.weight_decay != 0) {
+    if (s.decoupled) raw::binary_(BinaryOp::mul, p, 1.0 - s.lr * s.weight_decay);
+    else g = raw::add(g, raw::mul(p, s.weight_decay));
+  }
+  raw::binary_(BinaryOp::mul, m, s.beta1);
+  raw::binary_(BinaryOp::add, m, raw::mul(g, 1.0 - s.beta1));
+  raw::binary_(BinaryOp::mul, v, s.beta2);
+  raw::binary_(BinaryOp::add, v, raw::mul(raw::mul(g, g), 1.0 - s.beta2));
+  Tensor denom = raw::add(raw::mul(raw::unary(UnaryOp::sqrt, v), 1.0 / std::sqrt(bc2)), s.eps);
+  raw::binary_(BinaryOp::sub, p, raw::mul(raw::div(m, denom), s.lr / bc1));
+}
+
+}  // namespace
+
+Adam::Adam(std::vector<ParamGroup> groups, const AdamOptions& options, bool decoupled)
+    : Optimizer(std::move(groups)), options_(options), decoupled_weight_decay_(decoupled) {
+  set_betas(options.beta1, options.beta2);
+  ZT_CHECK(options.eps >= 0, "Adam: expected eps >= 0, found ", options.eps);
+  fill_group_defaults(options.lr, options.weight_decay);
+}
+
+Adam::Adam(std::vector<ParamGroup> groups, const AdamOptions& options)
+    : Adam(std::move(groups), options, false) {}
+
+Adam::Adam(const std::vector<Tensor>& params, const AdamOptions& options)
+    : Adam(std::vector<ParamGroup>{ParamGroup{params}}, options, false) {}
+
+void Adam::set_betas(double beta1, double beta2) {
+  ZT_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1,
+           "Adam: expected betas in [0, 1), found beta1=", beta1, " beta2=", beta2);
+  options_.beta1 = beta1;
+  options_.beta2 = beta2;
+}
+
+void Adam::update(const ParamGroup& group, const Tensor& param, const Tensor& grad,
+                  ParamState& state) {
+  if (!state.buffers.contains("exp_avg")) {
+    state.buffers.set("exp_avg", make_state_like(param));
+    state.buffers.set("exp_avg_sq", make_state_like(param));
+  }
+  const Tensor& m = state.buffers.at("exp_avg");
+  const Tensor& v = state.buffers.at("exp_avg_sq");
+  AdamStep s{group.lr,           options_.beta1,          options_.beta2, options_.eps,
+             group.weight_decay, decoupled_weight_decay_, state.step};
+  if (fused_eligible(param, grad)) {
+    ZT_DISPATCH_FLOATING(param.dtype(), "Adam", [&]<typename T>() {
+      if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
+        adam_fused<T>(param.data<T>(), grad.data<T>(), m.data<T>(), v.data<T>(), param.numel(), s);
+    });
+    return;
+  }
+  adam_raw(param, grad, m, v, s);
+}
+
+AdamW::AdamW(std::vector<ParamGroup> groups, const AdamWOptions& options)
+    : Adam(std::move(groups), options, true) {}
+
+AdamW::AdamW(const std::vector<Tensor>& params, const AdamWOptions& options)
+    : Adam(std::vector<ParamGroup>{ParamGroup{params}}, options, true) {}
+
+}  // namespace zt

@@ -1,0 +1,83 @@
+// Optimizer: the base of SGD/Adam/AdamW over parameter groups, with per-parameter state
+// (moments, step counts) that state_dict()/load_state_dict() save and restore exactly.
+//
+// Note [Optimizer updates]
+// step() runs under NoGradGuard. CPU parameters in f32/f64 are updated by one fused loop over
+// contiguous data (param, grad and state of one dtype); other devices and dtypes go through raw
+// in-place ops (core/ops.h), which every backend implements. Parameters whose gradient is
+// undefined are skipped and their step count does not advance, as in PyTorch.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nn/module.h"
+
+namespace zt {
+
+struct ParamGroup {
+  // A negative lr or weight_decay means "unset": the optimizer's options fill it in.
+  static constexpr double kUnset = -1.0;
+  std::vector<Tensor> params;
+  double lr = kUnset;
+  double weight_decay = kUnset;
+};
+
+// Two groups chosen by name, shape and layer type, never by index: group 0 decays (weight
+// matrices), group 1 does not: 1-D params, names ending in "bias", and every parameter of a
+// LayerNorm or Embedding (as minGPT). Both groups are always present (either may be empty).
+std::vector<ParamGroup> make_param_groups(Module& module, double weight_decay);
+
+// Everything an exact resume needs. Tensors: "state.<group>.<index>.<name>" (clones);
+// scalars: "state.<group>.<index>.step", "group.<g>.lr", "group.<g>.weight_decay", "step".
+struct OptimizerState {
+  TensorDict tensors;
+  std::map<std::string, double> scalars;
+};
+
+class Optimizer {
+ public:
+  explicit Optimizer(std::vector<ParamGroup> groups);
+  virtual ~Optimizer() = default;
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  // One update of every parameter that has a gradient.
+  void step();
+  // Clears every parameter's gradient (to undefined).
+  void zero_grad();
+
+  std::vector<ParamGroup>& param_groups() { return groups_; }
+  const std::vector<ParamGroup>& param_groups() const { return groups_; }
+  double lr(size_t group = 0) const;
+  void set_lr(size_t group, double lr);
+  void set_lr(double lr);  // every group
+  int64_t step_count() const { return step_count_; }
+
+  OptimizerState state_dict() const;
+  // Errors when the parameter layout (group count, sizes, shapes) differs from the saved one.
+  void load_state_dict(const OptimizerState& state);
+
+ protected:
+  struct ParamState {
+    int64_t step = 0;
+    TensorDict buffers;  // "exp_avg", "momentum_buffer", ...: tagged optimizer_state
+  };
+  // Updates one parameter; state.step has already been advanced.
+  virtual void update(const ParamGroup& group, const Tensor& param, const Tensor& grad,
+                      ParamState& state) = 0;
+  // Fills unset lr/weight_decay of every group (called by derived constructors).
+  void fill_group_defaults(double lr, double weight_decay);
+  // A zero-filled state tensor shaped like param, tagged MemoryCategory::optimizer_state.
+  static Tensor make_state_like(const Tensor& param);
+  // Whether param/grad/state can take the fused CPU loop (Note [Optimizer updates]).
+  static bool fused_eligible(const Tensor& param, const Tensor& grad);
+
+ private:
+  std::vector<ParamGroup> groups_;
+  std::vector<std::vector<ParamState>> state_;  // [group][param]
+  int64_t step_count_ = 0;
+};
+
+}  // namespace zt

@@ -1,0 +1,194 @@
+// gradcheck (f64 finite differences) of the matrix products, shape ops and nn functions in
+// autograd/ops.h.
+#include <cmath>
+
+#include "helpers.h"
+
+namespace zt {
+namespace {
+
+using test::expect_gradcheck;
+using test::expect_values;
+using test::leaf;
+using V = std::vector<Tensor>;
+
+TEST_CASE("gradcheck: matmul, every transpose combination, 2-D and batched") {
+  const int64_t B = 2, M = 3, K = 4, N = 2;
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      CAPTURE(ta);
+      CAPTURE(tb);
+      Shape sa = ta ? Shape{K, M} : Shape{M, K}, sb = tb ? Shape{N, K} : Shape{K, N};
+      auto fn = [=](const V& in) { return matmul(in[0], in[1], ta, tb); };
+      expect_gradcheck(fn, {leaf(sa, 1), leaf(sb, 2)});
+      // Batched on both sides.
+      Shape ba = {B, sa[0], sa[1]}, bb = {B, sb[0], sb[1]};
+      expect_gradcheck(fn, {leaf(ba, 3), leaf(bb, 4)});
+      // A batch of rows times one shared matrix, also with two batch dims.
+      expect_gradcheck(fn, {leaf(ba, 5), leaf(sb, 6)});
+      expect_gradcheck(fn, {leaf({2, B, sa[0], sa[1]}, 7), leaf(sb, 8)});
+    }
+  }
+  Tensor a = leaf({M, K}, 9), b = leaf({K, N}, 10);
+  Tensor out = matmul(a, b);
+  CHECK(out.shape() == Shape{M, N});
+}
+
+TEST_CASE("gradcheck: linear with and without bias") {
+  Tensor x2 = leaf({3, 4}, 11), x3 = leaf({2, 3, 4}, 12), w = leaf({5, 4}, 13), b = leaf({5}, 14);
+  expect_gradcheck([](const V& in) { return linear(in[0], in[1], in[2]); }, {x2, w, b});
+  expect_gradcheck([](const V& in) { return linear(in[0], in[1], in[2]); }, {x3, w, b});
+  expect_gradcheck([](const V& in) { return linear(in[0], in[1]); }, {x2, w});
+  expect_gradcheck([](const V& in) { return linear(in[0], in[1]); }, {x3, w});
+  // Only the weight requires grad (the first layer of a network).
+  Tensor x_const = detach(x3);
+  expect_gradcheck([&](const V& in) { return linear(x_const, in[0], in[1]); }, {w, b});
+}
+
+TEST_CASE("gradcheck: view ops") {
+  Tensor a = leaf({2, 3, 4}, 15);
+  expect_gradcheck([](const V& in) { return reshape(in[0], {4, -1}); }, {a});
+  expect_gradcheck([](const V& in) { return transpose(in[0], 0, 2); }, {a});
+  expect_gradcheck([](const V& in) { return permute(in[0], {2, 0, 1}); }, {a});
+  expect_gradcheck([](const V& in) { return narrow(in[0], 2, 1, 2); }, {a});
+  expect_gradcheck([](const V& in) { return slice(in[0], 2, 0, 4, 2); }, {a});
+  expect_gradcheck([](const V& in) { return slice(in[0], -2, 1, 3); }, {a});
+  expect_gradcheck([](const V& in) { return select(in[0], 1, 2); }, {a});
+  expect_gradcheck([](const V& in) { return unsqueeze(in[0], 1); }, {a});
+  expect_gradcheck([](const V& in) { return squeeze(in[0], 1); }, {leaf({3, 1, 2}, 16)});
+  expect_gradcheck([](const V& in) { return flatten(in[0], 1); }, {a});
+  expect_gradcheck([](const V& in) { return flatten(in[0]); }, {a});
+  expect_gradcheck([](const V& in) { return expand(in[0], {2, 3, 4}); }, {leaf({3, 1}, 17)});
+  expect_gradcheck([](const V& in) { return contiguous(transpose(in[0], 0, 1)); }, {a});
+  // A view of a view, then an op that needs contiguous data.
+  expect_gradcheck([](const V& in) { return softmax(transpose(narrow(in[0], 1, 1, 2), 0, 1)); }, {a});
+}
+
+TEST_CASE("to(dtype): gradient cast back") {
+  Tensor x = leaf({2, 3}, 18);
+  // f64 -> f32: finite differences see f32 rounding, so a larger step and tolerance.
+  GradcheckOptions loose;
+  loose.eps = 1e-2;
+  loose.atol = 1e-4;
+  expect_gradcheck([](const V& in) { return to(in[0], DType::f32); }, {x}, loose);
+  expect_gradcheck([](const V& in) { return to(in[0], DType::f64) * 2.0; }, {x});
+  Tensor y = to(x * 3.0, DType::f32);
+  CHECK(y.dtype() == DType::f32);
+  backward(sum(y));
+  CHECK(grad(x).dtype() == DType::f64);
+  expect_values(grad(x), {3, 3, 3, 3, 3, 3});
+}
+
+TEST_CASE("gradcheck: cat and split") {
+  Tensor a = leaf({2, 3}, 19), b = leaf({2, 1}, 20), c = leaf({2, 2}, 21);
+  expect_gradcheck([](const V& in) { return cat({in[0], in[1], in[2]}, 1); }, {a, b, c});
+  expect_gradcheck([](const V& in) { return cat({in[0], in[0]}, 0); }, {a});
+  Tensor constant = test::f64({1, 2}, {2, 1});
+  expect_gradcheck([&](const V& in) { return cat({constant, in[0]}, -1); }, {a});
+  Tensor x = leaf({5, 3}, 22);
+  expect_gradcheck([](const V& in) {
+    std::vector<Tensor> parts = split(in[0], 2, 0);  // 2, 2, 1 rows
+    return cat({parts[2] * 2.0, parts[0]}, 0);        // parts[1] gets no gradient
+  }, {x});
+  expect_gradcheck([](const V& in) {
+    std::vector<Tensor> parts = split(in[0], std::vector<int64_t>{1, 2}, 1);
+    return parts[0] * parts[1];  // broadcast (5, 1) * (5, 2)
+  }, {x});
+}
+
+TEST_CASE("gradcheck: index_select and embedding with repeated indices") {
+  Tensor a = leaf({4, 3}, 23);
+  Tensor idx = from_vector<int64_t>({2, 0, 2, 3}, {4});
+  expect_gradcheck([&](const V& in) { return index_select(in[0], 0, idx); }, {a});
+  expect_gradcheck([&](const V& in) { return index_select(in[0], 1, from_vector<int64_t>({1, 1}, {2})); }, {a});
+  Tensor weight = leaf({5, 3}, 24);
+  Tensor tokens = from_vector<int64_t>({1, 4, 1, 0, 4, 4}, {2, 3});
+  expect_gradcheck([&](const V& in) { return embedding(in[0], tokens); }, {weight});
+  backward(sum(embedding(weight, tokens)));
+  expect_values(grad(weight), {1, 1, 1, 2, 2, 2, 0, 0, 0, 0, 0, 0, 3, 3, 3});
+}
+
+TEST_CASE("gradcheck: softmax and log_softmax, last and non-last dim") {
+  Tensor a = leaf({2, 3, 4}, 25);
+  for (int64_t dim : {-1, 0, 1}) {
+    CAPTURE(dim);
+    expect_gradcheck([=](const V& in) { return softmax(in[0], dim); }, {a});
+    expect_gradcheck([=](const V& in) { return log_softmax(in[0], dim); }, {a});
+  }
+}
+
+TEST_CASE("gradcheck: layer_norm with and without weight and bias") {
+  Tensor x = leaf({2, 3, 5}, 26), w = leaf({5}, 27), b = leaf({5}, 28);
+  expect_gradcheck([](const V& in) { return layer_norm(in[0], in[1], in[2]); }, {x, w, b});
+  expect_gradcheck([](const V& in) { return layer_norm(in[0], Tensor(), Tensor()); }, {x});
+  expect_gradcheck([](const V& in) { return layer_norm(in[0], in[1], Tensor()); }, {x, w});
+  expect_gradcheck([](const V& in) { return layer_norm(in[0], Tensor(), in[1], 1e-3); }, {x, b});
+  Tensor x_const = detach(x);
+  expect_gradcheck([&](const V& in) { return layer_norm(x_const, in[0], in[1]); }, {w, b});
+}
+
+TEST_CASE("gradcheck: cross_entropy with ignore_index, every reduction") {
+  // The backend returns per-row losses in f32, so the finite differences need a larger step.
+  GradcheckOptions f32_loss;
+  f32_loss.eps = 1e-3;
+  f32_loss.atol = 5e-4;
+  f32_loss.rtol = 1e-2;
+  Tensor logits = leaf({4, 5}, 29);
+  Tensor target = from_vector<int64_t>({1, -100, 4, 0}, {4});
+  for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none}) {
+    expect_gradcheck([&](const V& in) { return cross_entropy(in[0], target, -100, r); }, {logits}, f32_loss);
+  }
+  Tensor logits3 = leaf({2, 3, 4}, 30);
+  Tensor target3 = from_vector<int64_t>({0, 3, 7, 2, 7, 1}, {2, 3});
+  expect_gradcheck([&](const V& in) { return cross_entropy(in[0], target3, 7); }, {logits3}, f32_loss);
+
+  // Mean over the 3 non-ignored rows: d/dlogits = (softmax - onehot) / 3, ignored row zero.
+  Tensor zeros_logits = zeros({4, 5}, DType::f64);
+  set_requires_grad(zeros_logits);
+  Tensor loss = cross_entropy(zeros_logits, target);
+  expect_values(loss, {std::log(5.0)}, 1e-6);
+  backward(loss);
+  std::vector<double> g = grad(zeros_logits).to_vector<double>();
+  CHECK(g[0] == doctest::Approx(0.2 / 3));
+  CHECK(g[1] == doctest::Approx(-0.8 / 3));
+  for (int c = 5; c < 10; ++c) CHECK(g[size_t(c)] == 0.0);
+}
+
+TEST_CASE("gradcheck: mse_loss") {
+  Tensor input = leaf({3, 4}, 31), target = leaf({3, 4}, 32);
+  for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none}) {
+    expect_gradcheck([=](const V& in) { return mse_loss(in[0], in[1], r); }, {input, target});
+  }
+  expect_values(mse_loss(test::f64({1, 2}, {2}), test::f64({0, 4}, {2})), {2.5});
+}
+
+TEST_CASE("dropout: gradcheck with a fixed generator state, mask/(1-p) gradient") {
+  Generator gen(5);
+  Tensor x = leaf({4, 6}, 33);
+  expect_gradcheck([&](const V& in) {
+    gen.set_state(5, 0);  // the same mask for every evaluation
+    return dropout(in[0], 0.3, /*training=*/true, &gen);
+  }, {x});
+
+  gen.set_state(11, 0);
+  Tensor out = dropout(x, 0.5, true, &gen);
+  Tensor upstream = leaf({4, 6}, 34);
+  backward(out, upstream);
+  std::vector<double> xs = x.to_vector<double>(), os = out.to_vector<double>();
+  std::vector<double> us = upstream.to_vector<double>(), gs = grad(x).to_vector<double>();
+  int kept = 0;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const bool keep = os[i] != 0.0;
+    kept += keep;
+    CHECK(os[i] == doctest::Approx(keep ? 2.0 * xs[i] : 0.0));
+    CHECK(gs[i] == doctest::Approx(keep ? 2.0 * us[i] : 0.0));
+  }
+  CHECK(kept > 0);
+  CHECK(kept < 24);
+  CHECK(dropout(x, 0.5, /*training=*/false).same_impl(x));
+  CHECK(dropout(x, 0.0, true).same_impl(x));
+  CHECK_THROWS_AS(dropout(x, 1.5, true), Error);
+}
+
+}  // namespace
+}  // namespace zt

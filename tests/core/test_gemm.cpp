@@ -1,0 +1,244 @@
+// Tests of the CPU GEMM kernel: every transpose combination, transposed views, batches with a
+// broadcast operand, alpha/beta, packed (stepped) operands and f16/bf16, against hand values
+// and a naive triple loop.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "core/cpu/cpu_backend.h"
+#include "core/ops.h"
+#include "core/tensor.h"
+
+namespace {
+
+using zt::DType;
+using zt::Shape;
+using zt::Tensor;
+
+// A contiguous tensor of `shape` holding `values` (row-major) converted to `dt`.
+Tensor gemm_tensor(const std::vector<double>& values, const Shape& shape, DType dt) {
+  Tensor t = Tensor::empty(shape, dt);
+  REQUIRE(size_t(t.numel()) == values.size());
+  ZT_DISPATCH_FLOATING(dt, "gemm_tensor", [&]<typename T>() {
+    T* p = t.data<T>();
+    for (size_t i = 0; i < values.size(); ++i) p[i] = T(static_cast<zt::compute_t<T>>(values[i]));
+  });
+  return t;
+}
+
+// Deterministic small values in [-2, 2] (exactly representable in bf16 when step is 1/4).
+std::vector<double> pattern(int64_t n, int seed) {
+  std::vector<double> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[size_t(i)] = double(((i * 7 + seed * 13) % 17) - 8) / 4.0;
+  return v;
+}
+
+// The transpose of a contiguous (rows, cols) tensor as a view: (cols, rows), strides (1, cols).
+Tensor t_view(const Tensor& t) {
+  return Tensor::view_of(t.storage(), {t.size(1), t.size(0)}, {1, t.size(1)}, t.offset(), t.dtype());
+}
+
+// out[b] = alpha * op(a[b]) @ op(b[b]) + beta * out0[b] on logical values (batch stride 0 for
+// a 2-D operand).
+std::vector<double> reference(const std::vector<double>& a, const Shape& as, bool ta,
+                              const std::vector<double>& b, const Shape& bs, bool tb,
+                              const std::vector<double>& out0, int64_t B, int64_t M, int64_t N,
+                              int64_t K, double alpha, double beta) {
+  auto at = [&](const std::vector<double>& v, const Shape& s, int64_t bi, int64_t r, int64_t c) {
+    const int64_t R = s[s.size() - 2], C = s[s.size() - 1];
+    const int64_t base = s.size() == 3 && s[0] > 1 ? bi * R * C : 0;
+    return v[size_t(base + r * C + c)];
+  };
+  std::vector<double> out(size_t(B * M * N));
+  for (int64_t bi = 0; bi < B; ++bi)
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) {
+        double acc = 0;
+        for (int64_t k = 0; k < K; ++k)
+          acc += (ta ? at(a, as, bi, k, m) : at(a, as, bi, m, k)) * (tb ? at(b, bs, bi, n, k) : at(b, bs, bi, k, n));
+        const size_t o = size_t((bi * M + m) * N + n);
+        out[o] = alpha * acc + (beta == 0.0 ? 0.0 : beta * out0[o]);
+      }
+  return out;
+}
+
+double tolerance(DType dt) { return dt == DType::f64 ? 1e-12 : dt == DType::f32 ? 1e-5 : 1e-2; }
+
+void check_close(const Tensor& got, const std::vector<double>& want, DType dt) {
+  const std::vector<double> g = got.to_vector<double>();
+  REQUIRE(g.size() == want.size());
+  for (size_t i = 0; i < g.size(); ++i) {
+    CAPTURE(i);
+    CHECK(std::abs(g[i] - want[i]) <= tolerance(dt) * (1.0 + std::abs(want[i])));
+  }
+}
+
+constexpr DType kGemmDTypes[] = {DType::f32, DType::f64, DType::f16, DType::bf16};
+
+}  // namespace
+
+TEST_CASE("gemm: hand-computed 2x3 @ 3x2") {
+  for (DType dt : kGemmDTypes) {
+    CAPTURE(zt::dtype_name(dt));
+    Tensor a = gemm_tensor({1, 2, 3, 4, 5, 6}, {2, 3}, dt);
+    Tensor b = gemm_tensor({7, 8, 9, 10, 11, 12}, {3, 2}, dt);
+    Tensor out = gemm_tensor({0, 0, 0, 0}, {2, 2}, dt);
+    zt::cpu::cpu_backend().gemm(out, a, b, false, false, 1.0, 0.0);
+    // [1 2 3; 4 5 6] @ [7 8; 9 10; 11 12] = [58 64; 139 154]
+    check_close(out, {58, 64, 139, 154}, dt);
+  }
+}
+
+TEST_CASE("gemm: every transpose flag combination with contiguous operands") {
+  const int64_t M = 5, N = 4, K = 3;
+  for (DType dt : kGemmDTypes) {
+    for (int combo = 0; combo < 4; ++combo) {
+      const bool ta = combo & 1, tb = combo & 2;
+      CAPTURE(zt::dtype_name(dt));
+      CAPTURE(combo);
+      const Shape as = ta ? Shape{K, M} : Shape{M, K}, bs = tb ? Shape{N, K} : Shape{K, N};
+      const std::vector<double> av = pattern(M * K, 1), bv = pattern(K * N, 2), ov = pattern(M * N, 3);
+      Tensor out = gemm_tensor(ov, {M, N}, dt);
+      zt::cpu::cpu_backend().gemm(out, gemm_tensor(av, as, dt), gemm_tensor(bv, bs, dt), ta, tb, 1.0, 0.0);
+      check_close(out, reference(av, as, ta, bv, bs, tb, ov, 1, M, N, K, 1.0, 0.0), dt);
+    }
+  }
+}
+
+TEST_CASE("gemm: transposed views need no flag and combine with flags") {
+  const int64_t M = 4, N = 6, K = 5;
+  for (DType dt : kGemmDTypes) {
+    for (int combo = 0; combo < 4; ++combo) {
+      const bool ta = combo & 1, tb = combo & 2;
+      CAPTURE(zt::dtype_name(dt));
+      CAPTURE(combo);
+      // Stored matrices are the transposes of what the view presents.
+      const Shape a_view = ta ? Shape{K, M} : Shape{M, K}, b_view = tb ? Shape{N, K} : Shape{K, N};
+      const std::vector<double> av = pattern(M * K, 4), bv = pattern(K * N, 5);
+      // av/bv are the logical (row-major) values of the views; store their transposes.
+      auto transpose_values = [](const std::vector<double>& v, int64_t R, int64_t C) {
+        std::vector<double> t(v.size());
+        for (int64_t r = 0; r < R; ++r)
+          for (int64_t c = 0; c < C; ++c) t[size_t(c * R + r)] = v[size_t(r * C + c)];
+        return t;
+      };
+      Tensor a_store = gemm_tensor(transpose_values(av, a_view[0], a_view[1]), {a_view[1], a_view[0]}, dt);
+      Tensor b_store = gemm_tensor(transpose_values(bv, b_view[0], b_view[1]), {b_view[1], b_view[0]}, dt);
+      Tensor a = t_view(a_store), b = t_view(b_store);
+      REQUIRE(a.shape() == a_view);
+      Tensor out = gemm_tensor(std::vector<double>(size_t(M * N), 0.0), {M, N}, dt);
+      zt::cpu::cpu_backend().gemm(out, a, b, ta, tb, 1.0, 0.0);
+      check_close(out, reference(av, a_view, ta, bv, b_view, tb, {}, 1, M, N, K, 1.0, 0.0), dt);
+    }
+  }
+}
+
+TEST_CASE("gemm: alpha and beta") {
+  const int64_t M = 3, N = 3, K = 4;
+  for (DType dt : kGemmDTypes) {
+    CAPTURE(zt::dtype_name(dt));
+    const std::vector<double> av = pattern(M * K, 6), bv = pattern(K * N, 7), ov = pattern(M * N, 8);
+    Tensor out = gemm_tensor(ov, {M, N}, dt);
+    zt::cpu::cpu_backend().gemm(out, gemm_tensor(av, {M, K}, dt), gemm_tensor(bv, {K, N}, dt), false,
+                                false, 2.0, 0.5);
+    check_close(out, reference(av, {M, K}, false, bv, {K, N}, false, ov, 1, M, N, K, 2.0, 0.5), dt);
+  }
+}
+
+TEST_CASE("gemm: batched, with a broadcast 2-D operand and a stride-0 batch") {
+  const int64_t B = 3, M = 4, N = 5, K = 6;
+  for (DType dt : kGemmDTypes) {
+    CAPTURE(zt::dtype_name(dt));
+    const std::vector<double> av = pattern(B * M * K, 9), bv = pattern(B * K * N, 10);
+    const std::vector<double> b2 = pattern(K * N, 11), ov = pattern(B * M * N, 12);
+    // Both operands batched, a transposed per batch.
+    Tensor a3t = gemm_tensor(av, {B, K, M}, dt);
+    Tensor out = gemm_tensor(ov, {B, M, N}, dt);
+    zt::cpu::cpu_backend().gemm(out, a3t, gemm_tensor(bv, {B, K, N}, dt), true, false, 1.0, 1.0);
+    check_close(out, reference(av, {B, K, M}, true, bv, {B, K, N}, false, ov, B, M, N, K, 1.0, 1.0), dt);
+    // b shared by every batch: as a 2-D tensor (the folded path) ...
+    Tensor out2 = gemm_tensor(ov, {B, M, N}, dt);
+    zt::cpu::cpu_backend().gemm(out2, gemm_tensor(av, {B, M, K}, dt), gemm_tensor(b2, {K, N}, dt),
+                                false, false, 1.0, 0.0);
+    const std::vector<double> want = reference(av, {B, M, K}, false, b2, {K, N}, false, ov, B, M, N, K, 1.0, 0.0);
+    check_close(out2, want, dt);
+    // ... and as a 3-D expand view with batch stride 0.
+    Tensor b2t = gemm_tensor(b2, {K, N}, dt);
+    Tensor b_expanded = Tensor::view_of(b2t.storage(), {B, K, N}, {0, N, 1}, 0, dt);
+    Tensor out3 = gemm_tensor(ov, {B, M, N}, dt);
+    zt::cpu::cpu_backend().gemm(out3, gemm_tensor(av, {B, M, K}, dt), b_expanded, false, false, 1.0, 0.0);
+    check_close(out3, want, dt);
+  }
+}
+
+TEST_CASE("gemm: operands without a unit stride are packed") {
+  const int64_t M = 3, N = 2, K = 4;
+  for (DType dt : kGemmDTypes) {
+    CAPTURE(zt::dtype_name(dt));
+    // a: every other column of a (M, 2K) matrix, so neither dim has unit stride.
+    const std::vector<double> wide = pattern(M * 2 * K, 13), bv = pattern(K * N, 14);
+    Tensor a_wide = gemm_tensor(wide, {M, 2 * K}, dt);
+    Tensor a = Tensor::view_of(a_wide.storage(), {M, K}, {2 * K, 2}, 0, dt);
+    std::vector<double> av;
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t k = 0; k < K; ++k) av.push_back(wide[size_t(m * 2 * K + 2 * k)]);
+    Tensor out = gemm_tensor(std::vector<double>(size_t(M * N), 0.0), {M, N}, dt);
+    zt::cpu::cpu_backend().gemm(out, a, gemm_tensor(bv, {K, N}, dt), false, false, 1.0, 0.0);
+    check_close(out, reference(av, {M, K}, false, bv, {K, N}, false, {}, 1, M, N, K, 1.0, 0.0), dt);
+  }
+}
+
+TEST_CASE("gemm: an empty inner dim scales out by beta") {
+  Tensor out = gemm_tensor({1, 2, 3, 4}, {2, 2}, DType::f32);
+  zt::cpu::cpu_backend().gemm(out, Tensor::empty({2, 0}, DType::f32), Tensor::empty({0, 2}, DType::f32),
+                              false, false, 1.0, 0.5);
+  check_close(out, {0.5, 1, 1.5, 2}, DType::f32);
+}
+
+TEST_CASE("gemm: bad dtypes and shapes are clear errors") {
+  Tensor ai = Tensor::empty({2, 2}, DType::i32);
+  CHECK_THROWS_WITH_AS(zt::cpu::cpu_backend().gemm(Tensor::empty({2, 2}, DType::i32), ai, ai, false, false, 1, 0),
+                       doctest::Contains("dtype i32 is not supported"), zt::Error);
+  Tensor a = Tensor::empty({2, 3}, DType::f32), b = Tensor::empty({2, 2}, DType::f32);
+  CHECK_THROWS_WITH_AS(zt::cpu::cpu_backend().gemm(Tensor::empty({2, 2}, DType::f32), a, b, false, false, 1, 0),
+                       doctest::Contains("do not chain"), zt::Error);
+}
+
+TEST_CASE("gemm: raw::matmul with transposes and batches") {
+  const int64_t B = 2, M = 3, N = 4, K = 5;
+  for (DType dt : {DType::f32, DType::f64}) {
+    CAPTURE(zt::dtype_name(dt));
+    const std::vector<double> av = pattern(B * M * K, 15), bv = pattern(N * K, 16);
+    // (B, M, K) @ (N, K)^T via the flag, and via a transposed view.
+    Tensor a = gemm_tensor(av, {B, M, K}, dt), b = gemm_tensor(bv, {N, K}, dt);
+    const std::vector<double> want = reference(av, {B, M, K}, false, bv, {N, K}, true, {}, B, M, N, K, 1.0, 0.0);
+    Tensor c1 = zt::raw::matmul(a, b, false, true);
+    CHECK(c1.shape() == Shape{B, M, N});
+    check_close(c1, want, dt);
+    Tensor c2 = zt::raw::matmul(a, zt::raw::transpose(b, 0, 1));
+    check_close(c2, want, dt);
+  }
+}
+
+TEST_CASE("gemm: an out that shares memory with an operand is an error") {
+  Tensor a = gemm_tensor({1, 2, 3, 4}, {2, 2}, DType::f32);
+  CHECK_THROWS_WITH_AS(zt::cpu::cpu_backend().gemm(a, a, gemm_tensor({1, 0, 0, 1}, {2, 2}, DType::f32), false, false, 1, 0),
+                       doctest::Contains("must not share memory"), zt::Error);
+}
+
+TEST_CASE("gemm: odd mid-size batched shapes in every transpose combination") {
+  const int64_t B = 2, M = 67, N = 45, K = 33;
+  for (DType dt : {DType::f32, DType::f64, DType::bf16}) {
+    for (int combo = 0; combo < 4; ++combo) {
+      const bool ta = combo & 1, tb = combo & 2;
+      CAPTURE(zt::dtype_name(dt));
+      CAPTURE(combo);
+      const Shape as = ta ? Shape{B, K, M} : Shape{B, M, K}, bs = tb ? Shape{B, N, K} : Shape{B, K, N};
+      const std::vector<double> av = pattern(B * M * K, 17), bv = pattern(B * K * N, 18), ov = pattern(B * M * N, 19);
+      Tensor out = gemm_tensor(ov, {B, M, N}, dt);
+      zt::cpu::cpu_backend().gemm(out, gemm_tensor(av, as, dt), gemm_tensor(bv, bs, dt), ta, tb, -1.0, 1.0);
+      check_close(out, reference(av, as, ta, bv, bs, tb, ov, B, M, N, K, -1.0, 1.0), dt);
+    }
+  }
+}

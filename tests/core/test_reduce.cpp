@@ -1,0 +1,141 @@
+// Tests of the raw reductions: sum/mean/max/min over dim sets with and without keepdim, on
+// strided inputs and every dtype, accumulation precision of 16-bit floats, argmax/argmin ties
+// and NaN, sum_to, large reductions on the parallel paths, and errors.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "tests/core/core_test_util.h"
+
+using namespace zt;
+using namespace zt::test;
+
+namespace {
+
+Tensor cube() { return raw::reshape(arange(0, 24), {2, 3, 4}); }  // a[i][j][k] = 12i + 4j + k
+
+}  // namespace
+
+TEST_CASE("sum over dim sets, keepdim or not") {
+  Tensor a = cube();
+  check_values(raw::sum(a), {276}, {});
+  check_values(raw::sum(a, {0}), {12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34}, {3, 4});
+  check_values(raw::sum(a, {-1}), {6, 22, 38, 54, 70, 86}, {2, 3});
+  check_values(raw::sum(a, {0, 2}, true), {60, 92, 124}, {1, 3, 1});
+  check_values(raw::sum(a, {2, 0}), {60, 92, 124}, {3});
+  check_values(raw::sum(a, {}, true), {276}, {1, 1, 1});
+  check_values(raw::mean(a, {1}), {4, 5, 6, 7, 16, 17, 18, 19}, {2, 4});
+  check_values(raw::amax(a, {1, 2}), {11, 23}, {2});
+  check_values(raw::amin(a, {0}, true), {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, {1, 3, 4});
+}
+
+TEST_CASE("reductions of strided and broadcast inputs") {
+  Tensor t = raw::permute(cube(), {2, 0, 1});  // (4, 2, 3)
+  check_values(raw::sum(t, {0}), {6, 22, 38, 54, 70, 86}, {2, 3});
+  check_values(raw::amax(t, {2}), {8, 20, 9, 21, 10, 22, 11, 23}, {4, 2});
+  Tensor s = raw::slice(cube(), 2, 1, 4, 2);  // k = 1, 3
+  check_values(raw::sum(s, {2}), {4, 12, 20, 28, 36, 44}, {2, 3});
+  Tensor e = raw::expand(make({1, 2, 3}, {3, 1}), {3, 5});
+  check_values(raw::sum(e, {1}), {5, 10, 15}, {3});
+  check_values(raw::sum(e), {30}, {});
+}
+
+TEST_CASE("every dtype: sums widen integers, max/min keep the dtype") {
+  for (DType dt : {DType::f32, DType::f64, DType::f16, DType::bf16, DType::i32, DType::i64, DType::u8}) {
+    INFO(dtype_name(dt));
+    Tensor a = make({1, 5, 2, 7, 3, 4}, {2, 3}, dt);
+    Tensor s = raw::sum(a, {1});
+    CHECK(s.dtype() == (is_floating(dt) || dt == DType::i64 ? dt : DType::i64));
+    check_values(s, {8, 14}, {2});
+    check_values(raw::amax(a, {0}), {7, 5, 4}, {3});
+    CHECK(raw::amin(a, {0}).dtype() == dt);
+    check_values(raw::amin(a), {1}, {});
+    check_values(raw::argmax(a, 1), {1, 0}, {2});
+  }
+  Tensor b = make({1, 0, 1, 1}, {2, 2}, DType::boolean);
+  check_values(raw::sum(b), {3}, {});
+  check_values(raw::amax(b, {1}), {1, 1}, {2});
+  CHECK(contains(error_of([] { raw::mean(make({1, 2}, {}, DType::i32)); }), "i32"));
+}
+
+TEST_CASE("16-bit floats accumulate in wide precision") {
+  // 4096 ones: a bf16 accumulator would stop at 256.
+  check_values(raw::sum(ones({4096}, DType::bf16)), {4096}, {}, 0.0);
+  // 3000 * 0.1 (f16 0.0999755859375) = 299.9267578125, rounded once to f16: 300.
+  check_values(raw::sum(full({3000}, 0.1, DType::f16)), {300}, {}, 0.0);
+  check_values(raw::mean(full({1000, 3}, 0.1, DType::f16), {0}), {0.0999755859375, 0.0999755859375, 0.0999755859375}, {3}, 0.0);
+}
+
+TEST_CASE("argmax/argmin: first of ties, NaN wins, keepdim") {
+  Tensor a = make({1, 3, 3, 0, -1, -1}, {2, 3});
+  check_values(raw::argmax(a, 1), {1, 0}, {2});
+  check_values(raw::argmin(a, 1), {0, 1}, {2});
+  check_values(raw::argmax(a, 0, true), {0, 0, 0}, {1, 3});
+  check_values(raw::argmax(a, -2), {0, 0, 0}, {3});
+  CHECK(raw::argmax(a, 1).dtype() == DType::i64);
+  check_values(raw::argmax(make({1, NAN, 5, NAN}), 0), {1}, {});
+  check_values(raw::argmin(make({1, NAN, -5}), 0), {1}, {});
+  check_values(raw::argmax(raw::transpose(a, 0, 1), 1), {0, 0, 0}, {3});
+  CHECK(contains(error_of([&] { raw::argmax(a, 2); }), "out of range"));
+}
+
+TEST_CASE("max/min propagate NaN") {
+  check_values(raw::amax(make({1, NAN, 5})), {NAN}, {});
+  check_values(raw::amin(make({NAN, 1, 5})), {NAN}, {});
+  check_values(raw::sum(make({1, NAN})), {NAN}, {});
+}
+
+TEST_CASE("sum_to reduces broadcast dims back") {
+  Tensor g = raw::reshape(arange(0, 24), {2, 3, 4});
+  check_values(raw::sum_to(g, {3, 1}), {60, 92, 124}, {3, 1});
+  check_values(raw::sum_to(g, {4}), {60, 66, 72, 78}, {4});
+  check_values(raw::sum_to(g, {2, 1, 1}), {66, 210}, {2, 1, 1});
+  check_values(raw::sum_to(g, {}), {276}, {});
+  CHECK(raw::sum_to(g, {2, 3, 4}).same_impl(g));
+  const std::string err = error_of([&] { raw::sum_to(g, {3, 2}); });
+  CHECK(contains(err, "(3, 2)"));
+  CHECK(contains(err, "(2, 3, 4)"));
+}
+
+TEST_CASE("large reductions: few outputs (split inside) and many outputs") {
+  const int64_t n = 1 << 21;
+  Tensor a = arange(0, double(n), 1, DType::f64);
+  check_values(raw::sum(a), {double(n) * double(n - 1) / 2}, {}, 0.0);
+  check_values(raw::amax(a), {double(n - 1)}, {}, 0.0);
+  check_values(raw::argmin(raw::mul(a, -1.0), 0), {double(n - 1)}, {}, 0.0);
+  Tensor m = raw::reshape(a, {2, n / 2});
+  check_values(raw::sum(m, {1}), {double(n / 2) * double(n / 2 - 1) / 2,
+                                   double(n / 2) * double(n / 2 - 1) / 2 + double(n / 2) * double(n / 2)},
+               {2}, 0.0);
+  // Column sums of (1024, 512): the bias-gradient pattern (reduce the outer dim).
+  Tensor r = raw::reshape(arange(0, 1024 * 512, 1, DType::f64), {1024, 512});
+  const std::vector<double> cs = values(raw::sum(r, {0}));
+  int wrong = 0;
+  for (int c = 0; c < 512; ++c) wrong += cs[size_t(c)] != 512.0 * 1023 * 512 + 1024.0 * c;
+  CHECK(wrong == 0);
+  check_values(raw::sum(ones({1000, 1000}, DType::f32)), {1e6}, {}, 0.0);
+}
+
+TEST_CASE("outer-dim reductions over several dims, with max/min and 16-bit inputs") {
+  // (200, 3, 64) reduced over {0, 1}: each of the 64 outputs walks 600 rows of memory in order.
+  Tensor a = raw::reshape(arange(0, 200 * 3 * 64, 1, DType::f64), {200, 3, 64});
+  const std::vector<double> s = values(raw::sum(a, {0, 1})), mx = values(raw::amax(a, {0, 1}));
+  const std::vector<double> mn = values(raw::amin(raw::to(a, DType::bf16), {1, 0}));
+  int wrong = 0;
+  for (int c = 0; c < 64; ++c) {
+    wrong += s[size_t(c)] != 64.0 * 599 * 600 / 2 + 600.0 * c;
+    wrong += mx[size_t(c)] != 199.0 * 192 + 128 + c;
+    wrong += mn[size_t(c)] != double(c);
+  }
+  CHECK(wrong == 0);
+  check_values(raw::mean(raw::to(raw::slice(a, 2, 0, 64, 1), DType::f32), {0}, true),
+               values(raw::mean(raw::slice(a, 2, 0, 64, 1), {0}, true)), {1, 3, 64});
+}
+
+TEST_CASE("reduction errors: bad or repeated dims, empty max") {
+  Tensor a = cube();
+  CHECK(contains(error_of([&] { raw::sum(a, {3}); }), "out of range"));
+  CHECK(contains(error_of([&] { raw::sum(a, {1, -2}); }), "twice"));
+  CHECK(contains(error_of([] { raw::amax(zeros({0, 3}), {0}); }), "(0, 3)"));
+  check_values(raw::sum(zeros({0, 3}), {0}), {0, 0, 0}, {3});
+}
