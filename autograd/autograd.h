@@ -40,6 +40,7 @@ class NoGradGuard {
 };
 
 // ---- hooks ----
+// A handle identifies a hook on the tensor it was registered on (handles are numbered per tensor).
 using HookHandle = uint64_t;
 // Called once per backward when a leaf's gradient for this pass is fully accumulated
 // (data parallel bucketing and ZeRO-2 reduce-scatter hang on this).

@@ -21,7 +21,9 @@ struct GradcheckResult {
 };
 
 // fn maps f64 inputs (those with requires_grad are checked) to any output tensor; the scalar
-// checked is sum(output * fixed random weights), so every output element matters.
+// checked is sum(output * fixed random weights), so every output element matters. Checked
+// inputs must be contiguous f64 CPU leaves; their .grad is cleared afterwards. fn is also
+// evaluated under NoGradGuard (for the finite differences), so it must not assume grad mode.
 GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
                           const std::vector<Tensor>& inputs, GradcheckOptions options = {});
 

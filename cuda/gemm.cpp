@@ -5,6 +5,7 @@
 //
 // cuBLAS is column-major: the row-major out (M, N) is the column-major out^T (N, M), so we ask
 // for out^T = op(b)^T @ op(a)^T, with b in cuBLAS's first operand slot and a in its second.
+#include <algorithm>
 #include <climits>
 #include <mutex>
 #include <vector>

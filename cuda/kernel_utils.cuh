@@ -58,6 +58,10 @@ __device__ __forceinline__ D to_element(S v) {
     BFloat16 h;
     h.bits = __bfloat16_as_ushort(__float2bfloat16_rn(float(v)));
     return h;
+  } else if constexpr (std::is_same_v<D, uint8_t> && std::is_floating_point_v<S>) {
+    // Out of range this is undefined in C++; the host (x86) truncates through a wide integer
+    // and keeps the low byte, while the GPU would saturate. Do what the host does.
+    return static_cast<uint8_t>(static_cast<int64_t>(v));
   } else {
     return static_cast<D>(v);
   }

@@ -431,12 +431,14 @@ void copy_same_device(const Tensor& dst, const Tensor& src) {
 // it already is), so that a transfer is one plain memcpy.
 Tensor contiguous_on_source(const Tensor& src) {
   if (src.is_contiguous()) return src;
-  Tensor c = Tensor::empty(src.shape(), TensorOptions(src.dtype(), src.device()));
   if (src.device().is_cpu()) {
+    Tensor c = Tensor::empty(src.shape(), TensorOptions(src.dtype(), src.device()));
     cpu::cpu_backend().copy(c, src);
-  } else {
-    copy_same_device(c, src);
+    return c;
   }
+  DeviceGuard guard(src.device().index);  // the caching allocator serves the current device
+  Tensor c = Tensor::empty(src.shape(), TensorOptions(src.dtype(), src.device()));
+  copy_same_device(c, src);
   return c;
 }
 
@@ -444,6 +446,8 @@ Tensor contiguous_on_source(const Tensor& src) {
 // dtype, else a contiguous staging tensor that is cast/strided into dst afterwards.
 Tensor landing_for(const Tensor& dst, const Tensor& src) {
   if (dst.is_contiguous() && dst.dtype() == src.dtype()) return dst;
+  if (dst.device().is_cpu()) return Tensor::empty(src.shape(), TensorOptions(src.dtype(), dst.device()));
+  DeviceGuard guard(dst.device().index);
   return Tensor::empty(src.shape(), TensorOptions(src.dtype(), dst.device()));
 }
 

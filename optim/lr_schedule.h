@@ -19,6 +19,8 @@ struct LRScheduleState {
   int64_t last_step = -1;  // DeepSpeed's last_batch_iteration
 };
 
+// A schedule drives the learning rates of an optimizer it does not own (it must outlive the
+// schedule).
 class LRSchedule {
  public:
   virtual ~LRSchedule() = default;

@@ -69,3 +69,21 @@ TEST_CASE("zt-mlp rejects bad input with a clear message") {
   CHECK(no_value.exit_code != 0);
   CHECK(no_value.output.find("expects a value") != std::string::npos);
 }
+
+TEST_CASE("the README's example program trains") {
+  auto r = run_app("example_my_model", "");
+  CHECK_MESSAGE(r.exit_code == 0, r.output);
+  CHECK(r.output.find("loss ") != std::string::npos);
+}
+
+TEST_CASE("the README quotes the example program verbatim") {
+  const char* src = std::getenv("ZT_SOURCE_DIR");
+  REQUIRE_MESSAGE(src != nullptr, "ZT_SOURCE_DIR is set by CTest");
+  auto slurp = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  const std::string example = slurp(std::string(src) + "/docs/examples/my_model.cpp");
+  REQUIRE(example.size() > 100);
+  CHECK(slurp(std::string(src) + "/README.md").find(example) != std::string::npos);
+}

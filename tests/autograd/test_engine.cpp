@@ -114,6 +114,21 @@ TEST_CASE("retain_graph allows a second backward") {
   CHECK_THROWS_AS(backward(loss), Error);  // saved tensors were freed by the last pass
 }
 
+TEST_CASE("backward frees saved tensors unless retain_graph") {
+  Tensor x = zeros({1000}, DType::f64);
+  set_requires_grad(x);
+  auto in_use = [] { return allocator_for(Device::cpu()).stats().total.in_use; };
+  for (bool retain : {false, true}) {
+    CAPTURE(retain);
+    Tensor loss = sum(tanh(x * 2.0));  // tanh saves x * 2, which nothing else holds
+    const int64_t before = in_use();
+    backward(loss, Tensor(), retain);
+    set_grad(x, Tensor());
+    const int64_t freed = before - in_use();
+    CHECK(freed == (retain ? 0 : 1000 * 8));
+  }
+}
+
 TEST_CASE("first gradient is a fresh tensor, tagged as gradient memory") {
   Tensor a = leaf_of({1, 2}, {2});
   Tensor b = leaf_of({3, 4}, {2});

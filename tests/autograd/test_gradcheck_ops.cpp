@@ -1,6 +1,8 @@
 // gradcheck (f64 finite differences) of the matrix products, shape ops and nn functions in
 // autograd/ops.h.
 #include <cmath>
+#include <functional>
+#include <string>
 
 #include "helpers.h"
 
@@ -188,6 +190,35 @@ TEST_CASE("dropout: gradcheck with a fixed generator state, mask/(1-p) gradient"
   CHECK(dropout(x, 0.5, /*training=*/false).same_impl(x));
   CHECK(dropout(x, 0.0, true).same_impl(x));
   CHECK_THROWS_AS(dropout(x, 1.5, true), Error);
+}
+
+// sum's backward hands on a stride-0 broadcast view; every op must accept it as its gradient.
+TEST_CASE("broadcast-view gradients flow through every backward") {
+  Tensor x = test::leaf({2, 3, 4}, 40), w = test::leaf({5, 4}, 41), b = test::leaf({5}, 42);
+  Tensor m = test::leaf({4, 3}, 43), mt = test::leaf({3, 4}, 45), lw = test::leaf({4}, 44);
+  using Op = std::function<Tensor()>;
+  std::vector<std::pair<const char*, Op>> ops = {
+      {"linear", [&] { return linear(x, w, b); }},
+      {"matmul", [&] { return matmul(x, m); }},
+      {"matmul_t", [&] { return matmul(x, mt, false, true); }},
+      {"softmax", [&] { return softmax(x, 1); }},
+      {"layer_norm", [&] { return layer_norm(x, lw, lw); }},
+      {"transpose", [&] { return transpose(x, 0, 2); }},
+      {"index_select", [&] { return index_select(x, 1, from_vector<int64_t>({0, 2}, {2})); }},
+  };
+  for (auto& [name, op] : ops) {
+    CAPTURE(name);
+    // Reference: the same gradient as a contiguous tensor of ones.
+    Tensor out = op();
+    backward(out, ones(out.shape(), DType::f64));
+    std::vector<double> expected = grad(x).to_vector<double>();
+    set_grad(x, Tensor());
+    backward(sum(op()));
+    std::vector<double> got = grad(x).to_vector<double>();
+    REQUIRE(got.size() == expected.size());
+    for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == doctest::Approx(expected[i]));
+    set_grad(x, Tensor());
+  }
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include "autograd/autograd.h"
 #include "autograd/ops.h"
+#include "core/allocator.h"
 #include "nn/embedding.h"
 #include "nn/layer_norm.h"
 #include "nn/linear.h"
@@ -168,6 +169,35 @@ TEST_CASE("f32 fused loop and the raw-op path (strided gradient) agree") {
   }
   CHECK(raw::max_abs_diff(pa, pb) < 1e-6);
   CHECK(raw::max_abs_diff(pa, from_vector<double>({1, 2, 3, 4}, {2, 2}, DType::f32)) > 1e-3);
+}
+
+TEST_CASE("Adam state memory is counted as optimizer_state") {
+  Tensor p = param(std::vector<double>(1000, 1.0));
+  Adam opt({p}, AdamOptions{});
+  const int64_t before = allocator_for(Device::cpu()).stats().of(MemoryCategory::optimizer_state).in_use;
+  give_grad(p, std::vector<double>(1000, 0.5));
+  opt.step();
+  const int64_t after = allocator_for(Device::cpu()).stats().of(MemoryCategory::optimizer_state).in_use;
+  CHECK(after - before == 2 * 1000 * 8);  // exp_avg and exp_avg_sq in f64
+}
+
+TEST_CASE("bf16 parameters take the raw-op path and track the f32 update") {
+  std::vector<double> g = {0.5, -1.0, 0.25, 2.0};
+  Tensor p16 = from_vector<double>({1, -2, 3, 0.5}, {4}, DType::bf16);
+  Tensor p32 = from_vector<double>({1, -2, 3, 0.5}, {4}, DType::f32);
+  set_requires_grad(p16);
+  set_requires_grad(p32);
+  Adam a({p16}, AdamOptions{.lr = 0.05});
+  Adam b({p32}, AdamOptions{.lr = 0.05});
+  for (int s = 0; s < 3; ++s) {
+    set_grad(p16, from_vector<double>(g, {4}, DType::bf16));
+    set_grad(p32, from_vector<double>(g, {4}, DType::f32));
+    a.step();
+    b.step();
+  }
+  // bf16 keeps 8 bits of mantissa: compare at its resolution.
+  CHECK(raw::max_abs_diff(raw::to(p16, DType::f32), p32) < 0.02);
+  CHECK(raw::max_abs_diff(p32, from_vector<double>({1, -2, 3, 0.5}, {4}, DType::f32)) > 0.1);
 }
 
 TEST_CASE("parameters without a gradient are skipped and keep their step count") {

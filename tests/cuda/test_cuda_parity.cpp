@@ -1,0 +1,533 @@
+// CUDA parity: every op of core/ops.def on random inputs (never zeros), several shapes with odd
+// sizes and non-contiguous views, each dtype, against the CPU kernel (DESIGN.md §8). The table
+// below is the registry check: an op without a parity case fails the test. Without a GPU the
+// test passes with zero checks (ZT_REQUIRE_GPU).
+#include <doctest/doctest.h>
+
+#include <map>
+#include <sstream>
+
+#include "core/backend.h"
+#include "tests/cuda/parity_util.h"
+
+namespace zt::test {
+namespace {
+
+constexpr DType kFloatTypes[] = {DType::f32, DType::f64, DType::f16, DType::bf16};
+const std::vector<Shape> kShapes = {{7}, {3, 5}, {4, 33, 17}, {2, 3, 4, 5}, {1031}};
+constexpr Layout kLayouts[] = {Layout::contiguous, Layout::stepped, Layout::transposed, Layout::broadcast};
+
+template <typename... Args>
+std::string label(const Args&... args) {
+  std::ostringstream os;
+  ((os << args << ' '), ...);
+  return os.str();
+}
+
+// Each case returns how many argument sets ran on both backends (those both rejected excluded).
+int case_fill() {
+  int ran = 0;
+  for (DType dt : kAllDTypes)
+    for (const Shape& s : kShapes)
+      for (Layout l : {Layout::contiguous, Layout::stepped}) {
+        Pair out = random_pair(s, dt, l, 1, 5, 3);
+        ran += run_parity(label("fill", dtype_name(dt), shape_str(s), layout_name(l)),
+                          [&](Backend& be, int i) { be.fill(out[i], -2.75); }, {&out}, rel_tolerance(dt));
+      }
+  return ran;
+}
+
+int case_arange() {
+  int ran = 0;
+  for (DType dt : kAllDTypes)
+    for (Layout l : {Layout::contiguous, Layout::stepped}) {
+      Pair out = random_pair({37}, dt, l, 1, 5, 4);
+      ran += run_parity(label("arange", dtype_name(dt), layout_name(l)),
+                        [&](Backend& be, int i) { be.arange(out[i], 1.5, 0.25); }, {&out}, rel_tolerance(dt));
+    }
+  return ran;
+}
+
+int case_random_uniform() {
+  int ran = 0;
+  for (DType dt : kFloatTypes)
+    for (const Shape& s : kShapes) {
+      Pair out = output_pair(s, dt);
+      ran += run_parity(label("random_uniform", dtype_name(dt), shape_str(s)),
+                        [&](Backend& be, int i) { be.random_uniform(out[i], 1234, 7, -2.0, 3.0); }, {&out},
+                        rel_tolerance(dt));
+    }
+  return ran;
+}
+
+int case_random_normal() {
+  int ran = 0;
+  for (DType dt : kFloatTypes)
+    for (const Shape& s : kShapes) {
+      Pair out = output_pair(s, dt);
+      ran += run_parity(label("random_normal", dtype_name(dt), shape_str(s)),
+                        [&](Backend& be, int i) { be.random_normal(out[i], 99, 3, 0.5, 2.0); }, {&out},
+                        rel_tolerance(dt) * 4);
+    }
+  return ran;
+}
+
+int case_copy() {
+  int ran = 0;
+  for (DType dst_t : kAllDTypes)
+    for (DType src_t : kAllDTypes)
+      for (Layout l : kLayouts) {
+        const Shape s{4, 33, 17};
+        Pair src = random_pair(s, src_t, l, is_floating(dst_t) ? -3 : 1, 9, 5);
+        Pair dst = random_pair(s, dst_t, l == Layout::stepped ? Layout::stepped : Layout::contiguous, 1, 2, 6);
+        ran += run_parity(label("copy", dtype_name(src_t), "->", dtype_name(dst_t), layout_name(l)),
+                          [&](Backend& be, int i) { be.copy(dst[i], src[i]); }, {&dst},
+                          std::max(rel_tolerance(dst_t), rel_tolerance(src_t)));
+      }
+  return ran;
+}
+
+constexpr BinaryOp kBinaryOps[] = {BinaryOp::add, BinaryOp::sub, BinaryOp::mul, BinaryOp::div,
+                                   BinaryOp::pow, BinaryOp::maximum, BinaryOp::minimum, BinaryOp::eq,
+                                   BinaryOp::ne, BinaryOp::lt, BinaryOp::le, BinaryOp::gt, BinaryOp::ge};
+
+DType binary_out_dtype(BinaryOp op, DType dt) { return is_comparison(op) ? DType::boolean : dt; }
+
+int case_binary() {
+  int ran = 0;
+  for (BinaryOp op : kBinaryOps)
+    for (DType dt : kAllDTypes)
+      for (const Shape& s : kShapes)
+        for (Layout la : kLayouts) {
+          const Layout lb = la == Layout::broadcast ? Layout::contiguous : Layout::broadcast;
+          const bool ints = !is_floating(dt);
+          const double lo = op == BinaryOp::pow || ints ? 1 : -2, hi = op == BinaryOp::pow ? (ints ? 4 : 2) : 9;
+          Pair a = random_pair(s, dt, la, lo, hi, 11), b = random_pair(s, dt, lb, lo, ints ? 4 : hi, 12);
+          if (dt == DType::boolean && op == BinaryOp::div) {  // x / false is an error on the CPU
+            cpu_be().fill(b[0], 1.0);
+            gpu_be().fill(b[1], 1.0);
+          }
+          Pair out = output_pair(s, binary_out_dtype(op, dt));
+          ran += run_parity(label("binary", op_name(op), dtype_name(dt), shape_str(s), layout_name(la)),
+                            [&](Backend& be, int i) { be.binary(op, out[i], a[i], b[i]); }, {&out},
+                            rel_tolerance(dt));
+        }
+  return ran;
+}
+
+int case_binary_scalar() {
+  int ran = 0;
+  for (BinaryOp op : kBinaryOps)
+    for (DType dt : kAllDTypes)
+      for (double scalar : {2.0, 0.5})
+        for (bool first : {false, true})
+          for (Layout l : {Layout::contiguous, Layout::stepped}) {
+            const Shape s{5, 67};
+            Pair a = random_pair(s, dt, l, 1, 3, 13);
+            if (dt == DType::boolean && op == BinaryOp::div) {  // s / false is an error on the CPU
+              cpu_be().fill(a[0], 1.0);
+              gpu_be().fill(a[1], 1.0);
+            }
+            Pair out = output_pair(s, binary_out_dtype(op, dt));
+            ran += run_parity(label("binary_scalar", op_name(op), dtype_name(dt), scalar, first, layout_name(l)),
+                              [&](Backend& be, int i) { be.binary_scalar(op, out[i], a[i], scalar, first); },
+                              {&out}, rel_tolerance(dt));
+          }
+  return ran;
+}
+
+constexpr UnaryOp kUnaryOps[] = {UnaryOp::neg, UnaryOp::abs, UnaryOp::exp, UnaryOp::log, UnaryOp::sqrt,
+                                 UnaryOp::rsqrt, UnaryOp::reciprocal, UnaryOp::square, UnaryOp::tanh,
+                                 UnaryOp::sigmoid, UnaryOp::relu, UnaryOp::gelu, UnaryOp::gelu_tanh,
+                                 UnaryOp::logical_not};
+
+bool needs_positive(UnaryOp op) {
+  return op == UnaryOp::log || op == UnaryOp::sqrt || op == UnaryOp::rsqrt;
+}
+
+int case_unary() {
+  int ran = 0;
+  for (UnaryOp op : kUnaryOps)
+    for (DType dt : kAllDTypes)
+      for (const Shape& s : kShapes)
+        for (Layout l : {Layout::contiguous, Layout::stepped, Layout::transposed}) {
+          const double lo = !is_floating(dt) ? 1 : needs_positive(op) ? 0.5 : -3;
+          Pair a = random_pair(s, dt, l, lo, 3, 21);
+          Pair out = output_pair(s, op == UnaryOp::logical_not ? DType::boolean : dt);
+          ran += run_parity(label("unary", op_name(op), dtype_name(dt), shape_str(s), layout_name(l)),
+                            [&](Backend& be, int i) { be.unary(op, out[i], a[i]); }, {&out}, rel_tolerance(dt));
+        }
+  return ran;
+}
+
+int case_unary_backward() {
+  int ran = 0;
+  for (UnaryOp op : {UnaryOp::relu, UnaryOp::gelu, UnaryOp::gelu_tanh, UnaryOp::tanh, UnaryOp::sigmoid,
+                     UnaryOp::exp})
+    for (DType dt : kAllDTypes)
+      for (const Shape& s : kShapes)
+        for (Layout l : {Layout::contiguous, Layout::stepped}) {
+          Pair g = random_pair(s, dt, l, -2, 2, 31), x = random_pair(s, dt, Layout::contiguous, -3, 3, 32);
+          Pair out = output_pair(s, dt);
+          ran += run_parity(label("unary_backward", op_name(op), dtype_name(dt), shape_str(s), layout_name(l)),
+                            [&](Backend& be, int i) { be.unary_backward(op, out[i], g[i], x[i]); }, {&out},
+                            rel_tolerance(dt));
+        }
+  return ran;
+}
+
+int case_where() {
+  int ran = 0;
+  for (DType cond_t : {DType::boolean, DType::u8})
+    for (DType dt : kAllDTypes)
+      for (Layout l : kLayouts) {
+        const Shape s{4, 33, 17};
+        Pair cond = random_pair(s, cond_t == DType::u8 ? DType::boolean : cond_t, l, 0, 1, 41);
+        if (cond_t == DType::u8) {  // a 0/1 u8 mask from the bool one
+          Pair c8 = output_pair(s, DType::u8);
+          cpu_be().copy(c8[0], cond[0]);
+          gpu_be().copy(c8[1], cond[1]);
+          cond = c8;
+        }
+        Pair a = random_pair(s, dt, l, 1, 5, 42), b = random_pair(s, dt, Layout::broadcast, 1, 5, 43);
+        Pair out = output_pair(s, dt);
+        ran += run_parity(label("where", dtype_name(cond_t), dtype_name(dt), layout_name(l)),
+                          [&](Backend& be, int i) { be.where(out[i], cond[i], a[i], b[i]); }, {&out},
+                          rel_tolerance(dt));
+      }
+  return ran;
+}
+
+Shape reduced_shape(const Shape& s, const std::vector<int>& dims) {
+  Shape out = s;
+  for (int d : dims) out[size_t(d)] = 1;
+  return out;
+}
+
+int case_reduce() {
+  int ran = 0;
+  const std::vector<std::pair<Shape, std::vector<std::vector<int>>>> plans = {
+      {{7}, {{0}, {}}},
+      {{4, 33, 17}, {{0}, {2}, {0, 2}, {1}, {0, 1, 2}}},
+      {{3, 5000}, {{1}, {0, 1}}},  // long rows: one block per output
+      {{2, 3, 4, 5}, {{1, 3}, {0, 2, 3}}}};
+  for (ReduceOp op : {ReduceOp::sum, ReduceOp::mean, ReduceOp::max, ReduceOp::min})
+    for (DType dt : kAllDTypes)
+      for (const auto& [s, dim_sets] : plans)
+        for (const auto& dims : dim_sets)
+          for (Layout l : {Layout::contiguous, Layout::stepped, Layout::transposed}) {
+            Pair a = is_floating(dt) ? random_pair(s, dt, l, 0.5, 2, 51) : random_pair(s, dt, l, 1, 9, 51);
+            const bool widen = op == ReduceOp::sum && !is_floating(dt);
+            Pair out = output_pair(reduced_shape(s, dims), widen ? DType::i64 : dt);
+            std::ostringstream ds;
+            for (int d : dims) ds << d << ',';
+            // f16/bf16 sums round once at the end on both sides; the relative bound holds.
+            ran += run_parity(label("reduce", op_name(op), dtype_name(dt), shape_str(s), "dims", ds.str(),
+                                    layout_name(l)),
+                              [&](Backend& be, int i) { be.reduce(op, out[i], a[i], dims); }, {&out},
+                              rel_tolerance(dt));
+          }
+  return ran;
+}
+
+int case_arg_reduce() {
+  int ran = 0;
+  for (ArgReduceOp op : {ArgReduceOp::argmax, ArgReduceOp::argmin})
+    for (DType dt : kAllDTypes)
+      for (const Shape& s : std::vector<Shape>{{7}, {4, 33, 17}, {3, 500}})
+        for (int dim = 0; dim < int(s.size()); ++dim)
+          for (Layout l : {Layout::contiguous, Layout::stepped}) {
+            Pair a = random_pair(s, dt, l, 1, 9, 61);  // integer types have ties: first index wins
+            Pair out = output_pair(reduced_shape(s, {dim}), DType::i64);
+            ran += run_parity(label("arg_reduce", int(op), dtype_name(dt), shape_str(s), dim, layout_name(l)),
+                              [&](Backend& be, int i) { be.arg_reduce(op, out[i], a[i], dim); }, {&out}, 0.0);
+          }
+  return ran;
+}
+
+int case_gemm() {
+  int ran = 0;
+  const int64_t m = 17, n = 9, k = 33;
+  for (DType dt : kFloatTypes)
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (int64_t batch : {0, 3})  // 0: 2-D operands
+          for (Layout l : {Layout::contiguous, Layout::transposed, Layout::stepped})
+            for (double beta : {0.0, 0.5}) {
+              auto shape = [&](int64_t r, int64_t c, bool batched) {
+                return batched ? Shape{batch, r, c} : Shape{r, c};
+              };
+              Pair a = random_pair(shape(ta ? k : m, ta ? m : k, batch > 0), dt, l, -1, 1, 71);
+              Pair b = random_pair(shape(tb ? n : k, tb ? k : n, false), dt, Layout::contiguous, -1, 1, 72);
+              Pair out = random_pair(shape(m, n, batch > 0), dt, Layout::contiguous, -1, 1, 73);
+              ran += run_parity(label("gemm", dtype_name(dt), ta, tb, batch, layout_name(l), beta),
+                                [&](Backend& be, int i) { be.gemm(out[i], a[i], b[i], ta, tb, 1.5, beta); },
+                                {&out}, rel_tolerance(dt) * 2);
+            }
+  return ran;
+}
+
+const std::vector<Shape> kRowShapes = {{3, 7}, {5, 300}, {2, 3, 1500}, {1, 5000}};
+
+int case_softmax() {
+  int ran = 0;
+  for (DType dt : kFloatTypes)
+    for (const Shape& s : kRowShapes)
+      for (bool log : {false, true}) {
+        Pair x = random_pair(s, dt, Layout::contiguous, -4, 4, 81);
+        Pair out = output_pair(s, dt);
+        ran += run_parity(label("softmax", dtype_name(dt), shape_str(s), log),
+                          [&](Backend& be, int i) { be.softmax(out[i], x[i], log); }, {&out}, rel_tolerance(dt));
+      }
+  return ran;
+}
+
+int case_softmax_backward() {
+  int ran = 0;
+  for (DType dt : kFloatTypes)
+    for (const Shape& s : kRowShapes)
+      for (bool log : {false, true}) {
+        Pair x = random_pair(s, dt, Layout::contiguous, -4, 4, 82), g = random_pair(s, dt, Layout::contiguous, -1, 1, 83);
+        Pair y = output_pair(s, dt);  // the forward output, computed on the CPU and mirrored
+        cpu_be().softmax(y[0], x[0], log);
+        gpu_be().copy(y.side[1], y[0]);
+        Pair out = output_pair(s, dt);
+        ran += run_parity(label("softmax_backward", dtype_name(dt), shape_str(s), log),
+                          [&](Backend& be, int i) { be.softmax_backward(out[i], g[i], y[i], log); }, {&out},
+                          rel_tolerance(dt) * 2);
+      }
+  return ran;
+}
+
+int case_layer_norm() {
+  int ran = 0;
+  for (DType dt : kFloatTypes)
+    for (const Shape& s : kRowShapes)
+      for (bool affine : {false, true})
+        for (DType stat_t : {DType::f32, DType::f64}) {
+          const Shape c{s.back()};
+          const int64_t rows = shape_numel(s) / s.back();
+          Pair x = random_pair(s, dt, Layout::contiguous, -2, 3, 91);
+          Pair w = affine ? random_pair(c, dt, Layout::contiguous, 0.5, 1.5, 92) : undefined_pair();
+          Pair b = affine ? random_pair(c, dt, Layout::contiguous, -1, 1, 93) : undefined_pair();
+          Pair y = output_pair(s, dt), mean = output_pair({rows}, stat_t), rstd = output_pair({rows}, stat_t);
+          ran += run_parity(label("layer_norm", dtype_name(dt), shape_str(s), affine, dtype_name(stat_t)),
+                            [&](Backend& be, int i) { be.layer_norm(y[i], mean[i], rstd[i], x[i], w[i], b[i], 1e-5); },
+                            {&y, &mean, &rstd}, std::max(rel_tolerance(dt), 1e-5) * 2);
+        }
+  return ran;
+}
+
+int case_layer_norm_backward() {
+  int ran = 0;
+  for (DType dt : kFloatTypes)
+    for (const Shape& s : kRowShapes)
+      for (bool affine : {false, true})
+        for (bool want_wb : {false, true}) {
+          const Shape c{s.back()};
+          const int64_t rows = shape_numel(s) / s.back();
+          Pair x = random_pair(s, dt, Layout::contiguous, -2, 3, 94), gy = random_pair(s, dt, Layout::contiguous, -1, 1, 95);
+          Pair w = affine ? random_pair(c, dt, Layout::contiguous, 0.5, 1.5, 96) : undefined_pair();
+          Pair mean = output_pair({rows}, DType::f32), rstd = output_pair({rows}, DType::f32), y = output_pair(s, dt);
+          cpu_be().layer_norm(y[0], mean[0], rstd[0], x[0], w[0], Tensor(), 1e-5);
+          gpu_be().copy(mean.side[1], mean[0]);
+          gpu_be().copy(rstd.side[1], rstd[0]);
+          Pair gx = output_pair(s, dt);
+          Pair gw = want_wb ? output_pair(c, dt) : undefined_pair(), gb = want_wb ? output_pair(c, dt) : undefined_pair();
+          std::vector<const Pair*> outs{&gx};
+          if (want_wb) outs.insert(outs.end(), {&gw, &gb});
+          ran += run_parity(label("layer_norm_backward", dtype_name(dt), shape_str(s), affine, want_wb),
+                            [&](Backend& be, int i) {
+                              be.layer_norm_backward(gx[i], gw[i], gb[i], gy[i], x[i], mean[i], rstd[i], w[i]);
+                            },
+                            outs, std::max(rel_tolerance(dt), 1e-5) * 4);
+        }
+  return ran;
+}
+
+// Targets in [0, C) with every third row set to ignore_index.
+Pair random_targets(int64_t n, int64_t c, DType dt, int64_t ignore_index) {
+  Tensor f = random_host({n}, DType::f32, 0, double(c) - 0.5, 101);  // (0, 1] draws: stay below c
+  Tensor t = Tensor::empty({n}, dt);
+  cpu_be().copy(t, f);
+  for (int64_t r = 0; r < n; r += 3) {
+    Tensor one = Tensor::view_of(t.storage(), {1}, {1}, r, dt);
+    cpu_be().fill(one, double(ignore_index));
+  }
+  Pair p;
+  p.side[0] = t;
+  p.side[1] = mirror_on_gpu(t);
+  return p;
+}
+
+int case_cross_entropy() {
+  int ran = 0;
+  for (DType dt : kFloatTypes)
+    for (DType it : {DType::i32, DType::i64})
+      for (int64_t c : {5, 1000}) {
+        const int64_t n = 37;
+        Pair logits = random_pair({n, c}, dt, Layout::contiguous, -3, 3, 102);
+        Pair target = random_targets(n, c, it, -100);
+        Pair loss = output_pair({n}, DType::f32);
+        ran += run_parity(label("cross_entropy", dtype_name(dt), dtype_name(it), c),
+                          [&](Backend& be, int i) { be.cross_entropy(loss[i], logits[i], target[i], -100); },
+                          {&loss}, std::max(rel_tolerance(dt), 1e-5) * 2);
+      }
+  return ran;
+}
+
+int case_cross_entropy_backward() {
+  int ran = 0;
+  for (DType dt : kFloatTypes)
+    for (DType it : {DType::i32, DType::i64})
+      for (int64_t c : {5, 1000})
+        for (Layout gl : {Layout::contiguous, Layout::broadcast}) {
+          const int64_t n = 37;
+          Pair logits = random_pair({n, c}, dt, Layout::contiguous, -3, 3, 103);
+          Pair target = random_targets(n, c, it, 2);  // ignore_index 2: a valid class, ignored
+          Pair grad_loss = random_pair({n}, DType::f32, gl, 0.5, 1.5, 104);
+          Pair grad = output_pair({n, c}, dt);
+          ran += run_parity(label("cross_entropy_backward", dtype_name(dt), dtype_name(it), c, layout_name(gl)),
+                            [&](Backend& be, int i) {
+                              be.cross_entropy_backward(grad[i], grad_loss[i], logits[i], target[i], 2);
+                            },
+                            {&grad}, rel_tolerance(dt) * 2);
+        }
+  return ran;
+}
+
+// Index values in [0, limit) with repeats.
+Pair random_index(int64_t n, int64_t limit, DType dt, uint64_t seed) {
+  Tensor f = random_host({n}, DType::f32, 0, double(limit) - 0.5, seed);  // stay below limit
+  Tensor t = Tensor::empty({n}, dt);
+  cpu_be().copy(t, f);
+  Pair p;
+  p.side[0] = t;
+  p.side[1] = mirror_on_gpu(t);
+  return p;
+}
+
+int case_index_select() {
+  int ran = 0;
+  const Shape s{6, 9, 5};
+  for (DType dt : kAllDTypes)
+    for (DType it : {DType::i32, DType::i64})
+      for (int dim = 0; dim < 3; ++dim)
+        for (Layout l : {Layout::contiguous, Layout::stepped, Layout::transposed}) {
+          Pair a = random_pair(s, dt, l, 1, 9, 111);
+          Pair index = random_index(11, s[size_t(dim)], it, 112);
+          Shape os = s;
+          os[size_t(dim)] = 11;
+          Pair out = output_pair(os, dt);
+          ran += run_parity(label("index_select", dtype_name(dt), dtype_name(it), dim, layout_name(l)),
+                            [&](Backend& be, int i) { be.index_select(out[i], a[i], dim, index[i]); }, {&out},
+                            rel_tolerance(dt));
+        }
+  return ran;
+}
+
+int case_index_add() {
+  int ran = 0;
+  const Shape s{6, 9, 5};
+  for (DType dt : kAllDTypes)
+    for (DType it : {DType::i32, DType::i64})
+      for (int dim = 0; dim < 3; ++dim)
+        for (Layout l : {Layout::contiguous, Layout::stepped}) {
+          Pair out = random_pair(s, dt, Layout::contiguous, 1, 3, 121);
+          Pair index = random_index(11, s[size_t(dim)], it, 122);
+          Shape ss = s;
+          ss[size_t(dim)] = 11;
+          Pair src = random_pair(ss, dt, l, 1, 3, 123);
+          ran += run_parity(label("index_add", dtype_name(dt), dtype_name(it), dim, layout_name(l)),
+                            [&](Backend& be, int i) { be.index_add(out[i], dim, index[i], src[i]); }, {&out},
+                            rel_tolerance(dt) * 2);
+        }
+  return ran;
+}
+
+int case_dropout() {
+  int ran = 0;
+  for (DType dt : kFloatTypes)
+    for (const Shape& s : kShapes)
+      for (double p : {0.1, 0.5})
+        for (Layout l : {Layout::contiguous, Layout::stepped, Layout::transposed}) {
+          Pair x = random_pair(s, dt, l, -2, 2, 131);
+          Pair out = output_pair(s, dt), mask = output_pair(s, DType::u8);
+          ran += run_parity(label("dropout", dtype_name(dt), shape_str(s), p, layout_name(l)),
+                            [&](Backend& be, int i) { be.dropout(out[i], mask[i], x[i], p, 555, 17); },
+                            {&out, &mask}, rel_tolerance(dt));
+        }
+  return ran;
+}
+
+// The registry: one parity case per op of core/ops.def.
+const std::map<OpId, int (*)()>& parity_cases() {
+  static const std::map<OpId, int (*)()> cases = {
+      {OpId::fill, case_fill},
+      {OpId::arange, case_arange},
+      {OpId::random_uniform, case_random_uniform},
+      {OpId::random_normal, case_random_normal},
+      {OpId::copy, case_copy},
+      {OpId::binary, case_binary},
+      {OpId::binary_scalar, case_binary_scalar},
+      {OpId::unary, case_unary},
+      {OpId::unary_backward, case_unary_backward},
+      {OpId::where, case_where},
+      {OpId::reduce, case_reduce},
+      {OpId::arg_reduce, case_arg_reduce},
+      {OpId::gemm, case_gemm},
+      {OpId::softmax, case_softmax},
+      {OpId::softmax_backward, case_softmax_backward},
+      {OpId::layer_norm, case_layer_norm},
+      {OpId::layer_norm_backward, case_layer_norm_backward},
+      {OpId::cross_entropy, case_cross_entropy},
+      {OpId::cross_entropy_backward, case_cross_entropy_backward},
+      {OpId::index_select, case_index_select},
+      {OpId::index_add, case_index_add},
+      {OpId::dropout, case_dropout},
+  };
+  return cases;
+}
+
+}  // namespace
+
+TEST_CASE("CUDA parity: every op of core/ops.def matches the CPU kernel") {
+  ZT_REQUIRE_GPU();
+  for (int id = 0; id < kNumOps; ++id) {
+    const auto it = parity_cases().find(OpId(id));
+    CHECK_MESSAGE(it != parity_cases().end(), "op " << op_name(OpId(id)) << " has no CUDA parity case");
+    if (it == parity_cases().end()) continue;
+    const int ran = it->second();
+    MESSAGE(op_name(OpId(id)) << ": " << ran << " argument sets compared");
+    CHECK_MESSAGE(ran > 0, "op " << op_name(OpId(id)) << ": every argument set was rejected");
+  }
+}
+
+TEST_CASE("CUDA copy moves values between the host and the device, with casts and views") {
+  ZT_REQUIRE_GPU();
+  for (Layout l : kLayouts) {
+    const Pair src = random_pair({4, 33, 17}, DType::f32, l, 1, 3, 141);
+    // host -> device (strided source, bf16 destination), then device -> host (f64).
+    Tensor on_gpu = Tensor::empty(src.shape(), TensorOptions(DType::bf16, Device::cuda(0)));
+    gpu_be().copy(on_gpu, src[0]);
+    Tensor back = Tensor::empty(src.shape(), DType::f64);
+    gpu_be().copy(back, on_gpu);
+    const std::vector<double> want = src[0].to_vector<double>(), got = back.to_vector<double>();
+    REQUIRE(want.size() == got.size());
+    for (size_t i = 0; i < want.size(); ++i) REQUIRE(std::fabs(got[i] - want[i]) <= 1e-2 * std::fabs(want[i]));
+    // device strided view -> strided host view
+    Tensor host_dst = random_pair(src.shape(), DType::f32, Layout::stepped, 5, 6, 142)[0];
+    gpu_be().copy(host_dst, src[1]);
+    const std::vector<double> got2 = host_dst.to_vector<double>();
+    for (size_t i = 0; i < want.size(); ++i) REQUIRE(got2[i] == want[i]);
+  }
+}
+
+TEST_CASE("CUDA ops reject tensors on different devices") {
+  ZT_REQUIRE_GPU();
+  const Pair a = random_pair({8}, DType::f32);
+  Tensor out = Tensor::empty({8}, TensorOptions(DType::f32, Device::cuda(0)));
+  CHECK_THROWS_WITH_AS(gpu_be().binary(BinaryOp::add, out, a[1], a[0]), doctest::Contains("CUDA device"), Error);
+}
+
+}  // namespace zt::test
