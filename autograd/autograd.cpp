@@ -181,6 +181,8 @@ bool grad_mode_enabled() { return autograd::grad_mode; }
 
 NoGradGuard::NoGradGuard() : previous_(autograd::grad_mode) { autograd::grad_mode = false; }
 NoGradGuard::~NoGradGuard() { autograd::grad_mode = previous_; }
+EnableGradGuard::EnableGradGuard() : previous_(autograd::grad_mode) { autograd::grad_mode = true; }
+EnableGradGuard::~EnableGradGuard() { autograd::grad_mode = previous_; }
 
 HookHandle register_grad_ready_hook(const Tensor& leaf, std::function<void(const Tensor& leaf)> fn) {
   ZT_CHECK(requires_grad(leaf) && is_leaf(leaf),

@@ -39,6 +39,19 @@ class NoGradGuard {
   bool previous_;
 };
 
+// Turns grad mode on for a scope, e.g. inside a backward formula that must record a graph
+// (activation checkpointing recomputes its forward during backward, where grad mode is off).
+class EnableGradGuard {
+ public:
+  EnableGradGuard();
+  ~EnableGradGuard();
+  EnableGradGuard(const EnableGradGuard&) = delete;
+  EnableGradGuard& operator=(const EnableGradGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
 // ---- hooks ----
 // A handle identifies a hook on the tensor it was registered on (handles are numbered per tensor).
 using HookHandle = uint64_t;

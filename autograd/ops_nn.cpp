@@ -79,7 +79,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
   ZT_CHECK(rows.size(0) == targets.size(0), "cross_entropy: logits ", shape_str(logits.shape()),
            " have ", rows.size(0), " rows but target ", shape_str(target.shape()), " has ",
            targets.size(0), " elements");
-  Tensor losses = raw::cross_entropy(rows, targets, ignore_index);  // (N) f32
+  Tensor losses = raw::cross_entropy(rows, targets, ignore_index);  // (N) f32 (f64 for f64)
   // The mean divides by the number of non-ignored targets, counted on the device (no sync).
   Tensor count;
   Tensor out;
@@ -97,7 +97,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
       [rows = autograd::save_for_backward(rows), targets, count, ignore_index, reduction,
        shape = logits.shape()](const Tensor& g, Needs) -> Grads {
         const int64_t n = rows.size(0);
-        Tensor grad_loss;  // (N) f32
+        Tensor grad_loss;  // (N), the loss dtype
         if (reduction == Reduction::none) {
           grad_loss = raw::contiguous(raw::reshape(g, {n}));
         } else {

@@ -73,7 +73,7 @@ Tensor softmax(const Tensor& x, int64_t dim = -1);
 Tensor log_softmax(const Tensor& x, int64_t dim = -1);
 Tensor softmax_backward(const Tensor& grad_out, const Tensor& out, int64_t dim, bool log);
 struct LayerNormResult {
-  Tensor y, mean, rstd;  // mean/rstd: f32 of shape (rows)
+  Tensor y, mean, rstd;  // mean/rstd: (rows), f32 (f64 for f64 input)
 };
 // Normalises over the last dim; weight/bias (C) may be undefined.
 LayerNormResult layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps);
@@ -82,7 +82,7 @@ struct LayerNormGrads {
 };
 LayerNormGrads layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& mean,
                                    const Tensor& rstd, const Tensor& weight, bool need_weight_grads);
-// Per-row losses (N) in f32 for logits (N, C) and target (N).
+// Per-row losses (N) for logits (N, C) and target (N): f32, or f64 for f64 logits.
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index = -100);
 Tensor cross_entropy_backward(const Tensor& grad_loss, const Tensor& logits, const Tensor& target,
                               int64_t ignore_index = -100);

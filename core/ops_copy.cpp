@@ -59,7 +59,7 @@ void copy_(const Tensor& dst, const Tensor& src) {
   if (same_view(dst, src)) return;
   Tensor s = expand(src, dst.shape());
   if (dst.numel() == 0) return;
-  if (s.shares_storage(dst)) s = clone(s);  // overlapping views: read everything before writing
+  if (detail::may_overlap(s, dst)) s = clone(s);  // overlapping views: read everything before writing
   if (dst.device() == s.device()) {
     backend_for(dst.device()).copy(dst, s);
     return;

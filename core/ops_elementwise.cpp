@@ -27,7 +27,7 @@ DType binary_out_dtype(BinaryOp op, DType t) { return is_comparison(op) ? DType:
 
 // True when writing a in place could clobber elements of b before they are read.
 bool may_alias(const Tensor& a, const Tensor& b) {
-  return a.shares_storage(b) &&
+  return detail::may_overlap(a, b) &&
          !(a.offset() == b.offset() && a.strides() == b.strides() && a.shape() == b.shape());
 }
 

@@ -125,11 +125,16 @@ void check_cross_entropy_inputs(const char* op, const Tensor& logits, const Tens
            shape_str(target.shape()));
 }
 
+// Per-row losses are f32, or f64 for f64 logits (so f64 gradchecks keep full precision).
+DType cross_entropy_loss_dtype(const Tensor& logits) {
+  return logits.dtype() == DType::f64 ? DType::f64 : DType::f32;
+}
+
 }  // namespace
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index) {
   check_cross_entropy_inputs("cross_entropy", logits, target);
-  Tensor loss = Tensor::empty({logits.size(0)}, {DType::f32, logits.device()});
+  Tensor loss = Tensor::empty({logits.size(0)}, {cross_entropy_loss_dtype(logits), logits.device()});
   if (loss.numel() > 0)
     backend_for(logits.device())
         .cross_entropy(loss, contiguous(logits), contiguous(target), ignore_index);
@@ -146,7 +151,7 @@ Tensor cross_entropy_backward(const Tensor& grad_loss, const Tensor& logits, con
   Tensor grad_logits = Tensor::empty(logits.shape(), {logits.dtype(), logits.device()});
   if (grad_logits.numel() > 0)
     backend_for(logits.device())
-        .cross_entropy_backward(grad_logits, contiguous(to(grad_loss, DType::f32)),
+        .cross_entropy_backward(grad_logits, contiguous(to(grad_loss, cross_entropy_loss_dtype(logits))),
                                 contiguous(logits), contiguous(target), ignore_index);
   return grad_logits;
 }

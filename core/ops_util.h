@@ -46,6 +46,21 @@ inline void check_index_dtype(const char* op, const Tensor& index) {
 std::optional<Shape> view_strides(const Shape& old_shape, const Shape& old_strides,
                                   const Shape& new_shape);
 
+// True when two views of one storage may touch the same bytes (their spans intersect).
+inline bool may_overlap(const Tensor& a, const Tensor& b) {
+  if (!a.shares_storage(b) || a.numel() == 0 || b.numel() == 0) return false;
+  auto byte_span = [](const Tensor& t, int64_t* begin, int64_t* end) {
+    int64_t last = t.offset();
+    for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
+    *begin = t.offset() * int64_t(t.element_size());
+    *end = (last + 1) * int64_t(t.element_size());
+  };
+  int64_t a0, a1, b0, b1;
+  byte_span(a, &a0, &a1);
+  byte_span(b, &b0, &b1);
+  return a0 < b1 && b0 < a1;
+}
+
 // A new view over a's storage.
 inline Tensor make_view(const Tensor& a, Shape shape, Shape strides, int64_t offset) {
   return Tensor::view_of(a.storage(), std::move(shape), std::move(strides), offset, a.dtype());

@@ -80,6 +80,11 @@ struct OffsetCalc {
   int64_t strides[K][kMaxDims];
 
   __device__ __forceinline__ void offsets(int64_t linear, int64_t* out) const {
+    if (ndim == 1) {  // one merged dim (contiguous runs, plain strides): no division needed
+#pragma unroll
+      for (int k = 0; k < K; ++k) out[k] = linear * strides[k][0];
+      return;
+    }
 #pragma unroll
     for (int k = 0; k < K; ++k) out[k] = 0;
     for (int d = ndim - 1; d >= 0; --d) {

@@ -1,6 +1,8 @@
 // CUDA layer norm over the last dim of contiguous (N, C) data, forward and backward, with the
 // CPU kernel's meaning (core/cpu/kernels_layer_norm.cpp): statistics in float (double for f64)
 // by two passes, stored in the dtype of the mean/rstd tensors (f32, or f64).
+#include <algorithm>
+
 #include "cuda/cuda_backend.h"
 #include "cuda/device.h"
 #include "cuda/kernel_utils.cuh"
@@ -72,19 +74,24 @@ __global__ void layer_norm_backward_x_kernel(T* gx, const T* gy, const T* x, con
 }
 
 constexpr int kColTile = 32, kRowGroups = 8;
+// Rows per chunk of the grad_weight/grad_bias sums, and the blocks the grid aims for.
+constexpr int64_t kWbRowChunk = 64, kWbTargetBlocks = 1024;
 
-// Column sums over rows: grad_w[c] = sum_n grad_y * xhat, grad_b[c] = sum_n grad_y. A block of
-// (32, 8) threads owns 32 columns; its 8 row groups meet in shared memory.
-template <typename T, typename S>
-__global__ void layer_norm_backward_wb_kernel(T* gw, T* gb, const T* gy, const T* x, const S* mean,
-                                              const S* rstd, int64_t rows, int64_t cols) {
+// Column sums over rows: grad_w[c] = sum_n grad_y * xhat, grad_b[c] = sum_n grad_y. Block
+// (x, y) owns 32 columns and rows chunk y; its 8 row groups meet in shared memory. With one
+// chunk the sums go straight to gw/gb (type T); with several, each chunk writes its partial
+// sums (type A, (chunks, C)) and layer_norm_wb_finish_kernel adds them in chunk order.
+template <typename T, typename S, typename Out>
+__global__ void layer_norm_backward_wb_kernel(Out* gw, Out* gb, const T* gy, const T* x, const S* mean,
+                                              const S* rstd, int64_t rows, int64_t cols, int64_t chunk) {
   using A = compute_t<T>;
   __shared__ A part_w[kRowGroups][kColTile];
   __shared__ A part_b[kRowGroups][kColTile];
   const int64_t c = int64_t(blockIdx.x) * kColTile + threadIdx.x;
+  const int64_t r0 = int64_t(blockIdx.y) * chunk, r1 = r0 + chunk < rows ? r0 + chunk : rows;
   A sw = 0, sb = 0;
   if (c < cols) {
-    for (int64_t r = threadIdx.y; r < rows; r += kRowGroups) {
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += kRowGroups) {
       const A g = to_compute(gy[r * cols + c]);
       sw += g * ((A(to_compute(x[r * cols + c])) - A(mean[r])) * A(rstd[r]));
       sb += g;
@@ -98,9 +105,58 @@ __global__ void layer_norm_backward_wb_kernel(T* gw, T* gb, const T* gy, const T
       sw += part_w[k][threadIdx.x];
       sb += part_b[k][threadIdx.x];
     }
+    const int64_t at = int64_t(blockIdx.y) * cols + c;
+    if (gw) gw[at] = to_element<Out>(sw);
+    if (gb) gb[at] = to_element<Out>(sb);
+  }
+}
+
+// gw[c] = sum over chunks of partial_w[chunk, c] (likewise gb), in chunk order.
+template <typename T, typename A>
+__global__ void layer_norm_wb_finish_kernel(T* gw, T* gb, const A* partial_w, const A* partial_b,
+                                            int64_t chunks, int64_t cols) {
+  ZT_GRID_STRIDE_LOOP(c, cols) {
+    A sw = 0, sb = 0;
+    for (int64_t k = 0; k < chunks; ++k) {
+      sw += partial_w[k * cols + c];
+      sb += partial_b[k * cols + c];
+    }
     if (gw) gw[c] = to_element<T>(sw);
     if (gb) gb[c] = to_element<T>(sb);
   }
+}
+
+// grad_weight/grad_bias (either may be undefined) from grad_y, x and the saved statistics.
+template <typename T, typename S>
+void launch_weight_bias_grads(const Tensor& grad_weight, const Tensor& grad_bias, const Tensor& grad_y,
+                              const Tensor& x, const Tensor& mean, const Tensor& rstd, int64_t rows,
+                              int64_t cols, cudaStream_t stream) {
+  using A = compute_t<T>;
+  T* gw = grad_weight.defined() ? device_data<T>(grad_weight) : nullptr;
+  T* gb = grad_bias.defined() ? device_data<T>(grad_bias) : nullptr;
+  const int64_t tiles = (cols + kColTile - 1) / kColTile;
+  const int64_t chunks = std::max<int64_t>(
+      1, std::min<int64_t>({(rows + kWbRowChunk - 1) / kWbRowChunk, kWbTargetBlocks / tiles, 65535}));
+  const int64_t chunk = (rows + chunks - 1) / chunks;
+  const dim3 block{kColTile, kRowGroups, 1};
+  const dim3 grid{unsigned(tiles), unsigned(chunks), 1};
+  if (chunks == 1) {
+    layer_norm_backward_wb_kernel<T, S, T><<<grid, block, 0, stream>>>(
+        gw, gb, device_data<T>(grad_y), device_data<T>(x), device_data<S>(mean), device_data<S>(rstd),
+        rows, cols, chunk);
+    ZT_CUDA_LAUNCH_CHECK("layer_norm_backward_wb_kernel");
+    return;
+  }
+  // Partial sums (chunks, C) for weight and bias, in the compute type.
+  Tensor partials = Tensor::empty({2 * chunks * cols}, TensorOptions(DTypeOf<A>::value, x.device()));
+  A* pw = device_data<A>(partials);
+  A* pb = pw + chunks * cols;
+  layer_norm_backward_wb_kernel<T, S, A><<<grid, block, 0, stream>>>(
+      pw, pb, device_data<T>(grad_y), device_data<T>(x), device_data<S>(mean), device_data<S>(rstd), rows,
+      cols, chunk);
+  ZT_CUDA_LAUNCH_CHECK("layer_norm_backward_wb_kernel");
+  layer_norm_wb_finish_kernel<T, A><<<grid_for(cols), kBlockSize, 0, stream>>>(gw, gb, pw, pb, chunks, cols);
+  ZT_CUDA_LAUNCH_CHECK("layer_norm_wb_finish_kernel");
 }
 
 struct Rows {
@@ -190,14 +246,8 @@ void CudaBackend::layer_norm_backward(const Tensor& grad_x, const Tensor& grad_w
             device_data<S>(rstd), data_or_null<T>(weight), rs.n, rs.c);
         ZT_CUDA_LAUNCH_CHECK("layer_norm_backward_x_kernel");
       }
-      if (grad_weight.defined() || grad_bias.defined()) {
-        const unsigned grid = unsigned((rs.c + kColTile - 1) / kColTile);
-        layer_norm_backward_wb_kernel<T, S><<<grid, dim3(kColTile, kRowGroups), 0, stream>>>(
-            grad_weight.defined() ? device_data<T>(grad_weight) : nullptr,
-            grad_bias.defined() ? device_data<T>(grad_bias) : nullptr, device_data<T>(grad_y),
-            device_data<T>(x), device_data<S>(mean), device_data<S>(rstd), rs.n, rs.c);
-        ZT_CUDA_LAUNCH_CHECK("layer_norm_backward_wb_kernel");
-      }
+      if (grad_weight.defined() || grad_bias.defined())
+        launch_weight_bias_grads<T, S>(grad_weight, grad_bias, grad_y, x, mean, rstd, rs.n, rs.c, stream);
     };
     if (mean.dtype() == DType::f64) {
       run.template operator()<double>();

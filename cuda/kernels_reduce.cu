@@ -3,6 +3,7 @@
 // in int64; NaN propagates through max/min; arg_reduce returns the first best index and the
 // first NaN wins. One warp reduces one output when the reduced extent is short, one block
 // when it is long.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -16,6 +17,9 @@ namespace {
 constexpr int kWarpsPerBlock = kBlockSize / 32;
 // A reduced extent at least this long gets a whole block per output.
 constexpr int64_t kBlockReduceThreshold = 4096;
+// Blocks a reduction aims for (a few per SM), and the fewest elements a split chunk gets.
+constexpr int64_t kTargetBlocks = 1024;
+constexpr int64_t kSplitChunk = 16384;
 
 template <typename C>
 __device__ __forceinline__ bool is_nan_value(C v) {
@@ -98,6 +102,26 @@ __global__ void reduce_warp_kernel(O* out, const T* a, int64_t n_out, int64_t n_
   }
 }
 
+// The whole block reduces the elements [r0, r1) of the output at a + base; thread 0 gets the
+// result. `partial` holds one Acc per warp.
+template <typename T, typename Acc>
+__device__ __forceinline__ Acc block_accumulate(const T* a, int64_t base, int64_t r0, int64_t r1,
+                                                const OffsetCalc<1>& red, Acc* partial) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  Acc acc;
+  for (int64_t r = r0 + threadIdx.x; r < r1; r += blockDim.x) {
+    int64_t off;
+    red.offsets(r, &off);
+    acc.add(to_arith(a[base + off]));
+  }
+  acc = warp_merge(acc);
+  __syncthreads();  // partial may still be read for the previous output
+  if (lane == 0) partial[warp] = acc;
+  __syncthreads();
+  Acc total = lane < kWarpsPerBlock ? partial[lane] : Acc();
+  return warp_merge(total);
+}
+
 // Block b of the grid reduces output b.
 template <typename T, typename O, typename Acc, bool kMean>
 __global__ void reduce_block_kernel(O* out, const T* a, int64_t n_out, int64_t n_red,
@@ -105,26 +129,40 @@ __global__ void reduce_block_kernel(O* out, const T* a, int64_t n_out, int64_t n
   // Raw storage: shared memory cannot run Acc's constructor.
   __shared__ alignas(Acc) unsigned char partial_raw[sizeof(Acc) * kWarpsPerBlock];
   Acc* partial = reinterpret_cast<Acc*>(partial_raw);
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   for (int64_t o = blockIdx.x; o < n_out; o += gridDim.x) {
     int64_t base;
     kept.offsets(o, &base);
-    Acc acc;
-    for (int64_t r = threadIdx.x; r < n_red; r += blockDim.x) {
-      int64_t off;
-      red.offsets(r, &off);
-      acc.add(to_arith(a[base + off]));
-    }
-    acc = warp_merge(acc);
-    __syncthreads();  // partial may still be read for the previous output
-    if (lane == 0) partial[warp] = acc;
-    __syncthreads();
-    if (warp == 0) {
-      Acc total = lane < kWarpsPerBlock ? partial[lane] : Acc();
-      total = warp_merge(total);
-      if (lane == 0) out[o] = finish<O, kMean>(total, double(n_red));
-    }
+    const Acc total = block_accumulate<T, Acc>(a, base, 0, n_red, red, partial);
+    if (threadIdx.x == 0) out[o] = finish<O, kMean>(total, double(n_red));
   }
+}
+
+// Few outputs with long reductions: block (s, o) reduces chunk s of output o into
+// partials[o * splits + s]; reduce_finish_kernel combines the chunks of each output.
+template <typename T, typename Acc>
+__global__ void reduce_split_kernel(Acc* partials, const T* a, int64_t n_red, int64_t chunk,
+                                    OffsetCalc<1> kept, OffsetCalc<1> red) {
+  __shared__ alignas(Acc) unsigned char partial_raw[sizeof(Acc) * kWarpsPerBlock];
+  Acc* partial = reinterpret_cast<Acc*>(partial_raw);
+  const int64_t o = blockIdx.y, s = blockIdx.x;
+  int64_t base;
+  kept.offsets(o, &base);
+  const int64_t r0 = s * chunk, r1 = r0 + chunk < n_red ? r0 + chunk : n_red;
+  const Acc total = block_accumulate<T, Acc>(a, base, r0, r1, red, partial);
+  if (threadIdx.x == 0) partials[o * gridDim.x + s] = total;
+}
+
+// One warp per output merges its `splits` partials in a fixed order (deterministic).
+template <typename O, typename Acc, bool kMean>
+__global__ void reduce_finish_kernel(O* out, const Acc* partials, int64_t n_out, int64_t splits,
+                                     int64_t n_red) {
+  const int lane = threadIdx.x % 32;
+  const int64_t o = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  if (o >= n_out) return;
+  Acc acc;
+  for (int64_t s = lane; s < splits; s += 32) acc.merge(partials[o * splits + s]);
+  acc = warp_merge(acc);
+  if (lane == 0) out[o] = finish<O, kMean>(acc, double(n_red));
 }
 
 // The (kept, reduced) split of a's dims: offsets of each output's first element and of each
@@ -157,7 +195,21 @@ template <typename T, typename O, typename Acc, bool kMean>
 void launch_reduce(const Tensor& out, const Tensor& a, const ReduceLayout& l, cudaStream_t stream) {
   O* o = device_data<O>(out);
   const T* p = device_data<T>(a);
-  if (l.n_red >= kBlockReduceThreshold) {
+  // Enough blocks to fill the GPU: split each reduction when the outputs alone are too few.
+  const int64_t splits = std::min<int64_t>((kTargetBlocks + l.n_out - 1) / l.n_out,
+                                           (l.n_red + kSplitChunk - 1) / kSplitChunk);
+  if (l.n_red >= kBlockReduceThreshold && splits > 1 && l.n_out < 65536) {
+    const int64_t chunk = (l.n_red + splits - 1) / splits;
+    Tensor partials = Tensor::empty({int64_t(sizeof(Acc)) * l.n_out * splits},
+                                    TensorOptions(DType::u8, out.device()));
+    Acc* pp = reinterpret_cast<Acc*>(partials.raw_data());
+    reduce_split_kernel<T, Acc><<<dim3(unsigned(splits), unsigned(l.n_out)), kBlockSize, 0, stream>>>(
+        pp, p, l.n_red, chunk, l.kept, l.red);
+    ZT_CUDA_LAUNCH_CHECK("reduce_split_kernel");
+    reduce_finish_kernel<O, Acc, kMean><<<grid_for(l.n_out, kWarpsPerBlock), kBlockSize, 0, stream>>>(
+        o, pp, l.n_out, splits, l.n_red);
+    ZT_CUDA_LAUNCH_CHECK("reduce_finish_kernel");
+  } else if (l.n_red >= kBlockReduceThreshold) {
     const unsigned grid = unsigned(l.n_out < 65536 ? l.n_out : 65536);
     reduce_block_kernel<T, O, Acc, kMean><<<grid, kBlockSize, 0, stream>>>(o, p, l.n_out, l.n_red, l.kept, l.red);
     ZT_CUDA_LAUNCH_CHECK("reduce_block_kernel");

@@ -1,5 +1,8 @@
 // zt-mlp: trains a multi-layer perceptron on the built-in random dataset (32 features, 10
 // classes, as DeepSpeed's classic example) or on MNIST IDX files, and reports held-out accuracy.
+// Under `mpirun -np N` it trains data-parallel: --batch-size is the global batch, each rank reads
+// its own disjoint share of it, gradients are averaged, and the logged loss is the mean over the
+// whole global batch, so the log does not depend on N. Only rank 0 prints and writes the CSV.
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -16,6 +19,8 @@
 #include "nn/linear.h"
 #include "nn/sequential.h"
 #include "optim/adam.h"
+#include "parallel/data_parallel.h"
+#include "parallel/mpi_runtime.h"
 #include "runtime/args.h"
 
 namespace {
@@ -64,6 +69,15 @@ Splits load_data(const MlpOptions& o) {
   return s;
 }
 
+// The mean of a per-rank value over the data-parallel ranks (each rank's loss is the mean over an
+// equal share of the global batch, so this is the global-batch mean).
+double global_mean(zt::Communicator& world, double local) {
+  if (world.size() == 1) return local;
+  zt::Tensor v = zt::full({1}, local, zt::DType::f64);
+  world.all_reduce(v, zt::CommReduceOp::avg);
+  return v.item();
+}
+
 struct EvalResult {
   double loss = 0, accuracy = 0;
 };
@@ -81,14 +95,25 @@ EvalResult evaluate(zt::Module& model, const zt::TensorDataset& test, zt::Device
   return r;
 }
 
-std::string default_device() { return zt::has_backend(zt::DeviceType::CUDA) ? "cuda" : "cpu"; }
+// cuda when a GPU is present; data-parallel runs stay on the CPU, whose tensors the MPI
+// communicator reduces (CUDA tensors need the NCCL communicator).
+std::string default_device(int ranks) {
+  return zt::has_backend(zt::DeviceType::CUDA) && ranks == 1 ? "cuda" : "cpu";
+}
 
-int run(const MlpOptions& o) {
-  const zt::Device device = zt::Device::parse(o.device.empty() ? default_device() : o.device);
+int run(const MlpOptions& o, const std::shared_ptr<zt::Communicator>& comm) {
+  zt::Communicator& world = *comm;
+  const int ranks = world.size();
+  const bool lead = world.rank() == 0;  // the rank that prints and writes
+  const zt::Device device = zt::Device::parse(o.device.empty() ? default_device(ranks) : o.device);
   ZT_CHECK(zt::has_backend(device.type), "--device ", device.str(),
            ": no such backend in this build or no GPU present (expected cpu",
            zt::has_backend(zt::DeviceType::CUDA) ? " or cuda)" : ")");
   ZT_CHECK(o.batch_size > 0 && o.hidden > 0 && o.lr > 0, "--batch-size, --hidden and --lr must be positive");
+  ZT_CHECK(ranks == 1 || device.is_cpu(), "--device ", device.str(), ": data-parallel runs (", ranks,
+           " ranks) reduce gradients over MPI, which takes CPU tensors; use --device cpu");
+  ZT_CHECK(o.batch_size % ranks == 0, "--batch-size ", o.batch_size, " is the global batch and must be "
+           "divisible by the number of data-parallel ranks, ", ranks, " (each rank takes batch / ranks samples)");
   zt::manual_seed(uint64_t(o.seed));
   Splits data = load_data(o);
 
@@ -97,23 +122,32 @@ int run(const MlpOptions& o) {
   model->push_back(std::make_shared<zt::ReLU>());
   model->push_back(std::make_shared<zt::Linear>(o.hidden, data.classes));
   model->to(device);
+  // Data parallel: rank 0's initial weights are broadcast; gradients are averaged over ranks.
+  std::unique_ptr<zt::DataParallel> dp;
+  if (ranks > 1) dp = std::make_unique<zt::DataParallel>(model, comm);
   zt::Adam optimizer(model->parameters(), zt::AdamOptions{o.lr});
 
   zt::DataLoaderOptions loader_opts;
-  loader_opts.batch_size = o.batch_size;
+  loader_opts.batch_size = o.batch_size / ranks;
+  loader_opts.world_size = ranks;
+  loader_opts.rank = world.rank();
   loader_opts.seed = uint64_t(o.seed);
   loader_opts.drop_last = true;
   zt::DataLoader loader(data.train, loader_opts);
   const int64_t epochs = o.epochs > 0 ? o.epochs : (o.steps > 0 ? INT64_MAX : 3);
   const int64_t max_steps = o.steps > 0 ? o.steps : epochs * loader.num_batches();
 
-  std::printf("zt-mlp: %s, %lld train / %lld held-out samples, MLP %lld -> %lld -> %lld "
-              "(%lld parameters), batch %lld, Adam lr %g, device %s\n",
-              data.name.c_str(), (long long)data.train->size(), (long long)data.test->size(),
-              (long long)data.features, (long long)o.hidden, (long long)data.classes,
-              (long long)model->num_parameters(), (long long)o.batch_size, o.lr, device.str().c_str());
+  if (lead) {
+    std::printf("zt-mlp: %s, %lld train / %lld held-out samples, MLP %lld -> %lld -> %lld "
+                "(%lld parameters), batch %lld, Adam lr %g, device %s\n",
+                data.name.c_str(), (long long)data.train->size(), (long long)data.test->size(),
+                (long long)data.features, (long long)o.hidden, (long long)data.classes,
+                (long long)model->num_parameters(), (long long)o.batch_size, o.lr, device.str().c_str());
+    if (ranks > 1)
+      std::printf("data parallel: %d ranks x %lld samples per step\n", ranks, (long long)(o.batch_size / ranks));
+  }
   std::ofstream csv;
-  if (!o.csv.empty()) {
+  if (!o.csv.empty() && lead) {
     csv.open(o.csv);
     ZT_CHECK(csv.good(), "--csv: cannot write '", o.csv, "'");
     csv << "step,epoch,loss,lr,samples_per_s,val_loss,val_accuracy\n";
@@ -129,27 +163,30 @@ int run(const MlpOptions& o) {
     if (epoch >= epochs) break;
     zt::Batch batch = loader.next();
     zt::Tensor x = zt::raw::to(batch.input, device), y = zt::raw::to(batch.target, device);
-    zt::Tensor loss = zt::cross_entropy((*model)(x), y);
+    zt::Tensor loss = zt::cross_entropy(dp ? (*dp)(x) : (*model)(x), y);
     optimizer.zero_grad();
     zt::backward(loss);
+    if (dp) dp->finish_gradient_reduction();
     optimizer.step();
     ++step;
-    window_samples += batch.target.size(0);
+    window_samples += batch.target.size(0) * ranks;
     const bool epoch_end = loader.position().batch == 0 || loader.position().batch == loader.num_batches();
     const bool last = step == max_steps || (epoch_end && epoch + 1 >= epochs);
     if (step % o.print_every == 0 || last || epoch_end) {
-      last_loss = loss.item();
+      last_loss = global_mean(world, loss.item());
       const double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
       const double rate = window_samples / std::max(secs, 1e-9);
       EvalResult val;
       const bool validate = epoch_end || last;
-      if (validate) val = evaluate(*model, *data.test, device);
-      std::printf("step %6lld/%lld | epoch %lld | loss %.4f | lr %.2e | %.0f samples/s",
-                  (long long)step, (long long)max_steps, (long long)epoch + 1, last_loss,
-                  optimizer.lr(), rate);
-      if (validate) std::printf(" | val loss %.4f | val acc %.2f%%", val.loss, 100 * val.accuracy);
-      std::printf("\n");
-      std::fflush(stdout);
+      if (validate && lead) val = evaluate(*model, *data.test, device);
+      if (lead) {
+        std::printf("step %6lld/%lld | epoch %lld | loss %.4f | lr %.2e | %.0f samples/s",
+                    (long long)step, (long long)max_steps, (long long)epoch + 1, last_loss,
+                    optimizer.lr(), rate);
+        if (validate) std::printf(" | val loss %.4f | val acc %.2f%%", val.loss, 100 * val.accuracy);
+        std::printf("\n");
+        std::fflush(stdout);
+      }
       if (csv.is_open()) {
         csv << step << "," << epoch + 1 << "," << last_loss << "," << optimizer.lr() << "," << rate << ",";
         if (validate) csv << val.loss << "," << val.accuracy;
@@ -161,6 +198,7 @@ int run(const MlpOptions& o) {
     }
   }
   const double total = std::chrono::duration<double>(Clock::now() - start).count();
+  if (!lead) return 0;
   const EvalResult final_eval = evaluate(*model, *data.test, device);
   std::printf("done: %lld steps in %.2f s (%.0f samples/s), final loss %.4f, "
               "held-out accuracy %.2f%% on %lld samples\n",
@@ -179,18 +217,19 @@ int main(int argc, char** argv) {
                      "only the t10k files is split 8,000 train / 2,000 held-out).");
   args.add("--steps", &o.steps, "train until this global step (0: run --epochs)");
   args.add("--epochs", &o.epochs, "epochs to train (0: 3, or unbounded when --steps is given)");
-  args.add("--batch-size", &o.batch_size, "samples per step");
+  args.add("--batch-size", &o.batch_size, "samples per step (the global batch: split across ranks under mpirun)");
   args.add("--hidden", &o.hidden, "hidden layer width");
   args.add("--lr", &o.lr, "Adam learning rate");
   args.add("--samples", &o.samples, "random dataset: training samples");
   args.add("--print-every", &o.print_every, "print a line every N steps");
   args.add("--seed", &o.seed, "seed for init, data order and the random dataset");
   args.add("--data", &o.data, "MNIST directory with IDX files (.gz or plain); empty: random data");
-  args.add("--device", &o.device, "cpu or cuda (default: cuda when a GPU is present)");
+  args.add("--device", &o.device, "cpu or cuda (default: cuda when a GPU is present and one rank runs)");
   args.add("--csv", &o.csv, "write one row per logged step to this CSV file");
   try {
     if (!args.parse(argc, argv)) return 0;
-    return run(o);
+    zt::MpiRuntime mpi;  // a world of one without mpirun
+    return run(o, mpi.world());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "zt-mlp: error: %s\n", e.what());
     return 1;

@@ -34,6 +34,19 @@ void CpuBackend::arange(const Tensor& out, double start, double step) {
   }));
 }
 
+namespace {
+
+// Runs fn(group, words) for each Philox counter group of an n-element draw: elements
+// 4 * group + lane (lane < 4, element < n) use words.lane, exactly as philox::uniform/normal
+// do per element, with one Philox evaluation per four elements.
+template <typename Fn>
+void for_each_philox_group(int64_t n, uint64_t seed, uint64_t offset, Fn&& fn) {
+  const int64_t groups = int64_t(philox::counters_for(uint64_t(n)));
+  parallel_for(groups, 64, [&](int64_t g) { fn(g, philox::philox4x32(seed, offset + uint64_t(g))); });
+}
+
+}  // namespace
+
 // Element i is low + (high - low) * u_i, u_i = philox::uniform(seed, offset, i) in (0, 1],
 // evaluated in the output's compute type (float for f16/bf16/f32, double for f64), as the
 // CUDA kernel does.
@@ -44,14 +57,17 @@ void CpuBackend::random_uniform(const Tensor& out, uint64_t seed, uint64_t offse
   ZT_DISPATCH_FLOATING(out.dtype(), "random_uniform", ([&]<typename T>() {
     using C = compute_t<T>;
     T* p = typed_data<T>(out);
+    const int64_t n = out.numel();
     const C lo = C(low), range = C(high - low);
-    parallel_for(out.numel(), 16, [&](int64_t i) {
-      p[i] = cast_to<T>(lo + range * C(philox::uniform(seed, offset, uint64_t(i))));
+    for_each_philox_group(n, seed, offset, [&](int64_t g, const philox::Uint4& r) {
+      for (unsigned l = 0; l < 4 && 4 * g + l < n; ++l)
+        p[4 * g + l] = cast_to<T>(lo + range * C(philox::to_uniform(philox::lane(r, l))));
     });
   }));
 }
 
-// Element i is mean + stddev * z_i, z_i = philox::normal(seed, offset, i).
+// Element i is mean + stddev * z_i, z_i = philox::normal(seed, offset, i): Box-Muller over
+// lane pairs (0, 1) and (2, 3), cosine for the even element and sine for the odd one.
 void CpuBackend::random_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean,
                                double stddev) {
   ZT_CHECK(out.is_contiguous(), "random_normal: out must be contiguous, found strides ",
@@ -59,9 +75,19 @@ void CpuBackend::random_normal(const Tensor& out, uint64_t seed, uint64_t offset
   ZT_DISPATCH_FLOATING(out.dtype(), "random_normal", ([&]<typename T>() {
     using C = compute_t<T>;
     T* p = typed_data<T>(out);
+    const int64_t n = out.numel();
     const C mu = C(mean), sigma = C(stddev);
-    parallel_for(out.numel(), 32, [&](int64_t i) {
-      p[i] = cast_to<T>(mu + sigma * C(philox::normal(seed, offset, uint64_t(i))));
+    for_each_philox_group(n, seed, offset, [&](int64_t g, const philox::Uint4& r) {
+      for (unsigned pair = 0; pair < 4; pair += 2) {
+        const int64_t i = 4 * g + pair;
+        if (i >= n) break;
+        const float u1 = philox::to_uniform(philox::lane(r, pair));
+        const float u2 = philox::to_uniform(philox::lane(r, pair + 1));
+        const float radius = sqrtf(-2.0f * logf(u1));
+        const float angle = 6.2831853071795864f * u2;
+        p[i] = cast_to<T>(mu + sigma * C(radius * cosf(angle)));
+        if (i + 1 < n) p[i + 1] = cast_to<T>(mu + sigma * C(radius * sinf(angle)));
+      }
     });
   }));
 }

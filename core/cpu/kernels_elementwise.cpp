@@ -184,9 +184,10 @@ void with_float_unary_fn(UnaryOp op, Body&& body) {
     case UnaryOp::relu: return body([](C x) { return x > C(0) ? x : (is_nan(x) ? x : C(0)); });
     case UnaryOp::gelu:
       return body([](C x) { return C(C(0.5) * x * (C(1) + std::erf(x * C(kInvSqrt2)))); });
-    case UnaryOp::gelu_tanh:
+    case UnaryOp::gelu_tanh:  // 0.5 x (1 + tanh(u)) = x * sigmoid(2u): exp is ~3x faster than tanh
       return body([](C x) {
-        return C(C(0.5) * x * (C(1) + std::tanh(C(kSqrt2OverPi) * (x + C(kGeluCubic) * x * x * x))));
+        const C two_u = C(2 * kSqrt2OverPi) * (x + C(kGeluCubic) * x * x * x);
+        return C(x / (C(1) + std::exp(-two_u)));
       });
     case UnaryOp::logical_not: break;  // handled by the caller (bool output)
   }
@@ -258,11 +259,13 @@ void with_unary_derivative(UnaryOp op, Body&& body) {
         return C(g * (cdf + x * pdf));
       });
     case UnaryOp::gelu_tanh:
+      // With s = sigmoid(2u) = (1 + tanh u) / 2 and 1 - tanh^2 u = 4 s (1 - s):
+      // d/dx [0.5 x (1 + tanh u)] = s + 2 x s (1 - s) du/dx.
       return body([](C g, C x) {
-        C u = C(kSqrt2OverPi) * (x + C(kGeluCubic) * x * x * x);
-        C t = std::tanh(u);
-        C du = C(kSqrt2OverPi) * (C(1) + C(3 * kGeluCubic) * x * x);
-        return C(g * (C(0.5) * (C(1) + t) + C(0.5) * x * (C(1) - t * t) * du));
+        const C two_u = C(2 * kSqrt2OverPi) * (x + C(kGeluCubic) * x * x * x);
+        const C s = C(1) / (C(1) + std::exp(-two_u));
+        const C du = C(kSqrt2OverPi) * (C(1) + C(3 * kGeluCubic) * x * x);
+        return C(g * (s + C(2) * x * s * (C(1) - s) * du));
       });
     default: break;
   }
@@ -301,9 +304,16 @@ void CpuBackend::where(const Tensor& out, const Tensor& cond, const Tensor& a, c
       for_each_segment<4>(
           out.shape(), {&out.strides(), &cond.strides(), &a.strides(), &b.strides()},
           [&](const std::array<int64_t, 4>& off, int64_t n, const std::array<int64_t, 4>& st) {
-            for (int64_t j = 0; j < n; ++j)
-              o[off[0] + j * st[0]] =
-                  c[off[1] + j * st[1]] ? pa[off[2] + j * st[2]] : pb[off[3] + j * st[3]];
+            T* op = o + off[0];
+            const B* cp = c + off[1];
+            const T* ap = pa + off[2];
+            const T* bp = pb + off[3];
+            if (st[0] == 1 && st[1] == 1 && st[2] == 1 && st[3] == 1) {
+              for (int64_t j = 0; j < n; ++j) op[j] = cp[j] ? ap[j] : bp[j];
+            } else {
+              for (int64_t j = 0; j < n; ++j)
+                op[j * st[0]] = cp[j * st[1]] ? ap[j * st[2]] : bp[j * st[3]];
+            }
           });
     };
     if (cond.dtype() == DType::boolean) {

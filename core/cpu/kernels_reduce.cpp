@@ -81,7 +81,7 @@ void accumulate_range(const T* base, const ReducePlan& plan, int64_t r0, int64_t
     const int64_t n = std::min(inner - index[size_t(nd - 1)], r1 - r);
     const T* p = base + offset;
     if (inner_stride == 1) {
-      for (int64_t j = 0; j < n; ++j) acc(p[j]);
+      acc.run(p, n);
     } else {
       for (int64_t j = 0; j < n; ++j) acc(p[j * inner_stride]);
     }
@@ -102,6 +102,19 @@ template <typename A>
 struct SumAcc {
   A total = A(0);
   template <typename T> void operator()(T x) { total += cast_to<A>(x); }
+  // A unit-stride run: four independent partial sums hide the add latency.
+  template <typename T> void run(const T* p, int64_t n) {
+    A s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+      s0 += cast_to<A>(p[j]);
+      s1 += cast_to<A>(p[j + 1]);
+      s2 += cast_to<A>(p[j + 2]);
+      s3 += cast_to<A>(p[j + 3]);
+    }
+    for (; j < n; ++j) s0 += cast_to<A>(p[j]);
+    total += (s0 + s1) + (s2 + s3);
+  }
   void merge(const SumAcc& o) { total += o.total; }
 };
 
@@ -117,6 +130,9 @@ struct ExtremumAcc {
     if (better) best = x;
   }
   template <typename T> void operator()(T x) { take(cast_to<C>(x)); }
+  template <typename T> void run(const T* p, int64_t n) {
+    for (int64_t j = 0; j < n; ++j) take(cast_to<C>(p[j]));
+  }
   void merge(const ExtremumAcc& o) { take(o.best); }
 };
 

@@ -144,6 +144,12 @@ TEST_CASE("unary ops against the C library, every float dtype") {
   // Known values: GELU(1) = Phi(1) = 0.8413447460685429.
   check_values(raw::unary(UnaryOp::gelu, make({1}, {}, DType::f64)), {0.8413447460685429}, {1});
   check_values(raw::unary(UnaryOp::relu, make({NAN})), {NAN}, {1});
+  // Far tails stay finite: gelu -> 0 on the left and -> x on the right, slopes 0 and 1.
+  for (UnaryOp op : {UnaryOp::gelu, UnaryOp::gelu_tanh}) {
+    INFO(op_name(op));
+    check_values(raw::unary(op, make({-100, -30, 30, 100})), {0, 0, 30, 100}, {4});
+    check_values(raw::unary_backward(op, ones({4}), make({-100, -30, 30, 100})), {0, 0, 1, 1}, {4});
+  }
 }
 
 TEST_CASE("unary ops on integers keep integer semantics or fail clearly") {

@@ -84,6 +84,10 @@ TEST_CASE("rand matches Philox element by element and is reproducible") {
   CHECK(gen.offset() == 10 + philox::counters_for(35));
   const std::vector<double> av = values(a);
   for (int i = 0; i < 35; ++i) CHECK(av[size_t(i)] == double(philox::uniform(1234, 10, uint64_t(i))));
+  gen.set_state(77, 3);
+  const std::vector<double> nv = values(randn({13}, DType::f32, &gen));
+  for (int i = 0; i < 13; ++i) CHECK(nv[size_t(i)] == double(philox::normal(77, 3, uint64_t(i))));
+  gen.set_state(1234, 10 + philox::counters_for(35));
   Tensor b = rand({5, 7}, DType::f32, &gen);
   CHECK(raw::max_abs_diff(a, b) > 0);  // the next draw continues the stream
   gen.set_state(1234, 10);

@@ -225,12 +225,13 @@ TEST_CASE("cross_entropy: hand values, ignore_index and the gradient") {
       CAPTURE(zt::dtype_name(it));
       Tensor logits = nn_tensor({1, 2, 3, 1, 1, 1, 5, -5, 0}, {3, 3}, dt);
       Tensor target = nn_tensor({2, 0, -100}, {3}, it);
-      Tensor loss = Tensor::empty({3}, DType::f32);
+      const DType loss_dt = dt == DType::f64 ? DType::f64 : DType::f32;  // f64 logits: f64 loss
+      Tensor loss = Tensor::empty({3}, loss_dt);
       cpu().cross_entropy(loss, logits, target, -100);
       const double lse0 = std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0));
-      check_close(values(loss), {lse0 - 3.0, std::log(3.0), 0.0}, dt == DType::f64 ? 1e-6 : tol(dt));
+      check_close(values(loss), {lse0 - 3.0, std::log(3.0), 0.0}, dt == DType::f64 ? 1e-12 : tol(dt));
 
-      Tensor grad_loss = nn_tensor({1.0, 0.5, 2.0}, {3}, DType::f32);
+      Tensor grad_loss = nn_tensor({1.0, 0.5, 2.0}, {3}, loss_dt);
       Tensor grad = Tensor::empty({3, 3}, dt);
       cpu().cross_entropy_backward(grad, grad_loss, logits, target, -100);
       const double p0 = std::exp(1.0 - lse0), p1 = std::exp(2.0 - lse0), p2 = std::exp(3.0 - lse0);
@@ -256,6 +257,9 @@ TEST_CASE("cross_entropy: an out-of-range target names the row, value and C") {
                        doctest::Contains("target[1] = 3 is out of range for 3 classes"), zt::Error);
   CHECK_THROWS_WITH_AS(cpu().cross_entropy(loss, logits, nn_tensor({-1, 0}, {2}, DType::i32), -100),
                        doctest::Contains("target[0] = -1"), zt::Error);
+  Tensor logits64 = nn_tensor({0, 0, 0, 0, 0, 0}, {2, 3}, DType::f64);
+  CHECK_THROWS_WITH_AS(cpu().cross_entropy(loss, logits64, nn_tensor({0, 1}, {2}, DType::i64), -100),
+                       doctest::Contains("loss must be f64 for f64 logits"), zt::Error);
 }
 
 TEST_CASE("index_select: dims 0 and 1, repeated indices, a strided source, every dtype") {

@@ -151,6 +151,13 @@ TEST_CASE("copy_ broadcasts and casts into strided destinations; fill_ into view
   Tensor sq = iota({3, 3});
   raw::copy_(sq, raw::transpose(sq, 0, 1));  // overlapping source: read before written
   check_values(sq, {0, 3, 6, 1, 4, 7, 2, 5, 8}, {3, 3});
+  // Disjoint halves of one buffer copy directly; overlapping shifted views still read first.
+  Tensor buf = iota({8});
+  raw::copy_(raw::narrow(buf, 0, 4, 4), raw::narrow(buf, 0, 0, 4));
+  check_values(buf, {0, 1, 2, 3, 0, 1, 2, 3}, {8});
+  Tensor shift = iota({6});
+  raw::copy_(raw::narrow(shift, 0, 1, 5), raw::narrow(shift, 0, 0, 5));
+  check_values(shift, {0, 0, 1, 2, 3, 4}, {6});
   CHECK(contains(error_of([&] { raw::copy_(dst, iota({3})); }), "(3, 4)"));
 }
 

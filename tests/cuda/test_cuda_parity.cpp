@@ -32,7 +32,7 @@ int case_fill() {
       for (Layout l : {Layout::contiguous, Layout::stepped}) {
         Pair out = random_pair(s, dt, l, 1, 5, 3);
         ran += run_parity(label("fill", dtype_name(dt), shape_str(s), layout_name(l)),
-                          [&](Backend& be, int i) { be.fill(out[i], -2.75); }, {&out}, rel_tolerance(dt));
+                          [&](Backend& be, int i) { be.fill(out[i], 2.75); }, {&out}, rel_tolerance(dt));
       }
   return ran;
 }
@@ -210,6 +210,7 @@ int case_reduce() {
       {{7}, {{0}, {}}},
       {{4, 33, 17}, {{0}, {2}, {0, 2}, {1}, {0, 1, 2}}},
       {{3, 5000}, {{1}, {0, 1}}},  // long rows: one block per output
+      {{2, 70001}, {{1}, {0, 1}}},  // few long rows: split into chunks, then combined
       {{2, 3, 4, 5}, {{1, 3}, {0, 2, 3}}}};
   for (ReduceOp op : {ReduceOp::sum, ReduceOp::mean, ReduceOp::max, ReduceOp::min})
     for (DType dt : kAllDTypes)
@@ -267,7 +268,7 @@ int case_gemm() {
   return ran;
 }
 
-const std::vector<Shape> kRowShapes = {{3, 7}, {5, 300}, {2, 3, 1500}, {1, 5000}};
+const std::vector<Shape> kRowShapes = {{3, 7}, {5, 300}, {2, 3, 1500}, {1, 5000}, {300, 64}};
 
 int case_softmax() {
   int ran = 0;
@@ -521,6 +522,22 @@ TEST_CASE("CUDA copy moves values between the host and the device, with casts an
     const std::vector<double> got2 = host_dst.to_vector<double>();
     for (size_t i = 0; i < want.size(); ++i) REQUIRE(got2[i] == want[i]);
   }
+}
+
+TEST_CASE("CUDA f32 GEMM uses TF32 only when switched on") {
+  ZT_REQUIRE_GPU();
+  REQUIRE_FALSE(cuda::allow_tf32());
+  const Pair a = random_pair({64, 256}, DType::f32, Layout::contiguous, -1, 1, 151);
+  const Pair b = random_pair({256, 48}, DType::f32, Layout::contiguous, -1, 1, 152);
+  Pair exact = output_pair({64, 48}, DType::f32), fast = output_pair({64, 48}, DType::f32);
+  cpu_be().gemm(exact[0], a[0], b[0], false, false, 1.0, 0.0);
+  gpu_be().gemm(exact[1], a[1], b[1], false, false, 1.0, 0.0);
+  cuda::set_allow_tf32(true);
+  gpu_be().gemm(fast[1], a[1], b[1], false, false, 1.0, 0.0);
+  cuda::set_allow_tf32(false);
+  fast.side[0] = exact[0];  // both compare against the CPU result
+  CHECK(same_values("gemm f32 (TF32 off)", exact, 1e-5));
+  CHECK(same_values("gemm f32 (TF32 on)", fast, 1e-2));  // TF32 keeps 10 mantissa bits
 }
 
 TEST_CASE("CUDA ops reject tensors on different devices") {

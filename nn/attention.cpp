@@ -1,0 +1,56 @@
+// CausalSelfAttention, composed of differentiable ops so its backward comes from theirs.
+#include "nn/attention.h"
+
+#include <cmath>
+#include <limits>
+
+#include "autograd/ops.h"
+
+namespace zt {
+
+CausalSelfAttention::CausalSelfAttention(const CausalSelfAttentionOptions& o)
+    : n_embd_(o.n_embd), n_head_(o.n_head) {
+  ZT_CHECK(o.n_embd > 0 && o.n_head > 0 && o.n_embd % o.n_head == 0,
+           "CausalSelfAttention: expected n_embd divisible by n_head (both positive), found n_embd=",
+           o.n_embd, " n_head=", o.n_head);
+  qkv_ = register_module("qkv", std::make_shared<Linear>(
+                                    LinearOptions{o.n_embd, 3 * o.n_embd, o.bias, DType::f32,
+                                                  Device::cpu(), o.generator}));
+  proj_ = register_module("proj", std::make_shared<Linear>(
+                                      LinearOptions{o.n_embd, o.n_embd, o.bias, DType::f32,
+                                                    Device::cpu(), o.generator}));
+  attn_dropout_ = register_module("attn_dropout", std::make_shared<Dropout>(o.dropout));
+  resid_dropout_ = register_module("resid_dropout", std::make_shared<Dropout>(o.dropout));
+}
+
+CausalSelfAttention::CausalSelfAttention(int64_t n_embd, int64_t n_head, double dropout, bool bias)
+    : CausalSelfAttention(CausalSelfAttentionOptions{n_embd, n_head, dropout, bias, nullptr}) {}
+
+const Tensor& CausalSelfAttention::causal_mask(int64_t T, DType dtype, Device device) {
+  if (mask_.defined() && mask_.size(0) == T && mask_.dtype() == dtype && mask_.device() == device)
+    return mask_;
+  std::vector<double> values(size_t(T * T), 0.0);
+  for (int64_t i = 0; i < T; ++i)
+    for (int64_t j = i + 1; j < T; ++j) values[size_t(i * T + j)] = -std::numeric_limits<double>::infinity();
+  mask_ = raw::to(from_vector<double>(values, {T, T}, dtype), device);
+  return mask_;
+}
+
+Tensor CausalSelfAttention::forward(const Tensor& x) {
+  ZT_CHECK(x.dim() == 3 && x.size(2) == n_embd_, "CausalSelfAttention: expected input (B, T, ",
+           n_embd_, "), found ", shape_str(x.shape()));
+  const int64_t B = x.size(0), T = x.size(1), C = n_embd_, nh = n_head_, hs = C / nh;
+  std::vector<Tensor> qkv = split((*qkv_)(x), C, 2);  // 3 x (B, T, C)
+  auto heads = [&](const Tensor& t) {                  // (B, T, C) -> (B, nh, T, hs)
+    return transpose(reshape(t, {B, T, nh, hs}), 1, 2);
+  };
+  Tensor q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);
+  Tensor att = mul(matmul(q, k, false, true), 1.0 / std::sqrt(double(hs)));  // (B, nh, T, T)
+  att = add(att, causal_mask(T, att.dtype(), att.device()));                  // broadcast (T, T)
+  att = (*attn_dropout_)(softmax(att, -1));
+  Tensor y = matmul(att, v);                              // (B, nh, T, hs)
+  y = reshape(contiguous(transpose(y, 1, 2)), {B, T, C});  // merge heads: (B, T, C)
+  return (*resid_dropout_)((*proj_)(y));
+}
+
+}  // namespace zt
