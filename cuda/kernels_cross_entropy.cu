@@ -1,7 +1,8 @@
 // CUDA cross-entropy over contiguous logits (N, C) with integer targets (N), forward and
 // backward fused with the softmax, with the CPU kernel's meaning (core/cpu/
-// kernels_cross_entropy.cpp): loss[n] = logsumexp(logits[n]) - logits[n, target[n]] in f32,
-// rows whose target is ignore_index get loss 0 and zero gradient. A kernel cannot throw: a
+// kernels_cross_entropy.cpp): loss[n] = logsumexp(logits[n]) - logits[n, target[n]], stored as
+// f32 (f64 for f64 logits; grad_loss likewise); rows whose target is ignore_index get loss 0 and
+// zero gradient. A kernel cannot throw: a
 // target out of range (neither in [0, C) nor ignore_index) gives a NaN loss and NaN gradients,
 // which the non-finite checks of the training loop report.
 #include <cmath>
@@ -30,26 +31,26 @@ __device__ __forceinline__ void row_stats(const T* xr, int64_t cols, A* shared, 
   *mx_out = mx;
 }
 
-template <typename T, typename I>
-__global__ void cross_entropy_kernel(float* loss, const T* logits, const I* target, int64_t t_stride,
+template <typename T, typename I, typename L>
+__global__ void cross_entropy_kernel(L* loss, const T* logits, const I* target, int64_t t_stride,
                                      int64_t rows, int64_t cols, int64_t ignore_index) {  // (N, C)
   using A = compute_t<T>;
   __shared__ A shared[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const int64_t t = int64_t(target[r * t_stride]);
     if (t == ignore_index) {
-      if (threadIdx.x == 0) loss[r] = 0.0f;
+      if (threadIdx.x == 0) loss[r] = L(0);
       continue;
     }
     const T* xr = logits + r * cols;
     A mx, sum;
     row_stats(xr, cols, shared, &mx, &sum);
-    if (threadIdx.x == 0) loss[r] = (t >= 0 && t < cols) ? float(mx + f_log(sum) - A(to_compute(xr[t]))) : NAN;
+    if (threadIdx.x == 0) loss[r] = (t >= 0 && t < cols) ? L(mx + f_log(sum) - A(to_compute(xr[t]))) : L(NAN);
   }
 }
 
-template <typename T, typename I>
-__global__ void cross_entropy_backward_kernel(T* grad, const float* grad_loss, int64_t gl_stride,
+template <typename T, typename I, typename L>
+__global__ void cross_entropy_backward_kernel(T* grad, const L* grad_loss, int64_t gl_stride,
                                               const T* logits, const I* target, int64_t t_stride,
                                               int64_t rows, int64_t cols, int64_t ignore_index) {
   using A = compute_t<T>;
@@ -87,6 +88,23 @@ Rows check_logits(const Tensor& logits, const Tensor& target, const char* op) {
   return rs;
 }
 
+// Loss and grad_loss are f32, or f64 for f64 logits (so f64 gradchecks keep full precision).
+void check_loss_dtype(const Tensor& logits, const Tensor& loss, const char* op, const char* what) {
+  const DType expected = logits.dtype() == DType::f64 ? DType::f64 : DType::f32;
+  ZT_CHECK(loss.dtype() == expected, op, ": ", what, " must be ", dtype_name(expected), " for ",
+           dtype_name(logits.dtype()), " logits, found ", loss.str());
+}
+
+// Calls fn.template operator()<L>() with L the loss type for these logits.
+template <typename Fn>
+void with_loss_type(const Tensor& logits, Fn&& fn) {
+  if (logits.dtype() == DType::f64) {
+    fn.template operator()<double>();
+  } else {
+    fn.template operator()<float>();
+  }
+}
+
 unsigned row_grid(int64_t rows) { return unsigned(rows < 65536 ? (rows < 1 ? 1 : rows) : 65536); }
 int row_block(int64_t cols) { return cols <= 128 ? 32 : (cols <= 1024 ? 128 : 512); }
 
@@ -95,18 +113,21 @@ int row_block(int64_t cols) { return cols <= 128 ? 32 : (cols <= 1024 ? 128 : 51
 void CudaBackend::cross_entropy(const Tensor& loss, const Tensor& logits, const Tensor& target,
                                 int64_t ignore_index) {
   const Rows rs = check_logits(logits, target, "cross_entropy");
-  ZT_CHECK(loss.dim() == 1 && loss.size(0) == rs.n && loss.dtype() == DType::f32 && loss.is_contiguous(),
-           "cross_entropy: loss must be a contiguous f32 (", rs.n, ") tensor, found ", loss.str());
+  ZT_CHECK(loss.dim() == 1 && loss.size(0) == rs.n && loss.is_contiguous(),
+           "cross_entropy: loss must be a contiguous (", rs.n, ") tensor, found ", loss.str());
+  check_loss_dtype(logits, loss, "cross_entropy", "loss");
   const int device = common_device("cross_entropy", {&loss, &logits, &target});
   DeviceGuard guard(device);
   if (rs.n == 0) return;
   cudaStream_t stream = current_stream(device);
   ZT_DISPATCH_FLOATING(logits.dtype(), "cross_entropy", ([&]<typename T>() {
     ZT_DISPATCH_INDEX(target.dtype(), "cross_entropy", ([&]<typename I>() {
-      cross_entropy_kernel<T, I><<<row_grid(rs.n), row_block(rs.c), 0, stream>>>(
-          device_data<float>(loss), device_data<T>(logits), device_data<I>(target), target.stride(0),
-          rs.n, rs.c, ignore_index);
-      ZT_CUDA_LAUNCH_CHECK("cross_entropy_kernel");
+      with_loss_type(logits, [&]<typename L>() {
+        cross_entropy_kernel<T, I, L><<<row_grid(rs.n), row_block(rs.c), 0, stream>>>(
+            device_data<L>(loss), device_data<T>(logits), device_data<I>(target), target.stride(0),
+            rs.n, rs.c, ignore_index);
+        ZT_CUDA_LAUNCH_CHECK("cross_entropy_kernel");
+      });
     }));
   }));
 }
@@ -120,18 +141,21 @@ void CudaBackend::cross_entropy_backward(const Tensor& grad_logits, const Tensor
                grad_logits.is_contiguous(),
            op, ": grad_logits must be contiguous like logits ", logits.str(), ", found ", grad_logits.str());
   // grad_loss may be a broadcast view (stride 0) of a scalar gradient from a mean reduction.
-  ZT_CHECK(grad_loss.dim() == 1 && grad_loss.size(0) == rs.n && grad_loss.dtype() == DType::f32,
-           op, ": grad_loss must be an f32 (", rs.n, ") tensor, found ", grad_loss.str());
+  ZT_CHECK(grad_loss.dim() == 1 && grad_loss.size(0) == rs.n, op, ": grad_loss must be (", rs.n,
+           "), found ", grad_loss.str());
+  check_loss_dtype(logits, grad_loss, op, "grad_loss");
   const int device = common_device(op, {&grad_logits, &grad_loss, &logits, &target});
   DeviceGuard guard(device);
   if (rs.n == 0) return;
   cudaStream_t stream = current_stream(device);
   ZT_DISPATCH_FLOATING(logits.dtype(), op, ([&]<typename T>() {
     ZT_DISPATCH_INDEX(target.dtype(), op, ([&]<typename I>() {
-      cross_entropy_backward_kernel<T, I><<<row_grid(rs.n), row_block(rs.c), 0, stream>>>(
-          device_data<T>(grad_logits), device_data<float>(grad_loss), grad_loss.stride(0),
-          device_data<T>(logits), device_data<I>(target), target.stride(0), rs.n, rs.c, ignore_index);
-      ZT_CUDA_LAUNCH_CHECK("cross_entropy_backward_kernel");
+      with_loss_type(logits, [&]<typename L>() {
+        cross_entropy_backward_kernel<T, I, L><<<row_grid(rs.n), row_block(rs.c), 0, stream>>>(
+            device_data<T>(grad_logits), device_data<L>(grad_loss), grad_loss.stride(0),
+            device_data<T>(logits), device_data<I>(target), target.stride(0), rs.n, rs.c, ignore_index);
+        ZT_CUDA_LAUNCH_CHECK("cross_entropy_backward_kernel");
+      });
     }));
   }));
 }

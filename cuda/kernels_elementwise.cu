@@ -149,9 +149,11 @@ struct GeluFn {
     return C(C(0.5) * x * (C(1) + d_erf(x * C(kInvSqrt2))));
   }
 };
+// 0.5 x (1 + tanh(u)) written as x * sigmoid(2u), as the CPU kernel computes it.
 struct GeluTanhFn {
   template <typename C> __device__ C operator()(C x) const {
-    return C(C(0.5) * x * (C(1) + d_tanh(C(kSqrt2OverPi) * (x + C(kGeluCubic) * x * x * x))));
+    const C two_u = C(2 * kSqrt2OverPi) * (x + C(kGeluCubic) * x * x * x);
+    return C(x / (C(1) + d_exp(-two_u)));
   }
 };
 
@@ -188,12 +190,13 @@ struct GeluGradFn {
     return C(g * (cdf + x * pdf));
   }
 };
+// With s = sigmoid(2u): d/dx [x s] = s + 2 x s (1 - s) du/dx (the CPU kernel's form).
 struct GeluTanhGradFn {
   template <typename C> __device__ C operator()(C g, C x) const {
-    const C u = C(kSqrt2OverPi) * (x + C(kGeluCubic) * x * x * x);
-    const C t = d_tanh(u);
+    const C two_u = C(2 * kSqrt2OverPi) * (x + C(kGeluCubic) * x * x * x);
+    const C s = C(1) / (C(1) + d_exp(-two_u));
     const C du = C(kSqrt2OverPi) * (C(1) + C(3 * kGeluCubic) * x * x);
-    return C(g * (C(0.5) * (C(1) + t) + C(0.5) * x * (C(1) - t * t) * du));
+    return C(g * (s + C(2) * x * s * (C(1) - s) * du));
   }
 };
 

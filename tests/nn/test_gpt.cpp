@@ -1,0 +1,260 @@
+// GPT pieces: f64 gradchecks of CausalSelfAttention and Block (input and parameters),
+// causality, activation checkpointing (bitwise equal results and gradients with dropout, less
+// memory held), the tied output head, parameter/FLOP counts and sampling.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "autograd/autograd.h"
+#include "autograd/checkpoint.h"
+#include "autograd/gradcheck.h"
+#include "autograd/ops.h"
+#include "core/allocator.h"
+#include "nn/attention.h"
+#include "nn/gpt.h"
+
+using namespace zt;
+
+namespace {
+
+Tensor f64_leaf(const Shape& shape, uint64_t seed) {
+  Generator gen(seed);
+  Tensor t = randn(shape, DType::f64, &gen);
+  set_requires_grad(t);
+  return t;
+}
+
+bool bitwise_equal(const Tensor& a, const Tensor& b) {
+  return a.defined() && b.defined() && a.shape() == b.shape() &&
+         a.to_vector<double>() == b.to_vector<double>();
+}
+
+// gradcheck of module(x) over x and every parameter of the module (in f64).
+void check_module_gradients(Module& m, const Shape& x_shape) {
+  m.to(DType::f64);
+  std::vector<Tensor> inputs{f64_leaf(x_shape, 99)};
+  for (const Tensor& p : m.parameters()) inputs.push_back(p);
+  // Parameters start near their init; nudge them so no gradient is trivially zero.
+  for (size_t i = 1; i < inputs.size(); ++i) {
+    Generator gen(i);
+    NoGradGuard ng;
+    raw::binary_(BinaryOp::add, inputs[i], randn(inputs[i].shape(), DType::f64, &gen, 0.0, 0.3));
+  }
+  GradcheckResult r = gradcheck([&m](const std::vector<Tensor>& in) { return m(in[0]); }, inputs);
+  CHECK_MESSAGE(r.ok, r.message);
+  MESSAGE("max abs error ", r.max_abs_error, " over ", inputs.size(), " tensors");
+}
+
+GPTConfig tiny_config(double dropout = 0.0) {
+  GPTConfig c;
+  c.n_layer = 2;
+  c.n_head = 2;
+  c.n_embd = 8;
+  c.block_size = 8;
+  c.vocab_size = 11;
+  c.dropout = dropout;
+  return c;
+}
+
+Tensor tokens(const Shape& shape, int64_t vocab, uint64_t seed) {
+  Generator gen(seed);
+  return randint(0, vocab, shape, DType::i64, &gen);
+}
+
+}  // namespace
+
+TEST_CASE("CausalSelfAttention: gradcheck of input and parameters (f64, B=2 T=3 C=4, 2 heads)") {
+  CausalSelfAttention attn(4, 2);
+  check_module_gradients(attn, {2, 3, 4});
+}
+
+TEST_CASE("Block: gradcheck of input and parameters (f64, B=2 T=3 C=4, 2 heads)") {
+  GPTConfig c = tiny_config();
+  c.n_embd = 4;
+  Block block(c);
+  check_module_gradients(block, {2, 3, 4});
+}
+
+TEST_CASE("CausalSelfAttention: one position attends to itself only at t = 0") {
+  // With T = 1 the softmax weight is 1, so y = proj(v) with v the third third of qkv(x).
+  CausalSelfAttention attn(4, 2, 0.0, true);
+  attn.to(DType::f64);
+  Tensor x = f64_leaf({1, 1, 4}, 5);
+  NoGradGuard ng;
+  Tensor qkv = attn.child("qkv")->operator()(x);                 // (1, 1, 12)
+  Tensor v = raw::narrow(qkv, 2, 8, 4);                          // (1, 1, 4)
+  Tensor expected = attn.child("proj")->operator()(v);
+  CHECK(raw::max_abs_diff(attn(x), expected) < 1e-12);
+}
+
+TEST_CASE("GPT: changing token t+1 leaves the outputs at positions <= t unchanged") {
+  GPT model(tiny_config());
+  Tensor idx = tokens({2, 8}, 11, 1);
+  NoGradGuard ng;
+  Tensor before = model(idx);  // (2, 8, 11)
+  for (int64_t t = 0; t + 1 < 8; ++t) {
+    std::vector<int64_t> ids = idx.to_vector<int64_t>();
+    ids[size_t(t + 1)] = (ids[size_t(t + 1)] + 1) % 11;        // row 0, position t+1
+    ids[size_t(8 + t + 1)] = (ids[size_t(8 + t + 1)] + 3) % 11;  // row 1
+    Tensor after = model(from_vector<int64_t>(ids, {2, 8}));
+    CHECK(bitwise_equal(raw::narrow(before, 1, 0, t + 1), raw::narrow(after, 1, 0, t + 1)));
+    CHECK(raw::max_abs_diff(raw::narrow(before, 1, t + 1, 1), raw::narrow(after, 1, t + 1, 1)) > 0);
+  }
+}
+
+TEST_CASE("Block: activation checkpointing gives bitwise equal output and gradients, less memory") {
+  GPTConfig c;
+  c.n_head = 4;
+  c.n_embd = 64;
+  c.dropout = 0.2;  // masks must match between forward and recompute
+  Generator init(3);
+  auto block = std::make_shared<Block>(c, &init);
+  const Shape shape{4, 32, 64};
+  Generator wgen(4);
+  Tensor out_weights = randn(shape, {}, &wgen);
+  Allocator& alloc = allocator_for(Device::cpu());
+
+  struct Run {
+    Tensor out, gx;
+    std::vector<Tensor> grads;
+    int64_t held = 0;
+  };
+  auto run = [&](bool use_checkpoint) {
+    block->zero_grad();
+    Generator xgen(5);
+    Tensor x = randn(shape, {}, &xgen);
+    set_requires_grad(x);
+    manual_seed(77);
+    Run r;
+    const int64_t before = alloc.stats().total.in_use;
+    Tensor out = use_checkpoint
+                     ? checkpoint([&](const Tensor& h) { return (*block)(h); }, x)
+                     : (*block)(x);
+    r.held = alloc.stats().total.in_use - before;
+    backward(sum(mul(out, out_weights)));
+    r.out = detach(out);
+    r.gx = grad(x);
+    for (const Tensor& p : block->parameters()) r.grads.push_back(grad(p));
+    return r;
+  };
+  Run plain = run(false), ckpt = run(true);
+  CHECK(bitwise_equal(plain.out, ckpt.out));
+  CHECK(bitwise_equal(plain.gx, ckpt.gx));
+  REQUIRE(plain.grads.size() == ckpt.grads.size());
+  REQUIRE(plain.grads.size() == 12);  // ln1 2, qkv 2, proj 2, ln2 2, fc 2, proj 2
+  for (size_t i = 0; i < plain.grads.size(); ++i) CHECK(bitwise_equal(plain.grads[i], ckpt.grads[i]));
+  // Dropout was active: a different seed gives a different output.
+  manual_seed(78);
+  {
+    NoGradGuard ng;
+    Generator xgen(5);
+    CHECK(raw::max_abs_diff((*block)(randn(shape, {}, &xgen)), plain.out) > 0);
+  }
+  MESSAGE("activation bytes held between forward and backward: plain ", plain.held,
+          ", checkpointed ", ckpt.held);
+  const int64_t one = 4 * 32 * 64 * 4;  // one (B, T, C) f32 tensor
+  CHECK(plain.held > 10 * one);
+  CHECK(ckpt.held <= one);
+}
+
+TEST_CASE("GPT: checkpoint_activations changes neither the loss nor any gradient") {
+  GPTConfig c = tiny_config(0.1);
+  Tensor idx = tokens({2, 8}, 11, 2), targets = tokens({2, 8}, 11, 3);
+  auto run = [&](bool on) {
+    GPTConfig cc = c;
+    cc.checkpoint_activations = on;
+    Generator gen(11);
+    GPT model(cc, &gen);
+    manual_seed(5);
+    Tensor loss = model.loss(idx, targets);
+    backward(loss);
+    std::vector<Tensor> out{detach(loss)};
+    for (const Tensor& p : model.parameters()) out.push_back(grad(p));
+    return out;
+  };
+  std::vector<Tensor> plain = run(false), ckpt = run(true);
+  REQUIRE(plain.size() == ckpt.size());
+  for (size_t i = 0; i < plain.size(); ++i) CHECK(bitwise_equal(plain[i], ckpt[i]));
+}
+
+TEST_CASE("GPT: the output head is the token embedding, and its gradient has both uses") {
+  GPT model(tiny_config());
+  CHECK(model.lm_head_weight().same_impl(model.token_embedding()));
+  // Listed once among the parameters, under both names in the state dict.
+  int64_t listed = 0;
+  for (const auto& [name, p] : model.named_parameters()) listed += p.same_impl(model.token_embedding());
+  CHECK(listed == 1);
+  CHECK(model.state_dict().contains("lm_head.weight"));
+  CHECK(model.state_dict().contains("wte.weight"));
+  model.to(DType::f64);  // the tie survives a dtype move
+  CHECK(model.lm_head_weight().same_impl(model.token_embedding()));
+  CHECK(model.token_embedding().dtype() == DType::f64);
+  // Finite differences through both the lookup and the head agree with backward.
+  Tensor idx = tokens({2, 4}, 11, 4), targets = tokens({2, 4}, 11, 5);
+  GradcheckResult r = gradcheck(
+      [&](const std::vector<Tensor>&) { return model.loss(idx, targets); }, {model.token_embedding()});
+  CHECK_MESSAGE(r.ok, r.message);
+  // A vocabulary row absent from idx gets nothing from the lookup, only from the head: the
+  // gradient there is nonzero, so the head's contribution reaches the shared tensor.
+  backward(model.loss(idx, targets));
+  std::vector<int64_t> ids = idx.to_vector<int64_t>();
+  int64_t unused = -1;
+  for (int64_t v = 0; v < 11 && unused < 0; ++v)
+    if (std::find(ids.begin(), ids.end(), v) == ids.end()) unused = v;
+  REQUIRE(unused >= 0);
+  CHECK(raw::amax(raw::unary(UnaryOp::abs, raw::select(grad(model.token_embedding()), 0, unused))).item() > 0);
+}
+
+TEST_CASE("GPT: parameter count, GPT-2 init and FLOPs per token") {
+  GPTConfig c = tiny_config();
+  GPT model(c);
+  const int64_t C = c.n_embd, L = c.n_layer, V = c.vocab_size, P = c.block_size;
+  const int64_t per_block = 12 * C * C + 13 * C;
+  CHECK(model.num_parameters() == V * C + P * C + L * per_block + 2 * C);
+  CHECK(model.num_parameters_reported() == V * C + L * per_block + 2 * C);
+  CHECK(model.flops_per_token() ==
+        doctest::Approx(6.0 * double(model.num_parameters_reported()) + 12.0 * L * P * C));
+  for (const auto& [name, p] : model.named_parameters()) {
+    if (name.size() > 5 && name.substr(name.size() - 5) == ".bias")
+      CHECK_MESSAGE(raw::amax(raw::unary(UnaryOp::abs, p)).item() == 0, name);
+  }
+  // GPT-2 scale on a larger layer: std 0.02, and 0.02 / sqrt(2 L) on the output projections.
+  GPTConfig big;
+  big.n_layer = 8;
+  big.n_head = 4;
+  big.n_embd = 128;
+  big.block_size = 16;
+  big.vocab_size = 64;
+  GPT wide(big);
+  auto stddev = [](const Tensor& t) { return std::sqrt(raw::mean(raw::mul(t, t)).item()); };
+  CHECK(stddev(wide.blocks()[0]->child("mlp")->child("fc")->parameter("weight")) ==
+        doctest::Approx(0.02).epsilon(0.05));
+  CHECK(stddev(wide.blocks()[0]->child("attn")->child("proj")->parameter("weight")) ==
+        doctest::Approx(0.02 / 4.0).epsilon(0.05));
+  CHECK(stddev(wide.token_embedding()) == doctest::Approx(0.02).epsilon(0.05));
+}
+
+TEST_CASE("GPT: generate appends in-range tokens, reproducibly under a seed") {
+  GPT model(tiny_config(0.1));
+  Tensor prompt = tokens({2, 3}, 11, 6);
+  Generator a(1), b(1), c(2);
+  Tensor x = model.generate(prompt, 12, 1.0, 0, a);  // longer than block_size: the context slides
+  CHECK(x.shape() == Shape{2, 15});
+  std::vector<int64_t> ids = x.to_vector<int64_t>();
+  for (int64_t id : ids) CHECK((id >= 0 && id < 11));
+  std::vector<int64_t> p = prompt.to_vector<int64_t>();
+  for (int64_t r = 0; r < 2; ++r)
+    for (int64_t t = 0; t < 3; ++t) CHECK(ids[size_t(r * 15 + t)] == p[size_t(r * 3 + t)]);
+  CHECK(model.generate(prompt, 12, 1.0, 0, b).to_vector<int64_t>() == ids);
+  CHECK(model.generate(prompt, 12, 1.0, 0, c).to_vector<int64_t>() != ids);
+  CHECK(model.is_training());  // the mode is restored
+  // top_k = 1 and temperature 0 both pick the argmax.
+  Generator d(3), e(4);
+  CHECK(model.generate(prompt, 5, 0.7, 1, d).to_vector<int64_t>() ==
+        model.generate(prompt, 5, 0.0, 0, e).to_vector<int64_t>());
+  CHECK_THROWS_AS(model.generate(from_vector<int64_t>({1}, {1}), 1, 1.0, 0, d), Error);
+  CHECK_THROWS_AS(model(tokens({1, 9}, 11, 7)), Error);  // longer than block_size
+}
