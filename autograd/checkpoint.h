@@ -19,8 +19,8 @@
 namespace zt {
 
 // y = fn(input), recomputed in backward. fn must be deterministic given the default generator's
-// state (dropout through default_generator() is; a private Generator is not restored). Without
-// grad mode it is just fn(input).
+// state (dropout through default_generator() is; a private Generator is not restored). fn runs
+// twice, so module forward hooks inside it fire twice. Without grad mode it is just fn(input).
 Tensor checkpoint(std::function<Tensor(const Tensor&)> fn, const Tensor& input);
 
 // The same for several inputs (each gets a gradient when it requires one).

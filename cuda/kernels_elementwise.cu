@@ -4,6 +4,7 @@
 // kernels_elementwise.cpp): f16/bf16 computed in f32, bool as int, comparisons write bool.
 #include <cmath>
 
+#include "core/int_pow.h"
 #include "core/cpu/cpu_backend.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/elementwise.cuh"
@@ -56,7 +57,10 @@ struct DivFn {
   }
 };
 struct PowFn {
-  template <typename C> __host__ __device__ C operator()(C x, C y) const { return C(pow(double(x), double(y))); }
+  template <typename C> __host__ __device__ C operator()(C x, C y) const {
+    if constexpr (std::is_integral_v<C>) return int_pow(x, y);
+    else return C(pow(double(x), double(y)));
+  }
 };
 struct MaxFn {
   template <typename C> __host__ __device__ C operator()(C x, C y) const {

@@ -123,7 +123,7 @@ const Tensor& GPT::lm_head_weight() const { return lm_head_->parameter("weight")
 
 Tensor GPT::forward(const Tensor& idx) {
   ZT_CHECK(idx.dim() == 2 && (idx.dtype() == DType::i64 || idx.dtype() == DType::i32),
-           "GPT: expected token ids (B, T) of i64, found ", idx.str());
+           "GPT: expected token ids (B, T) of i64 or i32, found ", idx.str());
   const int64_t T = idx.size(1);
   ZT_CHECK(T >= 1 && T <= config_.block_size, "GPT: sequence length ", T,
            " must be between 1 and block_size ", config_.block_size);
@@ -143,7 +143,7 @@ Tensor GPT::forward(const Tensor& idx) {
 Tensor GPT::loss(const Tensor& idx, const Tensor& targets) {
   ZT_CHECK(targets.shape() == idx.shape(), "GPT::loss: expected targets of the shape of idx ",
            shape_str(idx.shape()), ", found ", shape_str(targets.shape()));
-  return cross_entropy(forward(idx), targets);
+  return cross_entropy((*this)(idx), targets);  // through operator(): hooks run
 }
 
 Tensor GPT::generate(const Tensor& idx, int64_t max_new_tokens, double temperature, int64_t top_k,
@@ -165,7 +165,7 @@ Tensor GPT::generate(const Tensor& idx, int64_t max_new_tokens, double temperatu
     for (int64_t b = 0; b < B; ++b)
       std::copy_n(tokens.begin() + b * T + (T - ctx), ctx, window.begin() + b * ctx);
     Tensor cond = raw::to(from_vector<int64_t>(window, {B, ctx}), idx.device());
-    Tensor last = raw::to(raw::select(forward(cond), 1, ctx - 1), DType::f64);  // (B, V)
+    Tensor last = raw::to(raw::select((*this)(cond), 1, ctx - 1), DType::f64);  // (B, V)
     std::vector<double> logits = last.to_vector<double>();
     std::vector<double> u = rand({B}, DType::f64, &gen).to_vector<double>();
     std::vector<int64_t> next(static_cast<size_t>(B));

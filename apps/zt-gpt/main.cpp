@@ -272,11 +272,12 @@ void train(zt::GPT& model, const zt::TextDataset& data, const GptOptions& o, zt:
     window_tokens = 0;
   }
   const double total = std::chrono::duration<double>(Clock::now() - start).count();
-  std::printf("done: %lld steps in %.2f s (%.0f tokens/s), final loss %.4f, val loss %.4f "
-              "(initial %.4f)\n",
-              (long long)o.steps, total,
-              double(o.steps * o.batch_size * o.block_size) / std::max(total, 1e-9), last_loss,
-              last_val, initial_val);
+  const double tokens_per_s = double(o.steps * o.batch_size * o.block_size) / std::max(total, 1e-9);
+  // Model FLOP/s counts 6 N + 12 L T C per token (GPT::flops_per_token), the basis of MFU.
+  std::printf("done: %lld steps in %.2f s (%.0f tokens/s, %.3g model FLOP/s), final loss %.4f, "
+              "val loss %.4f (initial %.4f)\n",
+              (long long)o.steps, total, tokens_per_s,
+              tokens_per_s * model.flops_per_token(o.block_size), last_loss, last_val, initial_val);
 }
 
 int run(const GptOptions& o) {

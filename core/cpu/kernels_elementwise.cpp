@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "core/cpu/cpu_backend.h"
+#include "core/int_pow.h"
 #include "core/cpu/strided.h"
 
 namespace zt::cpu {
@@ -83,7 +84,10 @@ void with_binary_fn(BinaryOp op, std::atomic<bool>* div_by_zero, Body&& body) {
         });
       }
     case BinaryOp::pow:
-      return body([](C x, C y) { return C(std::pow(double(x), double(y))); });
+      return body([](C x, C y) {
+        if constexpr (std::is_integral_v<C>) return int_pow(x, y);
+        else return C(std::pow(double(x), double(y)));
+      });
     case BinaryOp::maximum:
       return body([](C x, C y) { return is_nan(x) || is_nan(y) ? C(x + y) : (x > y ? x : y); });
     case BinaryOp::minimum:

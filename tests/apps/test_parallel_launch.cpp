@@ -160,7 +160,8 @@ TEST_CASE("zt-run rejects conflicting or impossible resource requests") {
 
 TEST_CASE("zt-run launches the program on the requested number of ranks") {
   // On a CPU machine --num_gpus 2 starts two ranks on this host.
-  auto r = run_command(bin_dir() + "/zt-run --num_gpus 2 --launcher_args '--oversubscribe -x OMP_NUM_THREADS=1' " +
+  // CUDA_VISIBLE_DEVICES= hides any GPUs, so this runs as on a CPU machine everywhere.
+  auto r = run_command("CUDA_VISIBLE_DEVICES= " + bin_dir() + "/zt-run --num_gpus 2 --launcher_args '--oversubscribe -x OMP_NUM_THREADS=1' " +
                        bin_dir() + "/zt_fault_probe ok");
   CHECK_MESSAGE(r.run.exit_code == 0, r.run.output);
   CHECK(r.run.output.find("sum 2") != std::string::npos);

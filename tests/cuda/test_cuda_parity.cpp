@@ -67,7 +67,9 @@ int case_random_normal() {
       Pair out = output_pair(s, dt);
       ran += run_parity(label("random_normal", dtype_name(dt), shape_str(s)),
                         [&](Backend& be, int i) { be.random_normal(out[i], 99, 3, 0.5, 2.0); }, {&out},
-                        rel_tolerance(dt) * 4);
+                        // Box-Muller runs in f32 on both sides; logf/cosf differ by an ulp or two
+                        // between glibc and CUDA, so f64 outputs get the f32 bound.
+                        std::max(rel_tolerance(dt), rel_tolerance(DType::f32)) * 4);
     }
   return ran;
 }

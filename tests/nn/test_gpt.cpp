@@ -78,7 +78,7 @@ TEST_CASE("Block: gradcheck of input and parameters (f64, B=2 T=3 C=4, 2 heads)"
   check_module_gradients(block, {2, 3, 4});
 }
 
-TEST_CASE("CausalSelfAttention: one position attends to itself only at t = 0") {
+TEST_CASE("CausalSelfAttention: with T = 1 the output is proj(v), the softmax weight being 1") {
   // With T = 1 the softmax weight is 1, so y = proj(v) with v the third third of qkv(x).
   CausalSelfAttention attn(4, 2, 0.0, true);
   attn.to(DType::f64);
