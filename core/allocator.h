@@ -33,6 +33,11 @@ class Allocator {
  public:
   virtual ~Allocator() = default;
   virtual void* allocate(size_t bytes, MemoryCategory category) = 0;
+  // Memory on device `device_index` of this allocator's device type (StorageImpl calls this).
+  // Allocators serving one device ignore the index; the CUDA one allocates on cuda:N.
+  virtual void* allocate(size_t bytes, MemoryCategory category, int device_index) {
+    return allocate(bytes, category);
+  }
   virtual void deallocate(void* ptr, size_t bytes, MemoryCategory category) = 0;
   // Moves accounted bytes from one category to another (the memory itself stays).
   virtual void retag(size_t bytes, MemoryCategory from, MemoryCategory to) = 0;

@@ -5,7 +5,7 @@ namespace zt {
 
 StorageImpl::StorageImpl(size_t bytes, Device device, MemoryCategory category)
     : bytes_(bytes), device_(device), category_(category), allocator_(&allocator_for(device)) {
-  data_ = allocator_->allocate(bytes, category);
+  data_ = allocator_->allocate(bytes, category, device.index);
 }
 
 StorageImpl::StorageImpl(void* external, size_t bytes, Device device)

@@ -94,8 +94,13 @@ CachingAllocator::Block* CachingAllocator::split(Block* block, size_t size) {
 }
 
 void* CachingAllocator::allocate(size_t bytes, MemoryCategory category) {
+  return allocate(bytes, category, current_device());
+}
+
+void* CachingAllocator::allocate(size_t bytes, MemoryCategory category, int device) {
   if (bytes == 0) return nullptr;
-  const int device = current_device();
+  // cudaMalloc allocates on the current device: make it `device` for this call.
+  DeviceGuard guard(device);
   cudaStream_t stream = current_stream(device);
   const size_t size = round_up(bytes, kRound);
   const bool small = size < kSmallLimit;

@@ -9,7 +9,7 @@
 //   (device, stream, size) and split when the remainder is worth keeping; a freed block merges
 //   with free neighbours of its segment.
 // - Blocks are reused only on the stream they were allocated on (the current stream of the
-//   current device), so no event bookkeeping is needed while each device has one stream.
+//   device asked for, else of the current device), so no event bookkeeping is needed while each device has one stream.
 // - Statistics mean what the CPU allocator's mean: in_use/peak/count are the bytes requested
 //   by live allocations, by category; reserved is the bytes held from cudaMalloc.
 // - Out of memory: the cache is emptied (unused segments returned) and cudaMalloc retried once;
@@ -35,7 +35,9 @@ class CachingAllocator final : public Allocator {
   static constexpr size_t kLargeSegment = size_t(20) << 20;   // for requests under 10 MiB
   static constexpr size_t kLargeRound = size_t(2) << 20;
 
-  void* allocate(size_t bytes, MemoryCategory category) override;
+  void* allocate(size_t bytes, MemoryCategory category) override;  // on the current device
+  // On cuda:device_index, whatever the current device is (Tensor::empty on cuda:N calls this).
+  void* allocate(size_t bytes, MemoryCategory category, int device_index) override;
   void deallocate(void* ptr, size_t bytes, MemoryCategory category) override;
   void retag(size_t bytes, MemoryCategory from, MemoryCategory to) override;
   MemoryStats stats() const override;

@@ -4,6 +4,8 @@
 #pragma once
 #include <cstdint>
 
+#include "core/allocator.h"
+
 namespace zt::cuda {
 
 // Number of visible GPUs; 0 when there is none or no usable driver (never throws).
@@ -16,5 +18,11 @@ bool allow_tf32();
 // How many times the caching allocator has called cudaMalloc since program start: constant
 // in steady state, which is how the tests show that cached blocks are reused.
 int64_t device_malloc_calls();
+// The pinned (page-locked) host allocator, caching, with statistics (Note [Pinned allocator] in
+// cuda/pinned_allocator.h): host buffers for fast and asynchronous host<->device copies. Its
+// memory is host memory: wrap it as a CPU tensor (StorageImpl's external constructor).
+Allocator& pinned_allocator();
+// How many times the pinned allocator has called cudaHostAlloc (constant while the cache serves).
+int64_t pinned_host_alloc_calls();
 
 }  // namespace zt::cuda
