@@ -10,28 +10,13 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/device.h"
 #include "cuda/kernel_utils.cuh"
+#include "cuda/row_softmax.cuh"
 
 namespace zt::cuda {
 namespace {
 
-__device__ __forceinline__ float f_exp(float x) { return expf(x); }
-__device__ __forceinline__ double f_exp(double x) { return exp(x); }
-__device__ __forceinline__ float f_log(float x) { return logf(x); }
-__device__ __forceinline__ double f_log(double x) { return log(x); }
-
-// Row max and sum of exp(x - max) over one row, shared by all threads of the block.
-template <typename A, typename T>
-__device__ __forceinline__ void row_stats(const T* xr, int64_t cols, A* shared, A* mx_out, A* sum_out) {
-  A mx = -INFINITY;
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) mx = fmax(mx, A(to_compute(xr[c])));
-  mx = block_reduce<A, true>(mx, shared);
-  A sum = 0;
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) sum += f_exp(A(to_compute(xr[c])) - mx);
-  *sum_out = block_reduce<A, false>(sum, shared);
-  *mx_out = mx;
-}
-
-template <typename T, typename I, typename L>
+// One block per row: the row statistics in one read, then the loss from them and x[target].
+template <int V, typename T, typename I, typename L>
 __global__ void cross_entropy_kernel(L* loss, const T* logits, const I* target, int64_t t_stride,
                                      int64_t rows, int64_t cols, int64_t ignore_index) {  // (N, C)
   using A = compute_t<T>;
@@ -43,13 +28,15 @@ __global__ void cross_entropy_kernel(L* loss, const T* logits, const I* target, 
       continue;
     }
     const T* xr = logits + r * cols;
-    A mx, sum;
-    row_stats(xr, cols, shared, &mx, &sum);
+    A tmx, tsum, mx, sum;
+    thread_max_sum<V>(xr, cols, tmx, tsum);
+    block_max_sum(tmx, tsum, shared, mx, sum);
     if (threadIdx.x == 0) loss[r] = (t >= 0 && t < cols) ? L(mx + f_log(sum) - A(to_compute(xr[t]))) : L(NAN);
   }
 }
 
-template <typename T, typename I, typename L>
+// One block per row: the row statistics, then grad = grad_loss * (softmax - onehot(target)).
+template <int V, typename T, typename I, typename L>
 __global__ void cross_entropy_backward_kernel(T* grad, const L* grad_loss, int64_t gl_stride,
                                               const T* logits, const I* target, int64_t t_stride,
                                               int64_t rows, int64_t cols, int64_t ignore_index) {
@@ -63,14 +50,21 @@ __global__ void cross_entropy_backward_kernel(T* grad, const L* grad_loss, int64
       continue;
     }
     const T* xr = logits + r * cols;
-    A mx, sum;
-    row_stats(xr, cols, shared, &mx, &sum);
+    A tmx, tsum, mx, sum;
+    thread_max_sum<V>(xr, cols, tmx, tsum);
+    block_max_sum(tmx, tsum, shared, mx, sum);
     const bool valid = t >= 0 && t < cols;
     const A gn = A(grad_loss[r * gl_stride]);
     const A scale = valid ? gn / sum : A(NAN);
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-      const A p = f_exp(A(to_compute(xr[c])) - mx) * scale;
-      gr[c] = to_element<T>(c == t ? A(p - gn) : p);
+    for (int64_t c = int64_t(threadIdx.x) * V; c < cols; c += int64_t(blockDim.x) * V) {
+      const Vec<T, V> xv = *reinterpret_cast<const Vec<T, V>*>(xr + c);
+      Vec<T, V> gv;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A p = f_exp(A(to_compute(xv.v[j])) - mx) * scale;
+        gv.v[j] = to_element<T>(c + j == t ? A(p - gn) : p);
+      }
+      *reinterpret_cast<Vec<T, V>*>(gr + c) = gv;
     }
   }
 }
@@ -123,9 +117,17 @@ void CudaBackend::cross_entropy(const Tensor& loss, const Tensor& logits, const 
   ZT_DISPATCH_FLOATING(logits.dtype(), "cross_entropy", ([&]<typename T>() {
     ZT_DISPATCH_INDEX(target.dtype(), "cross_entropy", ([&]<typename I>() {
       with_loss_type(logits, [&]<typename L>() {
-        cross_entropy_kernel<T, I, L><<<row_grid(rs.n), row_block(rs.c), 0, stream>>>(
-            device_data<L>(loss), device_data<T>(logits), device_data<I>(target), target.stride(0),
-            rs.n, rs.c, ignore_index);
+        constexpr int kV = 16 / int(sizeof(T));
+        const T* x = device_data<T>(logits);
+        auto launch = [&](auto kernel) {
+          kernel<<<row_grid(rs.n), row_block(rs.c), 0, stream>>>(device_data<L>(loss), x, device_data<I>(target),
+                                                                 target.stride(0), rs.n, rs.c, ignore_index);
+        };
+        if (vectorizable(rs.c, kV, {x})) {
+          launch(cross_entropy_kernel<kV, T, I, L>);
+        } else {
+          launch(cross_entropy_kernel<1, T, I, L>);
+        }
         ZT_CUDA_LAUNCH_CHECK("cross_entropy_kernel");
       });
     }));
@@ -151,9 +153,19 @@ void CudaBackend::cross_entropy_backward(const Tensor& grad_logits, const Tensor
   ZT_DISPATCH_FLOATING(logits.dtype(), op, ([&]<typename T>() {
     ZT_DISPATCH_INDEX(target.dtype(), op, ([&]<typename I>() {
       with_loss_type(logits, [&]<typename L>() {
-        cross_entropy_backward_kernel<T, I, L><<<row_grid(rs.n), row_block(rs.c), 0, stream>>>(
-            device_data<T>(grad_logits), device_data<L>(grad_loss), grad_loss.stride(0),
-            device_data<T>(logits), device_data<I>(target), target.stride(0), rs.n, rs.c, ignore_index);
+        constexpr int kV = 16 / int(sizeof(T));
+        T* g = device_data<T>(grad_logits);
+        const T* x = device_data<T>(logits);
+        auto launch = [&](auto kernel) {
+          kernel<<<row_grid(rs.n), row_block(rs.c), 0, stream>>>(g, device_data<L>(grad_loss), grad_loss.stride(0),
+                                                                 x, device_data<I>(target), target.stride(0), rs.n,
+                                                                 rs.c, ignore_index);
+        };
+        if (vectorizable(rs.c, kV, {g, x})) {
+          launch(cross_entropy_backward_kernel<kV, T, I, L>);
+        } else {
+          launch(cross_entropy_backward_kernel<1, T, I, L>);
+        }
         ZT_CUDA_LAUNCH_CHECK("cross_entropy_backward_kernel");
       });
     }));

@@ -1,11 +1,14 @@
 // CUDA layer norm over the last dim of contiguous (N, C) data, forward and backward, with the
 // CPU kernel's meaning (core/cpu/kernels_layer_norm.cpp): statistics in float (double for f64)
-// by two passes, stored in the dtype of the mean/rstd tensors (f32, or f64).
+// by two passes, stored in the dtype of the mean/rstd tensors (f32, or f64). Row kernels use
+// 16-byte loads and stores when the row length and alignment allow.
 #include <algorithm>
 
 #include "cuda/cuda_backend.h"
 #include "cuda/device.h"
+#include "cuda/elementwise.cuh"  // Vec: 16-byte loads and stores
 #include "cuda/kernel_utils.cuh"
+#include "cuda/row_softmax.cuh"     // vectorizable
 
 namespace zt::cuda {
 namespace {
@@ -13,30 +16,57 @@ namespace {
 __device__ __forceinline__ float f_sqrt(float x) { return sqrtf(x); }
 __device__ __forceinline__ double f_sqrt(double x) { return sqrt(x); }
 
-// One block per row: y = (x - mean) * rstd * w + b.
-template <typename T, typename S>
+// Loads V elements of a row at c (one 16-byte load when V > 1) in the compute type.
+template <int V, typename A, typename T>
+__device__ __forceinline__ void load_row(A (&out)[V], const T* row, int64_t c) {
+  const Vec<T, V> v = *reinterpret_cast<const Vec<T, V>*>(row + c);
+#pragma unroll
+  for (int j = 0; j < V; ++j) out[j] = A(to_compute(v.v[j]));
+}
+
+// One block per row: y = (x - mean) * rstd * w + b; V elements per 16-byte load (V = 1: scalar).
+template <int V, typename T, typename S>
 __global__ void layer_norm_kernel(T* y, S* mean, S* rstd, const T* x, const T* w, const T* b,
                                   int64_t rows, int64_t cols, double eps) {  // x, y (N, C); w, b (C)
   using A = compute_t<T>;
   __shared__ A shared[32];
+  const int64_t first = int64_t(threadIdx.x) * V, step = int64_t(blockDim.x) * V;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * cols;
     T* yr = y + r * cols;
+    A xv[V];
     A sum = 0;
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) sum += A(to_compute(xr[c]));
+    for (int64_t c = first; c < cols; c += step) {
+      load_row(xv, xr, c);
+#pragma unroll
+      for (int j = 0; j < V; ++j) sum += xv[j];
+    }
     const A mu = block_reduce<A, false>(sum, shared) / A(cols);
     A var = 0;
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-      const A d = A(to_compute(xr[c])) - mu;
-      var += d * d;
+    for (int64_t c = first; c < cols; c += step) {
+      load_row(xv, xr, c);
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A d = xv[j] - mu;
+        var += d * d;
+      }
     }
     var = block_reduce<A, false>(var, shared);
     const A inv = A(1) / f_sqrt(var / A(cols) + A(eps));
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-      A v = (A(to_compute(xr[c])) - mu) * inv;
-      if (w) v *= A(to_compute(w[c]));
-      if (b) v += A(to_compute(b[c]));
-      yr[c] = to_element<T>(v);
+    for (int64_t c = first; c < cols; c += step) {
+      load_row(xv, xr, c);
+      A wv[V], bv[V];
+      if (w) load_row(wv, w, c);
+      if (b) load_row(bv, b, c);
+      Vec<T, V> out;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        A v = (xv[j] - mu) * inv;
+        if (w) v *= wv[j];
+        if (b) v += bv[j];
+        out.v[j] = to_element<T>(v);
+      }
+      *reinterpret_cast<Vec<T, V>*>(yr + c) = out;
     }
     if (threadIdx.x == 0) {
       mean[r] = S(mu);
@@ -46,29 +76,76 @@ __global__ void layer_norm_kernel(T* y, S* mean, S* rstd, const T* x, const T* w
 }
 
 // One block per row: grad_x = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = grad_y * w.
-template <typename T, typename S>
-__global__ void layer_norm_backward_x_kernel(T* gx, const T* gy, const T* x, const S* mean, const S* rstd,
+// With kWb, the same read of grad_y and x also sums this block's rows of grad_w[c] = sum
+// grad_y * xhat and grad_b[c] = sum grad_y into partial_w/partial_b (gridDim.x, C), which
+// layer_norm_wb_finish_kernel then adds in block order. The running sums live in dynamic shared
+// memory, slot (k * V + j) * blockDim.x + threadIdx.x for element j of the thread's k-th vector:
+// each thread owns the same columns in every row (no atomics) and a warp's slots are
+// consecutive (no bank conflicts).
+template <int V, bool kWb, typename T, typename S>
+__global__ void layer_norm_backward_x_kernel(T* gx, compute_t<T>* partial_w, compute_t<T>* partial_b,
+                                             const T* gy, const T* x, const S* mean, const S* rstd,
                                              const T* w, int64_t rows, int64_t cols) {
   using A = compute_t<T>;
   __shared__ A shared[32];
+  extern __shared__ __align__(16) unsigned char wb_smem[];
+  const int64_t first = int64_t(threadIdx.x) * V, step = int64_t(blockDim.x) * V;
+  A* acc_w = reinterpret_cast<A*>(wb_smem);
+  A* acc_b = acc_w + (cols + step - 1) / step * step;
+  if constexpr (kWb) {
+    for (int64_t c = first, slot = threadIdx.x; c < cols; c += step, slot += step) {
+#pragma unroll
+      for (int j = 0; j < V; ++j) acc_w[slot + j * blockDim.x] = acc_b[slot + j * blockDim.x] = A(0);
+    }
+  }
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* gr = gy + r * cols;
     const T* xr = x + r * cols;
     T* dr = gx + r * cols;
     const A mu = A(mean[r]), inv = A(rstd[r]);
+    A gv[V], xv[V], wv[V];
     A sum_g = 0, sum_gx = 0;
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-      const A xhat = (A(to_compute(xr[c])) - mu) * inv;
-      const A g = w ? A(to_compute(gr[c])) * A(to_compute(w[c])) : A(to_compute(gr[c]));
-      sum_g += g;
-      sum_gx += g * xhat;
+    for (int64_t c = first; c < cols; c += step) {
+      load_row(gv, gr, c);
+      load_row(xv, xr, c);
+      if (w) load_row(wv, w, c);
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A xhat = (xv[j] - mu) * inv;
+        const A g = w ? gv[j] * wv[j] : gv[j];
+        sum_g += g;
+        sum_gx += g * xhat;
+      }
     }
     const A mean_g = block_reduce<A, false>(sum_g, shared) / A(cols);
     const A mean_gx = block_reduce<A, false>(sum_gx, shared) / A(cols);
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-      const A xhat = (A(to_compute(xr[c])) - mu) * inv;
-      const A g = w ? A(to_compute(gr[c])) * A(to_compute(w[c])) : A(to_compute(gr[c]));
-      dr[c] = to_element<T>(A(inv * (g - mean_g - xhat * mean_gx)));
+    for (int64_t c = first, slot = threadIdx.x; c < cols; c += step, slot += step) {
+      load_row(gv, gr, c);
+      load_row(xv, xr, c);
+      if (w) load_row(wv, w, c);
+      Vec<T, V> out;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A xhat = (xv[j] - mu) * inv;
+        const A g = w ? gv[j] * wv[j] : gv[j];
+        out.v[j] = to_element<T>(A(inv * (g - mean_g - xhat * mean_gx)));
+        if constexpr (kWb) {
+          acc_w[slot + j * blockDim.x] += gv[j] * xhat;
+          acc_b[slot + j * blockDim.x] += gv[j];
+        }
+      }
+      *reinterpret_cast<Vec<T, V>*>(dr + c) = out;
+    }
+  }
+  if constexpr (kWb) {
+    A* pw = partial_w + int64_t(blockIdx.x) * cols;
+    A* pb = partial_b + int64_t(blockIdx.x) * cols;
+    for (int64_t c = first, slot = threadIdx.x; c < cols; c += step, slot += step) {
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        pw[c + j] = acc_w[slot + j * blockDim.x];
+        pb[c + j] = acc_b[slot + j * blockDim.x];
+      }
     }
   }
 }
@@ -193,6 +270,37 @@ const T* data_or_null(const Tensor& t) {
 unsigned row_grid(int64_t rows) { return unsigned(rows < 65536 ? (rows < 1 ? 1 : rows) : 65536); }
 int row_block(int64_t cols) { return cols <= 128 ? 32 : (cols <= 1024 ? 128 : 512); }
 
+// Shared memory the fused backward may take per block (the default limit, no opt-in needed):
+// rows up to 6144 f32-computed (3072 f64) columns.
+constexpr size_t kFusedWbSmem = size_t(48) << 10;
+
+// grad_x with grad_weight/grad_bias (either may be null) fused into one read of grad_y and x,
+// on as many blocks as fit on the device at once; false, with nothing queued, when a block's
+// sums would not fit in kFusedWbSmem (the caller then runs the separate kernels).
+template <int V, typename T, typename S>
+bool launch_fused_backward(T* gx, T* gw, T* gb, const T* gy, const T* x, const S* mean, const S* rstd,
+                           const T* w, int64_t rows, int64_t cols, int device, cudaStream_t stream) {
+  using A = compute_t<T>;
+  const int block = row_block(cols);
+  const int64_t step = int64_t(block) * V;
+  const size_t smem = size_t(2 * ((cols + step - 1) / step * step)) * sizeof(A);
+  if (smem > kFusedWbSmem) return false;
+  auto kernel = layer_norm_backward_x_kernel<V, true, T, S>;
+  int per_sm = 0, sms = 0;
+  ZT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, block, smem));
+  ZT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  const int64_t grid = std::max<int64_t>(1, std::min<int64_t>(rows, int64_t(std::max(per_sm, 1)) * sms));
+  // Partial sums (grid, C) for weight and bias, in the compute type.
+  Tensor partials = Tensor::empty({2 * grid * cols}, TensorOptions(DTypeOf<A>::value, Device::cuda(device)));
+  A* pw = device_data<A>(partials);
+  A* pb = pw + grid * cols;
+  kernel<<<unsigned(grid), block, smem, stream>>>(gx, pw, pb, gy, x, mean, rstd, w, rows, cols);
+  ZT_CUDA_LAUNCH_CHECK("layer_norm_backward_x_kernel (fused weight/bias sums)");
+  layer_norm_wb_finish_kernel<T, A><<<grid_for(cols), kBlockSize, 0, stream>>>(gw, gb, pw, pb, grid, cols);
+  ZT_CUDA_LAUNCH_CHECK("layer_norm_wb_finish_kernel");
+  return true;
+}
+
 }  // namespace
 
 void CudaBackend::layer_norm(const Tensor& y, const Tensor& mean, const Tensor& rstd, const Tensor& x,
@@ -209,9 +317,18 @@ void CudaBackend::layer_norm(const Tensor& y, const Tensor& mean, const Tensor& 
   cudaStream_t stream = current_stream(device);
   ZT_DISPATCH_FLOATING(x.dtype(), "layer_norm", ([&]<typename T>() {
     auto run = [&]<typename S>() {
-      layer_norm_kernel<T, S><<<row_grid(rs.n), row_block(rs.c), 0, stream>>>(
-          device_data<T>(y), device_data<S>(mean), device_data<S>(rstd), device_data<T>(x),
-          data_or_null<T>(weight), data_or_null<T>(bias), rs.n, rs.c, eps);
+      constexpr int kV = 16 / int(sizeof(T));
+      T* yp = device_data<T>(y);
+      const T *xp = device_data<T>(x), *wp = data_or_null<T>(weight), *bp = data_or_null<T>(bias);
+      auto launch = [&](auto kernel) {
+        kernel<<<row_grid(rs.n), row_block(rs.c), 0, stream>>>(yp, device_data<S>(mean), device_data<S>(rstd), xp,
+                                                               wp, bp, rs.n, rs.c, eps);
+      };
+      if (vectorizable(rs.c, kV, {yp, xp, wp, bp})) {
+        launch(layer_norm_kernel<kV, T, S>);
+      } else {
+        launch(layer_norm_kernel<1, T, S>);
+      }
       ZT_CUDA_LAUNCH_CHECK("layer_norm_kernel");
     };
     if (mean.dtype() == DType::f64) {
@@ -240,14 +357,33 @@ void CudaBackend::layer_norm_backward(const Tensor& grad_x, const Tensor& grad_w
   cudaStream_t stream = current_stream(device);
   ZT_DISPATCH_FLOATING(x.dtype(), op, ([&]<typename T>() {
     auto run = [&]<typename S>() {
+      constexpr int kV = 16 / int(sizeof(T));
+      T* gxp = device_data<T>(grad_x);
+      T* gwp = grad_weight.defined() ? device_data<T>(grad_weight) : nullptr;
+      T* gbp = grad_bias.defined() ? device_data<T>(grad_bias) : nullptr;
+      const T *gyp = device_data<T>(grad_y), *xp = device_data<T>(x), *wp = data_or_null<T>(weight);
+      const S *mp = device_data<S>(mean), *rp = device_data<S>(rstd);
+      const bool vec = vectorizable(rs.c, kV, {gxp, gyp, xp, wp});
+      const bool need_wb = gwp || gbp;
+      if (rs.n > 0 && need_wb) {
+        const bool fused =
+            vec ? launch_fused_backward<kV>(gxp, gwp, gbp, gyp, xp, mp, rp, wp, rs.n, rs.c, device, stream)
+                : launch_fused_backward<1>(gxp, gwp, gbp, gyp, xp, mp, rp, wp, rs.n, rs.c, device, stream);
+        if (fused) return;
+      }
       if (rs.n > 0) {
-        layer_norm_backward_x_kernel<T, S><<<row_grid(rs.n), row_block(rs.c), 0, stream>>>(
-            device_data<T>(grad_x), device_data<T>(grad_y), device_data<T>(x), device_data<S>(mean),
-            device_data<S>(rstd), data_or_null<T>(weight), rs.n, rs.c);
+        auto launch = [&](auto kernel) {
+          kernel<<<row_grid(rs.n), row_block(rs.c), 0, stream>>>(gxp, nullptr, nullptr, gyp, xp, mp, rp, wp, rs.n,
+                                                                 rs.c);
+        };
+        if (vec) {
+          launch(layer_norm_backward_x_kernel<kV, false, T, S>);
+        } else {
+          launch(layer_norm_backward_x_kernel<1, false, T, S>);
+        }
         ZT_CUDA_LAUNCH_CHECK("layer_norm_backward_x_kernel");
       }
-      if (grad_weight.defined() || grad_bias.defined())
-        launch_weight_bias_grads<T, S>(grad_weight, grad_bias, grad_y, x, mean, rstd, rs.n, rs.c, stream);
+      if (need_wb) launch_weight_bias_grads<T, S>(grad_weight, grad_bias, grad_y, x, mean, rstd, rs.n, rs.c, stream);
     };
     if (mean.dtype() == DType::f64) {
       run.template operator()<double>();

@@ -1,44 +1,41 @@
 // CUDA softmax / log-softmax over the last dim of contiguous (rows, C) data, and the backward.
-// One block per row: the row max, then the sum of exp(x - max), then the outputs; computed in
-// float (double for f64) like the CPU kernel (core/cpu/kernels_softmax.cpp).
+// One block per row: the row max with the sum of exp(x - max) in one read (online softmax), then
+// the outputs; 16-byte loads and stores when the row length allows; computed in float (double
+// for f64) like the CPU kernel (core/cpu/kernels_softmax.cpp).
 #include "cuda/cuda_backend.h"
 #include "cuda/device.h"
 #include "cuda/kernel_utils.cuh"
+#include "cuda/row_softmax.cuh"
 
 namespace zt::cuda {
 namespace {
 
-__device__ __forceinline__ float f_exp(float x) { return expf(x); }
-__device__ __forceinline__ double f_exp(double x) { return exp(x); }
-__device__ __forceinline__ float f_log(float x) { return logf(x); }
-__device__ __forceinline__ double f_log(double x) { return log(x); }
-
-template <typename T>
+template <int V, typename T>
 __global__ void softmax_kernel(T* y, const T* x, int64_t rows, int64_t cols, bool log) {  // (rows, C)
   using A = compute_t<T>;
   __shared__ A shared[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * cols;
     T* yr = y + r * cols;
-    A mx = -INFINITY;
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) mx = fmax(mx, to_compute(xr[c]));
-    mx = block_reduce<A, true>(mx, shared);
-    A sum = 0;
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) sum += f_exp(A(to_compute(xr[c]) - mx));
-    sum = block_reduce<A, false>(sum, shared);
-    if (log) {
-      const A lse = mx + f_log(sum);
-      for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) yr[c] = to_element<T>(A(to_compute(xr[c]) - lse));
-    } else {
-      const A inv = A(1) / sum;
-      for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
-        yr[c] = to_element<T>(A(f_exp(A(to_compute(xr[c]) - mx)) * inv));
+    A tmx, tsum, mx, sum;
+    thread_max_sum<V>(xr, cols, tmx, tsum);
+    block_max_sum(tmx, tsum, shared, mx, sum);
+    const A lse = mx + f_log(sum), inv = A(1) / sum;
+    for (int64_t c = int64_t(threadIdx.x) * V; c < cols; c += int64_t(blockDim.x) * V) {
+      const Vec<T, V> xv = *reinterpret_cast<const Vec<T, V>*>(xr + c);
+      Vec<T, V> yv;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A v = to_compute(xv.v[j]);
+        yv.v[j] = log ? to_element<T>(A(v - lse)) : to_element<T>(A(f_exp(A(v - mx)) * inv));
+      }
+      *reinterpret_cast<Vec<T, V>*>(yr + c) = yv;
     }
   }
 }
 
 // softmax: gin = y * (gout - sum(gout * y)); log-softmax: gin = gout - exp(y) * sum(gout).
-template <typename T>
+template <int V, typename T>
 __global__ void softmax_backward_kernel(T* gin, const T* gout, const T* y, int64_t rows, int64_t cols,
                                         bool log) {  // (rows, C) each
   using A = compute_t<T>;
@@ -48,12 +45,24 @@ __global__ void softmax_backward_kernel(T* gin, const T* gout, const T* y, int64
     const T* yr = y + r * cols;
     T* dr = gin + r * cols;
     A dot = 0;
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
-      dot += log ? A(to_compute(gr[c])) : A(to_compute(gr[c])) * A(to_compute(yr[c]));
+    for (int64_t c = int64_t(threadIdx.x) * V; c < cols; c += int64_t(blockDim.x) * V) {
+      const Vec<T, V> gv = *reinterpret_cast<const Vec<T, V>*>(gr + c);
+      const Vec<T, V> yv = *reinterpret_cast<const Vec<T, V>*>(yr + c);
+#pragma unroll
+      for (int j = 0; j < V; ++j)
+        dot += log ? A(to_compute(gv.v[j])) : A(to_compute(gv.v[j])) * A(to_compute(yv.v[j]));
+    }
     dot = block_reduce<A, false>(dot, shared);
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-      const A g = to_compute(gr[c]), v = to_compute(yr[c]);
-      dr[c] = to_element<T>(log ? A(g - f_exp(v) * dot) : A(v * (g - dot)));
+    for (int64_t c = int64_t(threadIdx.x) * V; c < cols; c += int64_t(blockDim.x) * V) {
+      const Vec<T, V> gv = *reinterpret_cast<const Vec<T, V>*>(gr + c);
+      const Vec<T, V> yv = *reinterpret_cast<const Vec<T, V>*>(yr + c);
+      Vec<T, V> dv;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A g = to_compute(gv.v[j]), v = to_compute(yv.v[j]);
+        dv.v[j] = to_element<T>(log ? A(g - f_exp(v) * dot) : A(v * (g - dot)));
+      }
+      *reinterpret_cast<Vec<T, V>*>(dr + c) = dv;
     }
   }
 }
@@ -86,8 +95,17 @@ void CudaBackend::softmax(const Tensor& out, const Tensor& x, bool log) {
   DeviceGuard guard(device);
   if (rs.rows == 0) return;
   ZT_DISPATCH_FLOATING(x.dtype(), op, ([&]<typename T>() {
-    softmax_kernel<T><<<row_grid(rs.rows), row_block(rs.cols), 0, current_stream(device)>>>(
-        device_data<T>(out), device_data<T>(x), rs.rows, rs.cols, log);
+    constexpr int kV = 16 / int(sizeof(T));
+    T* o = device_data<T>(out);
+    const T* i = device_data<T>(x);
+    auto launch = [&](auto kernel) {
+      kernel<<<row_grid(rs.rows), row_block(rs.cols), 0, current_stream(device)>>>(o, i, rs.rows, rs.cols, log);
+    };
+    if (vectorizable(rs.cols, kV, {o, i})) {
+      launch(softmax_kernel<kV, T>);
+    } else {
+      launch(softmax_kernel<1, T>);
+    }
     ZT_CUDA_LAUNCH_CHECK("softmax_kernel");
   }));
 }
@@ -106,8 +124,19 @@ void CudaBackend::softmax_backward(const Tensor& grad_in, const Tensor& grad_out
   DeviceGuard guard(device);
   if (rs.rows == 0) return;
   ZT_DISPATCH_FLOATING(out.dtype(), op, ([&]<typename T>() {
-    softmax_backward_kernel<T><<<row_grid(rs.rows), row_block(rs.cols), 0, current_stream(device)>>>(
-        device_data<T>(grad_in), device_data<T>(grad_out), device_data<T>(out), rs.rows, rs.cols, log);
+    constexpr int kV = 16 / int(sizeof(T));
+    T* gi = device_data<T>(grad_in);
+    const T* go = device_data<T>(grad_out);
+    const T* y = device_data<T>(out);
+    auto launch = [&](auto kernel) {
+      kernel<<<row_grid(rs.rows), row_block(rs.cols), 0, current_stream(device)>>>(gi, go, y, rs.rows, rs.cols,
+                                                                                   log);
+    };
+    if (vectorizable(rs.cols, kV, {gi, go, y})) {
+      launch(softmax_backward_kernel<kV, T>);
+    } else {
+      launch(softmax_backward_kernel<1, T>);
+    }
     ZT_CUDA_LAUNCH_CHECK("softmax_backward_kernel");
   }));
 }

@@ -47,6 +47,12 @@ bool path_exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
+size_t file_size(const std::string& path) {
+  struct stat st{};
+  ZT_CHECK(::stat(path.c_str(), &st) == 0, "stat of ", path, ": ", errno_text());
+  return size_t(st.st_size);
+}
+
 void fsync_directory(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY);
   ZT_CHECK(fd >= 0, "opening directory ", path, " to fsync it: ", errno_text());

@@ -7,6 +7,7 @@
 // any point leaves either the old file or the new one, never a torn mix; at worst a stray
 // "*.tmp.<pid>" file stays behind.
 #pragma once
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,8 @@ namespace zt {
 void write_file_atomic(const std::string& path, const std::string& bytes);
 std::string read_file_bytes(const std::string& path);
 bool path_exists(const std::string& path);
+// Size in bytes of a regular file; an error naming it when it cannot be read.
+size_t file_size(const std::string& path);
 // mkdir -p, fsyncing each parent a directory was created in.
 void make_directories(const std::string& path);
 // rm -r; no error when path does not exist.

@@ -41,6 +41,8 @@ IndexEntry parse_index_entry(const std::string& name, const ordered_json& j,
   for (const auto& f : member(j, "fragments", at)) {
     FragmentRef ref;
     ref.file = member(f, "file", at).get<std::string>();
+    ZT_CHECK(ref.file.find('/') == std::string::npos, at, ": fragment file '", ref.file,
+             "' must name a file inside the checkpoint folder");
     ref.key = member(f, "key", at).get<std::string>();
     ref.offset = member(f, "offset", at).get<int64_t>();
     ref.length = member(f, "length", at).get<int64_t>();
@@ -89,13 +91,14 @@ CheckpointReader::CheckpointReader(std::string folder) : folder_(std::move(folde
   saved_world_ = member(index, "world_size", where).get<int>();
   ZT_CHECK(saved_world_ >= 1, where, ": world_size ", saved_world_, " must be at least 1");
   for (const auto& [file, bytes] : member(index, "files", where).items()) {
+    ZT_CHECK(file.find('/') == std::string::npos, where, ": file name '", file,
+             "' must name a file inside the checkpoint folder");
     const std::string path = join_path(folder_, file);
     ZT_CHECK(path_exists(path), "checkpoint ", folder_, ": file ", file,
              " listed in index.json is missing");
-    const std::string data = read_file_bytes(path);
-    ZT_CHECK(data.size() == bytes.get<size_t>(), "checkpoint ", folder_, ": file ", file,
-             " has ", data.size(), " bytes but index.json recorded ", bytes.get<size_t>(),
-             (data.size() < bytes.get<size_t>() ? " (truncated)" : " (modified)"));
+    const size_t found = file_size(path), recorded = bytes.get<size_t>();
+    ZT_CHECK(found == recorded, "checkpoint ", folder_, ": file ", file, " has ", found,
+             " bytes but index.json recorded ", recorded, (found < recorded ? " (truncated)" : " (modified)"));
   }
   for (const auto& [name, j] : member(index, "tensors", where).items()) {
     entries_.emplace(name, parse_index_entry(name, j, where));

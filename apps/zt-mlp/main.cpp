@@ -1,13 +1,17 @@
 // zt-mlp: trains a multi-layer perceptron on the built-in random dataset (32 features, 10
 // classes, as DeepSpeed's classic example) or on MNIST IDX files, and reports held-out accuracy.
-// Under `mpirun -np N` it trains data-parallel: --batch-size is the global batch, each rank reads
-// its own disjoint share of it, gradients are averaged, and the logged loss is the mean over the
-// whole global batch, so the log does not depend on N. Only rank 0 prints and writes the CSV.
+// Training runs through the engine (runtime/engine.h) with a DeepSpeed config: --config FILE, or
+// one built from the flags. Flags given on the command line override the file's values.
+// Under `mpirun -np N` it trains data-parallel: the global batch (train_batch_size, --batch-size)
+// is micro-batch x accumulation x N, each rank reads its own disjoint share of it, gradients are
+// averaged, and the logged loss is the mean over the whole global batch, so the log does not
+// depend on N. Only rank 0 prints and writes the CSV.
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include "autograd/autograd.h"
@@ -18,10 +22,10 @@
 #include "nn/activation.h"
 #include "nn/linear.h"
 #include "nn/sequential.h"
-#include "optim/adam.h"
-#include "parallel/data_parallel.h"
 #include "parallel/mpi_runtime.h"
 #include "runtime/args.h"
+#include "runtime/config.h"
+#include "runtime/engine.h"
 
 namespace {
 
@@ -37,6 +41,7 @@ struct MlpOptions {
   std::string data;
   std::string device;
   std::string csv;
+  std::string config;
 };
 
 struct Splits {
@@ -82,10 +87,10 @@ struct EvalResult {
   double loss = 0, accuracy = 0;
 };
 
-EvalResult evaluate(zt::Module& model, const zt::TensorDataset& test, zt::Device device) {
+EvalResult evaluate(zt::Module& model, const zt::TensorDataset& test, zt::Device device, zt::DType dtype) {
   zt::NoGradGuard no_grad;
   model.eval();
-  zt::Tensor x = zt::raw::to(test.inputs(), device), y = zt::raw::to(test.targets(), device);
+  zt::Tensor x = zt::raw::to(zt::raw::to(test.inputs(), device), dtype), y = zt::raw::to(test.targets(), device);
   zt::Tensor logits = model(x);
   EvalResult r;
   r.loss = zt::cross_entropy(logits, y).item();
@@ -101,7 +106,38 @@ std::string default_device(int ranks) {
   return zt::has_backend(zt::DeviceType::CUDA) && ranks == 1 ? "cuda" : "cpu";
 }
 
-int run(const MlpOptions& o, const std::shared_ptr<zt::Communicator>& comm) {
+// The DeepSpeed config of this run: --config FILE with the flags given on the command line
+// written over it, or (no file) the flags themselves as app defaults.
+zt::Config make_config(const MlpOptions& o, const zt::ArgParser& args, int ranks) {
+  zt::ConfigOptions options;
+  options.world_size = ranks;
+  if (o.config.empty()) {
+    ZT_CHECK(o.batch_size % ranks == 0, "--batch-size ", o.batch_size, " is the global batch and must be "
+             "divisible by the number of data-parallel ranks, ", ranks, " (each rank takes batch / ranks samples)");
+    const nlohmann::json defaults = {{"train_batch_size", o.batch_size},
+                                     {"gradient_accumulation_steps", 1},
+                                     {"steps_per_print", o.print_every},
+                                     {"seed", o.seed},
+                                     {"optimizer", {{"type", "Adam"}, {"params", {{"lr", o.lr}}}}}};
+    return zt::config_from_app_defaults(defaults, options);
+  }
+  const bool overridden = args.given("--batch-size") || args.given("--lr") || args.given("--seed");
+  if (!overridden) return zt::load_config(o.config, options);
+  std::ifstream in(o.config);
+  ZT_CHECK(in.good(), "--config: cannot read '", o.config, "'");
+  std::stringstream text;
+  text << in.rdbuf();
+  nlohmann::json doc = zt::parse_config_document(text.str(), zt::ConfigFormat::detect, o.config);
+  if (args.given("--batch-size")) {  // the global batch: the micro-batch follows from it
+    doc["train_batch_size"] = o.batch_size;
+    if (doc.contains("gradient_accumulation_steps")) doc.erase("train_micro_batch_size_per_gpu");
+  }
+  if (args.given("--lr")) doc["optimizer"]["params"]["lr"] = o.lr;
+  if (args.given("--seed")) doc["seed"] = o.seed;
+  return zt::parse_config(doc.dump(), zt::ConfigFormat::json, options, o.config + " (with command-line flags)");
+}
+
+int run(const MlpOptions& o, const zt::ArgParser& args, const std::shared_ptr<zt::Communicator>& comm) {
   zt::Communicator& world = *comm;
   const int ranks = world.size();
   const bool lead = world.rank() == 0;  // the rank that prints and writes
@@ -112,39 +148,54 @@ int run(const MlpOptions& o, const std::shared_ptr<zt::Communicator>& comm) {
   ZT_CHECK(o.batch_size > 0 && o.hidden > 0 && o.lr > 0, "--batch-size, --hidden and --lr must be positive");
   ZT_CHECK(ranks == 1 || device.is_cpu(), "--device ", device.str(), ": data-parallel runs (", ranks,
            " ranks) reduce gradients over MPI, which takes CPU tensors; use --device cpu");
-  ZT_CHECK(o.batch_size % ranks == 0, "--batch-size ", o.batch_size, " is the global batch and must be "
-           "divisible by the number of data-parallel ranks, ", ranks, " (each rank takes batch / ranks samples)");
-  zt::manual_seed(uint64_t(o.seed));
-  Splits data = load_data(o);
+  const zt::Config config = make_config(o, args, ranks);
+  const uint64_t seed = uint64_t(config.seed);
+  zt::manual_seed(seed);
+  MlpOptions data_options = o;
+  data_options.seed = int64_t(seed);
+  Splits data = load_data(data_options);
 
   auto model = std::make_shared<zt::Sequential>();
   model->push_back(std::make_shared<zt::Linear>(data.features, o.hidden));
   model->push_back(std::make_shared<zt::ReLU>());
   model->push_back(std::make_shared<zt::Linear>(o.hidden, data.classes));
   model->to(device);
-  // Data parallel: rank 0's initial weights are broadcast; gradients are averaged over ranks.
-  std::unique_ptr<zt::DataParallel> dp;
-  if (ranks > 1) dp = std::make_unique<zt::DataParallel>(model, comm);
-  zt::Adam optimizer(model->parameters(), zt::AdamOptions{o.lr});
+  const int64_t num_parameters = model->num_parameters();
+  // The engine converts the model to the config's dtype, broadcasts rank 0's weights when there
+  // are several ranks and averages their gradients. The app prints its own lines (its CSV
+  // columns are its interface), so the engine's periodic lines stay off.
+  zt::InitOptions init;
+  init.communicator = comm;
+  init.monitor = false;
+  auto engine = zt::initialize(model, config, init);
+  const int64_t accumulation = config.gradient_accumulation_steps;
 
   zt::DataLoaderOptions loader_opts;
-  loader_opts.batch_size = o.batch_size / ranks;
+  loader_opts.batch_size = config.train_micro_batch_size_per_gpu;
   loader_opts.world_size = ranks;
   loader_opts.rank = world.rank();
-  loader_opts.seed = uint64_t(o.seed);
+  loader_opts.seed = seed;
   loader_opts.drop_last = true;
   zt::DataLoader loader(data.train, loader_opts);
   const int64_t epochs = o.epochs > 0 ? o.epochs : (o.steps > 0 ? INT64_MAX : 3);
-  const int64_t max_steps = o.steps > 0 ? o.steps : epochs * loader.num_batches();
+  const int64_t steps_per_epoch = std::max<int64_t>(1, loader.num_batches() / accumulation);
+  const int64_t max_steps = o.steps > 0 ? o.steps : epochs * steps_per_epoch;
+  const int64_t print_every = args.given("--print-every") || o.config.empty() ? o.print_every : config.steps_per_print;
 
   if (lead) {
     std::printf("zt-mlp: %s, %lld train / %lld held-out samples, MLP %lld -> %lld -> %lld "
-                "(%lld parameters), batch %lld, Adam lr %g, device %s\n",
+                "(%lld parameters), batch %lld, %s lr %g, device %s, %s\n",
                 data.name.c_str(), (long long)data.train->size(), (long long)data.test->size(),
                 (long long)data.features, (long long)o.hidden, (long long)data.classes,
-                (long long)model->num_parameters(), (long long)o.batch_size, o.lr, device.str().c_str());
+                (long long)num_parameters, (long long)config.train_batch_size, config.optimizer.type.c_str(),
+                config.optimizer.lr, device.str().c_str(), zt::dtype_name(engine->dtype()));
+    if (!o.config.empty()) std::printf("config: %s\n", config.origin.c_str());
+    if (accumulation > 1)
+      std::printf("gradient accumulation: %lld micro-batches of %lld per step\n", (long long)accumulation,
+                  (long long)config.train_micro_batch_size_per_gpu);
     if (ranks > 1)
-      std::printf("data parallel: %d ranks x %lld samples per step\n", ranks, (long long)(o.batch_size / ranks));
+      std::printf("data parallel: %d ranks x %lld samples per step\n", ranks,
+                  (long long)(config.train_batch_size / ranks));
   }
   std::ofstream csv;
   if (!o.csv.empty() && lead) {
@@ -161,34 +212,38 @@ int run(const MlpOptions& o, const std::shared_ptr<zt::Communicator>& comm) {
   while (step < max_steps) {
     const int64_t epoch = loader.position().epoch;
     if (epoch >= epochs) break;
-    zt::Batch batch = loader.next();
-    zt::Tensor x = zt::raw::to(batch.input, device), y = zt::raw::to(batch.target, device);
-    zt::Tensor loss = zt::cross_entropy(dp ? (*dp)(x) : (*model)(x), y);
-    optimizer.zero_grad();
-    zt::backward(loss);
-    if (dp) dp->finish_gradient_reduction();
-    optimizer.step();
+    zt::Tensor step_loss;  // this rank's mean over the step's micro-batches, kept on the device
+    for (int64_t micro = 0; micro < accumulation; ++micro) {
+      zt::Batch batch = loader.next();
+      zt::Tensor x = zt::raw::to(zt::raw::to(batch.input, device), engine->dtype());
+      zt::Tensor y = zt::raw::to(batch.target, device);
+      zt::Tensor loss = zt::cross_entropy(engine->forward(x), y);
+      engine->backward(loss);
+      engine->step();
+      zt::Tensor share = zt::raw::mul(zt::raw::to(loss, zt::DType::f64), 1.0 / double(accumulation));
+      step_loss = step_loss.defined() ? zt::raw::add(step_loss, share) : share;
+    }
     ++step;
-    window_samples += batch.target.size(0) * ranks;
+    window_samples += config.train_batch_size;
     const bool epoch_end = loader.position().batch == 0 || loader.position().batch == loader.num_batches();
     const bool last = step == max_steps || (epoch_end && epoch + 1 >= epochs);
-    if (step % o.print_every == 0 || last || epoch_end) {
-      last_loss = global_mean(world, loss.item());
+    if (step % print_every == 0 || last || epoch_end) {
+      last_loss = global_mean(world, step_loss.item());
       const double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
       const double rate = window_samples / std::max(secs, 1e-9);
       EvalResult val;
       const bool validate = epoch_end || last;
-      if (validate && lead) val = evaluate(*model, *data.test, device);
+      if (validate && lead) val = evaluate(*model, *data.test, device, engine->dtype());
       if (lead) {
         std::printf("step %6lld/%lld | epoch %lld | loss %.4f | lr %.2e | %.0f samples/s",
                     (long long)step, (long long)max_steps, (long long)epoch + 1, last_loss,
-                    optimizer.lr(), rate);
+                    engine->lr(), rate);
         if (validate) std::printf(" | val loss %.4f | val acc %.2f%%", val.loss, 100 * val.accuracy);
         std::printf("\n");
         std::fflush(stdout);
       }
       if (csv.is_open()) {
-        csv << step << "," << epoch + 1 << "," << last_loss << "," << optimizer.lr() << "," << rate << ",";
+        csv << step << "," << epoch + 1 << "," << last_loss << "," << engine->lr() << "," << rate << ",";
         if (validate) csv << val.loss << "," << val.accuracy;
         else csv << ",";
         csv << "\n";
@@ -199,10 +254,13 @@ int run(const MlpOptions& o, const std::shared_ptr<zt::Communicator>& comm) {
   }
   const double total = std::chrono::duration<double>(Clock::now() - start).count();
   if (!lead) return 0;
-  const EvalResult final_eval = evaluate(*model, *data.test, device);
+  if (engine->skipped_steps() > 0)
+    std::printf("%lld of %lld steps skipped for non-finite gradients\n", (long long)engine->skipped_steps(),
+                (long long)step);
+  const EvalResult final_eval = evaluate(*model, *data.test, device, engine->dtype());
   std::printf("done: %lld steps in %.2f s (%.0f samples/s), final loss %.4f, "
               "held-out accuracy %.2f%% on %lld samples\n",
-              (long long)step, total, step * o.batch_size / std::max(total, 1e-9), last_loss,
+              (long long)step, total, step * config.train_batch_size / std::max(total, 1e-9), last_loss,
               100 * final_eval.accuracy, (long long)data.test->size());
   return 0;
 }
@@ -226,10 +284,11 @@ int main(int argc, char** argv) {
   args.add("--data", &o.data, "MNIST directory with IDX files (.gz or plain); empty: random data");
   args.add("--device", &o.device, "cpu or cuda (default: cuda when a GPU is present and one rank runs)");
   args.add("--csv", &o.csv, "write one row per logged step to this CSV file");
+  args.add("--config", &o.config, "DeepSpeed config (JSON or YAML); flags given here override its values");
   try {
     if (!args.parse(argc, argv)) return 0;
     zt::MpiRuntime mpi;  // a world of one without mpirun
-    return run(o, mpi.world());
+    return run(o, args, mpi.world());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "zt-mlp: error: %s\n", e.what());
     return 1;

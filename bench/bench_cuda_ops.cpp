@@ -1,0 +1,289 @@
+// CUDA op roofline benchmark (issue 3): each zerotrain op beside a raw reference measured in the
+// same run, with CUDA events, warm-up and the median of repeats, on random data (never zeros)
+// sized to fill the chip. GEMM against cublasGemmEx called directly (TFLOP/s); memory-bound ops
+// against cudaMemcpy device-to-device (effective bandwidth counting the fewest bytes each op must
+// move); host overhead of a small autograd op. Prints a summary table last.
+// Built only with the CUDA backend (bench/CMakeLists.txt); exits 0 with a message without a GPU.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autograd/autograd.h"
+#include "autograd/ops.h"
+#include "cuda/bench_reference.h"
+#include "cuda/cuda_api.h"
+
+namespace {
+
+using zt::DType;
+using zt::Tensor;
+namespace ref = zt::cuda::bench;
+
+constexpr int kDevice = 0;
+constexpr double kGiB = double(int64_t(1) << 30);
+
+// One line of the summary table.
+struct Row {
+  std::string op, measured, reference;
+  double ratio = 0;   // measured / reference
+  double target = 0;  // minimum ratio; 0 = informational
+  bool lower_is_better = false;
+};
+
+struct Bench {
+  bool quick = false;  // smaller sizes, for a smoke run
+  double copy_bw = 0;  // bytes/s of cudaMemcpy D2D: the ceiling of memory-bound ops
+  std::vector<Row> rows;
+};
+
+zt::TensorOptions on_gpu(DType dtype) { return zt::TensorOptions(dtype, zt::Device::cuda(kDevice)); }
+
+std::string fmt(const char* format, double value, const char* unit) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, format, value);
+  return std::string(buf) + unit;
+}
+
+void print_row(const Row& r) {
+  std::printf("  %-40s %-18s ref %-26s %6.1f%%\n", r.op.c_str(), r.measured.c_str(), r.reference.c_str(),
+              100.0 * r.ratio);
+  std::fflush(stdout);
+}
+
+// ---- GEMM ----
+
+void bench_gemm(Bench& b, DType dtype, int64_t n, bool tf32, double target) {
+  zt::cuda::set_allow_tf32(tf32);
+  const Tensor x = zt::randn({n, n}, on_gpu(dtype)), y = zt::randn({n, n}, on_gpu(dtype));
+  const Tensor c = Tensor::empty({n, n}, on_gpu(dtype));
+  const double flops = 2.0 * double(n) * double(n) * double(n);
+  const ref::TimingOptions opts{3, 7, 3};
+  const double t_ref = ref::time_ms(kDevice, opts, [&] {
+    ref::cublas_gemm(kDevice, dtype, tf32, n, n, n, x.raw_data(), y.raw_data(), c.raw_data());
+  });
+  const double t_zt = ref::time_ms(kDevice, opts, [&] { zt::raw::matmul(x, y); });
+  zt::cuda::set_allow_tf32(false);
+  const double tf_zt = flops / t_zt / 1e9, tf_ref = flops / t_ref / 1e9;  // TFLOP/s (ms -> 1e-3)
+  std::string name = std::string("gemm ") + zt::dtype_name(dtype) + (dtype == DType::f32 ? (tf32 ? " tf32" : " fp32") : "") +
+                     " " + std::to_string(n) + "^3";
+  b.rows.push_back({name, fmt("%.1f", tf_zt, " TFLOP/s"), fmt("cuBLAS %.1f", tf_ref, " TFLOP/s"), tf_zt / tf_ref,
+                    target});
+  print_row(b.rows.back());
+}
+
+// ---- memory-bound ops ----
+
+// Records an op moving `bytes` per call in time `ms` against the measured copy bandwidth.
+void add_bandwidth_row(Bench& b, const std::string& name, double bytes, double ms) {
+  const double bw = bytes / (ms * 1e-3);
+  b.rows.push_back({name, fmt("%.0f", bw / 1e9, " GB/s"), fmt("copy %.0f", b.copy_bw / 1e9, " GB/s"),
+                    bw / b.copy_bw, 0.80});
+  print_row(b.rows.back());
+}
+
+ref::TimingOptions memory_opts() { return {2, 10, 3}; }
+
+void bench_copy(Bench& b) {
+  const int64_t bytes = b.quick ? int64_t(1) << 28 : int64_t(1) << 30;
+  const Tensor src = zt::randn({bytes / 4}, on_gpu(DType::f32));
+  const Tensor dst = Tensor::empty({bytes / 4}, on_gpu(DType::f32));
+  const double ms = ref::time_ms(kDevice, memory_opts(), [&] {
+    ref::device_copy(kDevice, dst.raw_data(), src.raw_data(), size_t(bytes));
+  });
+  b.copy_bw = 2.0 * double(bytes) / (ms * 1e-3);  // read + write
+  const double peak = ref::theoretical_bandwidth(kDevice);
+  std::printf("device %s: cudaMemcpy D2D of %.2f GiB: %.0f GB/s (read+write)", ref::device_name(kDevice),
+              double(bytes) / kGiB, b.copy_bw / 1e9);
+  if (peak > 0) std::printf(", %.1f%% of the %.0f GB/s DRAM peak", 100.0 * b.copy_bw / peak, peak / 1e9);
+  std::printf("\n");
+  // The ceiling itself, against the DRAM peak from the clocks (informational: no target).
+  b.rows.push_back({"cudaMemcpy D2D (the ceiling)", fmt("%.0f", b.copy_bw / 1e9, " GB/s"),
+                    fmt("DRAM peak %.0f", peak / 1e9, " GB/s"), peak > 0 ? b.copy_bw / peak : 0.0, 0.0});
+  const double ms_zt = ref::time_ms(kDevice, memory_opts(), [&] { zt::raw::copy_(dst, src); });
+  add_bandwidth_row(b, "copy_ f32 (zerotrain kernel)", 2.0 * double(bytes), ms_zt);
+}
+
+void bench_add(Bench& b, DType dtype) {
+  const int64_t bytes = b.quick ? int64_t(1) << 28 : int64_t(1) << 30;  // per operand
+  const int64_t n = bytes / int64_t(zt::dtype_size(dtype));
+  const Tensor x = zt::randn({n}, on_gpu(dtype)), y = zt::randn({n}, on_gpu(dtype));
+  const double ms = ref::time_ms(kDevice, memory_opts(), [&] { zt::raw::add(x, y); });
+  add_bandwidth_row(b, std::string("add ") + zt::dtype_name(dtype) + " (2 in, 1 out)", 3.0 * double(bytes), ms);
+}
+
+void bench_softmax(Bench& b, DType dtype) {
+  const int64_t cols = 8192;
+  const int64_t rows = (b.quick ? int64_t(1) << 28 : int64_t(1) << 30) / int64_t(zt::dtype_size(dtype)) / cols;
+  const Tensor x = zt::randn({rows, cols}, on_gpu(dtype));
+  const double bytes = double(x.nbytes());
+  const std::string shape = " (" + std::to_string(rows) + ", " + std::to_string(cols) + ")";
+  const double ms = ref::time_ms(kDevice, memory_opts(), [&] { zt::raw::softmax(x, -1); });
+  add_bandwidth_row(b, std::string("softmax ") + zt::dtype_name(dtype) + shape, 2.0 * bytes, ms);
+  const Tensor y = zt::raw::softmax(x, -1);
+  const Tensor g = zt::randn({rows, cols}, on_gpu(dtype));
+  const double ms_bwd = ref::time_ms(kDevice, memory_opts(), [&] { zt::raw::softmax_backward(g, y, -1, false); });
+  add_bandwidth_row(b, std::string("softmax_backward ") + zt::dtype_name(dtype) + shape, 3.0 * bytes, ms_bwd);
+}
+
+void bench_layer_norm(Bench& b, DType dtype) {
+  const int64_t cols = 4096;
+  const int64_t rows = (b.quick ? int64_t(1) << 28 : int64_t(1) << 30) / int64_t(zt::dtype_size(dtype)) / cols;
+  const Tensor x = zt::randn({rows, cols}, on_gpu(dtype));
+  const Tensor w = zt::randn({cols}, on_gpu(dtype)), bias = zt::randn({cols}, on_gpu(dtype));
+  const double xb = double(x.nbytes()), wb = double(w.nbytes()), stats = double(rows) * 4.0 * 2.0;
+  const std::string shape = " (" + std::to_string(rows) + ", " + std::to_string(cols) + ")";
+  const double ms = ref::time_ms(kDevice, memory_opts(), [&] { zt::raw::layer_norm(x, w, bias, 1e-5); });
+  // x in, y out, mean/rstd (f32 per row) out, weight and bias in.
+  add_bandwidth_row(b, std::string("layer_norm ") + zt::dtype_name(dtype) + shape, 2.0 * xb + stats + 2.0 * wb, ms);
+  const zt::raw::LayerNormResult f = zt::raw::layer_norm(x, w, bias, 1e-5);
+  const Tensor gy = zt::randn({rows, cols}, on_gpu(dtype));
+  const double ms_bwd = ref::time_ms(kDevice, memory_opts(), [&] {
+    zt::raw::layer_norm_backward(gy, x, f.mean, f.rstd, w, true);
+  });
+  // grad_y and x in, grad_x out, mean/rstd and weight in, grad_weight/grad_bias out.
+  add_bandwidth_row(b, std::string("layer_norm_backward ") + zt::dtype_name(dtype) + shape,
+                    3.0 * xb + stats + 3.0 * wb, ms_bwd);
+}
+
+void bench_cross_entropy(Bench& b, DType dtype) {
+  const int64_t rows = b.quick ? 2048 : 8192, vocab = 50304;
+  const Tensor logits = zt::randn({rows, vocab}, on_gpu(dtype));
+  const Tensor target = zt::randint(0, vocab, {rows}, on_gpu(DType::i64));
+  const double lb = double(logits.nbytes()), small = double(rows) * (8.0 + 4.0);  // target in, loss out
+  const std::string shape = " (" + std::to_string(rows) + ", " + std::to_string(vocab) + ")";
+  const double ms = ref::time_ms(kDevice, memory_opts(), [&] { zt::raw::cross_entropy(logits, target); });
+  add_bandwidth_row(b, std::string("cross_entropy ") + zt::dtype_name(dtype) + shape, lb + small, ms);
+  const Tensor gl = zt::rand({rows}, on_gpu(DType::f32), nullptr, 0.5, 1.5);
+  const double ms_bwd = ref::time_ms(kDevice, memory_opts(), [&] {
+    zt::raw::cross_entropy_backward(gl, logits, target);
+  });
+  add_bandwidth_row(b, std::string("cross_entropy_backward ") + zt::dtype_name(dtype) + shape, 2.0 * lb + small,
+                    ms_bwd);
+}
+
+// ---- host overhead ----
+
+// Host microseconds per call of fn over `calls` calls and one device sync at the end (median
+// of 5 samples): what a small op costs when the GPU is not the bottleneck.
+double host_us_per_call(int calls, const std::function<void()>& fn) {
+  using Clock = std::chrono::steady_clock;
+  for (int i = 0; i < calls / 10; ++i) fn();
+  zt::cuda::synchronize(kDevice);
+  std::vector<double> samples;
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = Clock::now();
+    for (int i = 0; i < calls; ++i) fn();
+    zt::cuda::synchronize(kDevice);
+    samples.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / calls);
+  }
+  std::sort(samples.begin(), samples.end());
+  return samples[samples.size() / 2];
+}
+
+void bench_overhead(Bench& b) {
+  const Tensor x = zt::randn({4, 4}, on_gpu(DType::f32)), y = zt::randn({4, 4}, on_gpu(DType::f32));
+  const Tensor p = zt::randn({4, 4}, on_gpu(DType::f32));
+  zt::set_requires_grad(p);
+  const int calls = 10000;
+  const double raw_us = host_us_per_call(calls, [&] { zt::raw::add(x, y); });
+  const double grad_us = host_us_per_call(calls, [&] { zt::add(p, y); });
+  const double fwd_bwd_us = host_us_per_call(calls / 4, [&] { zt::backward(zt::sum(zt::mul(p, y))); });
+  std::printf("  raw::add 4x4 (dispatch + launch, no autograd): %.2f us/op\n", raw_us);
+  std::printf("  mul+sum+backward 4x4 (3 ops fwd + bwd):       %.2f us/step\n", fwd_bwd_us);
+  // Reference: the raw op without autograd; the target is absolute (5 us), so the ratio column
+  // shows target / measured (>= 100% passes).
+  b.rows.push_back({"zt::add 4x4 with autograd (host, 10k)", fmt("%.2f", grad_us, " us/op"),
+                    fmt("raw::add %.2f", raw_us, " us/op"), 5.0 / grad_us, 1.0, true});
+  print_row(b.rows.back());
+}
+
+void print_summary(const Bench& b) {
+  std::printf("\n== summary (bench_cuda_ops, %s) ==\n", ref::device_name(kDevice));
+  std::printf("%-40s %-18s %-28s %8s %8s %s\n", "op", "measured", "reference", "ratio", "target", "result");
+  int failed = 0;
+  for (const Row& r : b.rows) {
+    const bool pass = r.ratio >= r.target;
+    if (!pass) ++failed;
+    std::string target = r.target == 0 ? "-" : fmt(">=%.0f", 100.0 * r.target, "%");
+    if (r.lower_is_better) target = "<5 us";
+    std::printf("%-40s %-18s %-28s %7.1f%% %8s %s\n", r.op.c_str(), r.measured.c_str(), r.reference.c_str(),
+                100.0 * r.ratio, target.c_str(), pass ? "PASS" : "FAIL");
+  }
+  std::printf("%d of %zu rows below target\n", failed, b.rows.size());
+}
+
+void run(Bench& b, bool gemm, bool memory, bool overhead) {
+  if (memory) {
+    std::printf("== device copy bandwidth (the ceiling) ==\n");
+    bench_copy(b);  // the memory rows are ratios to copy_bw
+  }
+  if (gemm) {
+    std::printf("== GEMM: zt::raw::matmul vs cublasGemmEx ==\n");
+    for (const int64_t n : {int64_t(8192), int64_t(4096)}) {
+      const int64_t size = b.quick ? n / 4 : n;
+      bench_gemm(b, DType::bf16, size, false, 0.95);
+      bench_gemm(b, DType::f16, size, false, 0.95);
+      bench_gemm(b, DType::f32, size, true, 0.95);
+      bench_gemm(b, DType::f32, size, false, 0.95);
+    }
+  }
+  if (memory) {
+    std::printf("== memory-bound ops: effective bandwidth vs cudaMemcpy D2D ==\n");
+    bench_add(b, DType::bf16);
+    bench_add(b, DType::f32);
+    bench_softmax(b, DType::bf16);
+    bench_softmax(b, DType::f32);
+    bench_layer_norm(b, DType::bf16);
+    bench_layer_norm(b, DType::f32);
+    bench_cross_entropy(b, DType::bf16);
+    bench_cross_entropy(b, DType::f32);
+  }
+  if (overhead) {
+    std::printf("== host overhead of a small op ==\n");
+    bench_overhead(b);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Bench b;
+  bool gemm = true, memory = true, overhead = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::printf("usage: bench_cuda_ops [--quick] [--only gemm|memory|overhead]\n"
+                  "  CUDA op roofline: GEMM vs cuBLAS, memory-bound ops vs cudaMemcpy, host overhead;\n"
+                  "  --quick uses a quarter of the sizes (smoke run, numbers not representative)\n");
+      return 0;
+    }
+    if (arg == "--quick") {
+      b.quick = true;
+    } else if (arg == "--only" && i + 1 < argc) {
+      const std::string what = argv[++i];
+      gemm = what == "gemm";
+      memory = what == "memory";
+      overhead = what == "overhead";
+    } else {
+      std::fprintf(stderr, "bench_cuda_ops: unknown argument '%s' (try --help)\n", arg.c_str());
+      return 2;
+    }
+  }
+  if (zt::cuda::device_count() == 0 || !zt::has_backend(zt::DeviceType::CUDA)) {
+    std::printf("bench_cuda_ops: no CUDA device (or no CUDA backend registered): nothing to measure\n");
+    return 0;
+  }
+  try {
+    run(b, gemm, memory, overhead);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    print_summary(b);
+    return 1;
+  }
+  print_summary(b);
+  return 0;
+}
