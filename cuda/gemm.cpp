@@ -38,9 +38,9 @@ cublasHandle_t handle_for(int device) {
     ZT_CUBLAS_CHECK(cublasSetStream(s.handle, current_stream(device)));  // resets the workspace
     ZT_CUDA_CHECK(cudaMalloc(&s.workspace, kWorkspaceBytes));
     ZT_CUBLAS_CHECK(cublasSetWorkspace(s.handle, s.workspace, kWorkspaceBytes));
-    // f16 products accumulate in f32 all the way, as on the CPU.
-    ZT_CUBLAS_CHECK(cublasSetMathMode(
-        s.handle, cublasMath_t(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
+    // Products accumulate in f32 (CUBLAS_COMPUTE_32F below); split-K partial sums may be reduced
+    // in the output precision, as PyTorch allows by default for f16/bf16.
+    ZT_CUBLAS_CHECK(cublasSetMathMode(s.handle, CUBLAS_DEFAULT_MATH));
   }
   return s.handle;
 }
@@ -147,6 +147,12 @@ void CudaBackend::gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool
   const float alpha_f = float(alpha), beta_f = float(beta);
   const void* alpha_p = f64 ? static_cast<const void*>(&alpha) : static_cast<const void*>(&alpha_f);
   const void* beta_p = f64 ? static_cast<const void*>(&beta) : static_cast<const void*>(&beta_f);
+  if (batch == 1) {  // the plain call: cuBLAS picks faster kernels for it than for a batch of one
+    ZT_CUBLAS_CHECK(cublasGemmEx(handle, bo.op, ao.op, int(n), int(m), int(k), alpha_p, bo.data, type,
+                                 int(bo.ld), ao.data, type, int(ao.ld), beta_p, out.raw_data(), type,
+                                 int(ldc), compute, CUBLAS_GEMM_DEFAULT));
+    return;
+  }
   ZT_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
       handle, bo.op, ao.op, int(n), int(m), int(k), alpha_p, bo.data, type, int(bo.ld), bo.batch_stride,
       ao.data, type, int(ao.ld), ao.batch_stride, beta_p, out.raw_data(), type, int(ldc), od.batch_stride,

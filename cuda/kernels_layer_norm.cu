@@ -270,9 +270,10 @@ const T* data_or_null(const Tensor& t) {
 unsigned row_grid(int64_t rows) { return unsigned(rows < 65536 ? (rows < 1 ? 1 : rows) : 65536); }
 int row_block(int64_t cols) { return cols <= 128 ? 32 : (cols <= 1024 ? 128 : 512); }
 
-// Shared memory the fused backward may take per block (the default limit, no opt-in needed):
-// rows up to 6144 f32-computed (3072 f64) columns.
-constexpr size_t kFusedWbSmem = size_t(48) << 10;
+// Dynamic shared memory the fused backward may take per block: the 48 KiB default limit (no
+// opt-in needed) less 1 KiB for the kernel's static block_reduce scratch, which counts against
+// the same limit (a (1, 5000) f32 row padded to 6144 columns failed to launch without it).
+constexpr size_t kFusedWbSmem = (size_t(48) << 10) - 1024;
 
 // grad_x with grad_weight/grad_bias (either may be null) fused into one read of grad_y and x,
 // on as many blocks as fit on the device at once; false, with nothing queued, when a block's

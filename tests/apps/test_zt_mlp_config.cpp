@@ -89,7 +89,7 @@ TEST_CASE("zt-mlp: accumulation under mpirun -np 2 logs the one-process losses")
 TEST_CASE("zt-mlp: bf16 from the config trains; config mistakes name the key") {
   const auto bf16 = write_config("zt_mlp_bf16.json", R"({"train_micro_batch_size_per_gpu": 32,
       "bf16": {"enabled": true}, "optimizer": {"type": "AdamW", "params": {"lr": 0.002}}})");
-  auto r = run_app("zt-mlp", "--config " + bf16.string() + " --steps 300");
+  auto r = run_app("zt-mlp", "--config " + bf16.string() + " --steps 300 --device cpu");
   REQUIRE_MESSAGE(r.exit_code == 0, r.output);
   CHECK(r.output.find("device cpu, bf16") != std::string::npos);
   CHECK(number_after(r.output, "held-out accuracy ") > 70.0);

@@ -501,7 +501,7 @@ TEST_CASE("CUDA parity: every op of core/ops.def matches the CPU kernel") {
     CHECK_MESSAGE(it != parity_cases().end(), "op " << op_name(OpId(id)) << " has no CUDA parity case");
     if (it == parity_cases().end()) continue;
     const int ran = it->second();
-    MESSAGE(op_name(OpId(id)) << ": " << ran << " argument sets compared");
+    MESSAGE(std::string(op_name(OpId(id))) << ": " << ran << " argument sets compared");
     CHECK_MESSAGE(ran > 0, "op " << op_name(OpId(id)) << ": every argument set was rejected");
   }
 }
