@@ -25,8 +25,6 @@ const char* memory_category_name(MemoryCategory c) {
 
 namespace {
 
-thread_local MemoryCategory t_category = MemoryCategory::other;
-
 void count_alloc(MemoryCounters& c, int64_t bytes) {
   c.in_use += bytes;
   c.count += 1;
@@ -37,6 +35,32 @@ void count_free(MemoryCounters& c, int64_t bytes) {
   c.in_use -= bytes;
   c.count -= 1;
 }
+
+}  // namespace
+
+void MemoryStats::record_alloc(int64_t bytes, MemoryCategory c) {
+  count_alloc(total, bytes);
+  count_alloc(by_category[size_t(c)], bytes);
+}
+
+void MemoryStats::record_free(int64_t bytes, MemoryCategory c) {
+  count_free(total, bytes);
+  count_free(by_category[size_t(c)], bytes);
+}
+
+void MemoryStats::record_retag(int64_t bytes, MemoryCategory from, MemoryCategory to) {
+  count_free(by_category[size_t(from)], bytes);
+  count_alloc(by_category[size_t(to)], bytes);
+}
+
+void MemoryStats::reset_peaks() {
+  total.peak = total.in_use;
+  for (auto& c : by_category) c.peak = c.in_use;
+}
+
+namespace {
+
+thread_local MemoryCategory t_category = MemoryCategory::other;
 
 class CpuAllocator final : public Allocator {
  public:
@@ -65,8 +89,7 @@ class CpuAllocator final : public Allocator {
       stats_.reserved += int64_t(rounded);
     }
     std::lock_guard<std::mutex> lock(mutex_);
-    count_alloc(stats_.total, int64_t(bytes));
-    count_alloc(stats_.by_category[size_t(category)], int64_t(bytes));
+    stats_.record_alloc(int64_t(bytes), category);
     return p;
   }
 
@@ -74,8 +97,7 @@ class CpuAllocator final : public Allocator {
     if (!ptr) return;
     const size_t rounded = round_size(bytes);
     std::lock_guard<std::mutex> lock(mutex_);
-    count_free(stats_.total, int64_t(bytes));
-    count_free(stats_.by_category[size_t(category)], int64_t(bytes));
+    stats_.record_free(int64_t(bytes), category);
     if (rounded >= kMinCachedBytes && cached_bytes_ + rounded <= kMaxCachedBytes) {
       cache_.emplace(rounded, ptr);
       cached_bytes_ += rounded;
@@ -98,8 +120,7 @@ class CpuAllocator final : public Allocator {
   void retag(size_t bytes, MemoryCategory from, MemoryCategory to) override {
     if (from == to || bytes == 0) return;
     std::lock_guard<std::mutex> lock(mutex_);
-    count_free(stats_.by_category[size_t(from)], int64_t(bytes));
-    count_alloc(stats_.by_category[size_t(to)], int64_t(bytes));
+    stats_.record_retag(int64_t(bytes), from, to);
   }
 
   MemoryStats stats() const override {
@@ -109,8 +130,7 @@ class CpuAllocator final : public Allocator {
 
   void reset_peak() override {
     std::lock_guard<std::mutex> lock(mutex_);
-    stats_.total.peak = stats_.total.in_use;
-    for (auto& c : stats_.by_category) c.peak = c.in_use;
+    stats_.reset_peaks();
   }
 
  private:

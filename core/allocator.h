@@ -27,6 +27,13 @@ struct MemoryStats {
   std::array<MemoryCounters, kNumMemoryCategories> by_category{};
   int64_t reserved = 0;  // bytes held from the system (>= total.in_use for caching allocators)
   const MemoryCounters& of(MemoryCategory c) const { return by_category[size_t(c)]; }
+
+  // The accounting every allocator shares (callers hold their own lock). Bytes are the bytes
+  // asked for, not the rounded block sizes, so every allocator reports the same in_use.
+  void record_alloc(int64_t bytes, MemoryCategory c);
+  void record_free(int64_t bytes, MemoryCategory c);
+  void record_retag(int64_t bytes, MemoryCategory from, MemoryCategory to);
+  void reset_peaks();
 };
 
 class Allocator {

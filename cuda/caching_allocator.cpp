@@ -12,16 +12,6 @@ namespace {
 
 size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
 
-void count_alloc(MemoryCounters& c, int64_t bytes) {
-  c.in_use += bytes;
-  c.count += 1;
-  if (c.in_use > c.peak) c.peak = c.in_use;
-}
-
-void count_free(MemoryCounters& c, int64_t bytes) {
-  c.in_use -= bytes;
-  c.count -= 1;
-}
 
 }  // namespace
 
@@ -110,8 +100,7 @@ void* CachingAllocator::allocate(size_t bytes, MemoryCategory category, int devi
   b = split(b, size);
   b->allocated = true;
   live_[b->ptr] = b;
-  count_alloc(stats_.total, int64_t(bytes));
-  count_alloc(stats_.by_category[size_t(category)], int64_t(bytes));
+  stats_.record_alloc(int64_t(bytes), category);
   return b->ptr;
 }
 
@@ -123,8 +112,7 @@ void CachingAllocator::deallocate(void* ptr, size_t bytes, MemoryCategory catego
            " that this allocator did not hand out (or freed twice)");
   Block* b = it->second;
   live_.erase(it);
-  count_free(stats_.total, int64_t(bytes));
-  count_free(stats_.by_category[size_t(category)], int64_t(bytes));
+  stats_.record_free(int64_t(bytes), category);
   b->allocated = false;
   Pool& pool = pool_for(b->small);
   // Merge with free neighbours so that a segment can become whole again.
@@ -151,8 +139,7 @@ void CachingAllocator::deallocate(void* ptr, size_t bytes, MemoryCategory catego
 void CachingAllocator::retag(size_t bytes, MemoryCategory from, MemoryCategory to) {
   if (from == to || bytes == 0) return;
   std::lock_guard<std::mutex> lock(mutex_);
-  count_free(stats_.by_category[size_t(from)], int64_t(bytes));
-  count_alloc(stats_.by_category[size_t(to)], int64_t(bytes));
+  stats_.record_retag(int64_t(bytes), from, to);
 }
 
 MemoryStats CachingAllocator::stats() const {
@@ -162,8 +149,7 @@ MemoryStats CachingAllocator::stats() const {
 
 void CachingAllocator::reset_peak() {
   std::lock_guard<std::mutex> lock(mutex_);
-  stats_.total.peak = stats_.total.in_use;
-  for (auto& c : stats_.by_category) c.peak = c.in_use;
+  stats_.reset_peaks();
 }
 
 void CachingAllocator::release_free_segments() {

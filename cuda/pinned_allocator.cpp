@@ -8,21 +8,6 @@
 
 namespace zt::cuda {
 
-namespace {
-
-void count_alloc(MemoryCounters& c, int64_t bytes) {
-  c.in_use += bytes;
-  c.count += 1;
-  if (c.in_use > c.peak) c.peak = c.in_use;
-}
-
-void count_free(MemoryCounters& c, int64_t bytes) {
-  c.in_use -= bytes;
-  c.count -= 1;
-}
-
-}  // namespace
-
 size_t PinnedAllocator::round_size(size_t bytes) {
   if (bytes >= kLargeRound) return (bytes + kLargeRound - 1) / kLargeRound * kLargeRound;
   size_t size = kMinBlock;
@@ -65,8 +50,7 @@ void* PinnedAllocator::allocate(size_t bytes, MemoryCategory category) {
     stats_.reserved += int64_t(size);
   }
   live_.emplace(p, size);
-  count_alloc(stats_.total, int64_t(bytes));
-  count_alloc(stats_.by_category[size_t(category)], int64_t(bytes));
+  stats_.record_alloc(int64_t(bytes), category);
   return p;
 }
 
@@ -78,8 +62,7 @@ void PinnedAllocator::deallocate(void* ptr, size_t bytes, MemoryCategory categor
            " that this allocator did not hand out (or freed twice)");
   const size_t size = it->second;
   live_.erase(it);
-  count_free(stats_.total, int64_t(bytes));
-  count_free(stats_.by_category[size_t(category)], int64_t(bytes));
+  stats_.record_free(int64_t(bytes), category);
   free_.emplace(size, ptr);
   cached_bytes_ += int64_t(size);
 }
@@ -87,8 +70,7 @@ void PinnedAllocator::deallocate(void* ptr, size_t bytes, MemoryCategory categor
 void PinnedAllocator::retag(size_t bytes, MemoryCategory from, MemoryCategory to) {
   if (from == to || bytes == 0) return;
   std::lock_guard<std::mutex> lock(mutex_);
-  count_free(stats_.by_category[size_t(from)], int64_t(bytes));
-  count_alloc(stats_.by_category[size_t(to)], int64_t(bytes));
+  stats_.record_retag(int64_t(bytes), from, to);
 }
 
 MemoryStats PinnedAllocator::stats() const {
@@ -98,8 +80,7 @@ MemoryStats PinnedAllocator::stats() const {
 
 void PinnedAllocator::reset_peak() {
   std::lock_guard<std::mutex> lock(mutex_);
-  stats_.total.peak = stats_.total.in_use;
-  for (auto& c : stats_.by_category) c.peak = c.in_use;
+  stats_.reset_peaks();
 }
 
 void PinnedAllocator::empty_cache() {
