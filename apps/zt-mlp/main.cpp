@@ -6,6 +6,18 @@
 // is micro-batch x accumulation x N, each rank reads its own disjoint share of it, gradients are
 // averaged, and the logged loss is the mean over the whole global batch, so the log does not
 // depend on N. Only rank 0 prints and writes the CSV.
+//
+// Note [zt-mlp checkpoints]
+// --save DIR writes a checkpoint through the engine (tag global_step<N>, `latest` published) at
+// the end of the run and every --save-every steps; --load DIR resumes from DIR's latest, and
+// --steps N still means "train until global step N". The engine saves the model, masters,
+// optimizer, schedule, loss scaler, step counters and each rank's default-generator state; the
+// client_state adds the data-loader position as (epoch, global samples read in that epoch).
+// Samples rather than batches, so the position does not depend on the number of ranks: the
+// DistributedSampler interleaves one epoch order across ranks, so with the global batch fixed
+// step k reads the same samples at any world size, and a checkpoint saved at N ranks resumes
+// at M ranks on the same data (the loss then differs from the N-rank run only by the summation
+// order of the gradient average).
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -42,6 +54,9 @@ struct MlpOptions {
   std::string device;
   std::string csv;
   std::string config;
+  std::string save;        // checkpoint folder written at the end (and every save_every steps)
+  std::string load;        // checkpoint folder to resume from (its latest tag)
+  int64_t save_every = 0;  // 0: only at the end
 };
 
 struct Splits {
@@ -137,6 +152,35 @@ zt::Config make_config(const MlpOptions& o, const zt::ArgParser& args, int ranks
   return zt::parse_config(doc.dump(), zt::ConfigFormat::json, options, o.config + " (with command-line flags)");
 }
 
+// The loader position as the checkpoint's client_state (Note [zt-mlp checkpoints]).
+nlohmann::json loader_client_state(const zt::DataLoader& loader) {
+  const zt::DataLoaderOptions& lo = loader.options();
+  const zt::LoaderPosition p = loader.position();
+  return {{"data_loader",
+           {{"epoch", p.epoch}, {"epoch_samples", p.batch * lo.batch_size * lo.world_size}, {"seed", lo.seed}}}};
+}
+
+void restore_loader(zt::DataLoader& loader, const nlohmann::json& client, const std::string& dir) {
+  ZT_CHECK(client.contains("data_loader"), "--load ", dir, ": the checkpoint has no data-loader position "
+           "(expected client_state.data_loader, found ", client.dump(), ")");
+  const nlohmann::json& d = client.at("data_loader");
+  const zt::DataLoaderOptions& lo = loader.options();
+  const uint64_t seed = d.at("seed").get<uint64_t>();
+  ZT_CHECK(seed == lo.seed, "--load ", dir, ": the checkpoint's data order was seeded with ", seed,
+           " but this run's seed is ", lo.seed, " (resume with the same --seed/config seed)");
+  const int64_t samples = d.at("epoch_samples").get<int64_t>(), per_batch = lo.batch_size * lo.world_size;
+  ZT_CHECK(samples % per_batch == 0, "--load ", dir, ": the checkpoint stopped after ", samples,
+           " samples of its epoch, which is not a whole number of this run's micro-batches of ", per_batch,
+           " samples over all ranks (keep train_batch_size and gradient_accumulation_steps)");
+  loader.set_position(d.at("epoch").get<int64_t>(), samples / per_batch);
+}
+
+void save(zt::Engine& engine, const zt::DataLoader& loader, const std::string& dir, bool lead) {
+  const std::string tag = "global_step" + std::to_string(engine.global_step());
+  engine.save_checkpoint(dir, tag, loader_client_state(loader));
+  if (lead) std::printf("saved checkpoint %s/%s\n", dir.c_str(), tag.c_str());
+}
+
 int run(const MlpOptions& o, const zt::ArgParser& args, const std::shared_ptr<zt::Communicator>& comm) {
   zt::Communicator& world = *comm;
   const int ranks = world.size();
@@ -177,6 +221,11 @@ int run(const MlpOptions& o, const zt::ArgParser& args, const std::shared_ptr<zt
   loader_opts.seed = seed;
   loader_opts.drop_last = true;
   zt::DataLoader loader(data.train, loader_opts);
+  if (!o.load.empty()) {
+    restore_loader(loader, engine->load_checkpoint(o.load), o.load);
+    if (lead)
+      std::printf("resumed from %s at global step %lld\n", o.load.c_str(), (long long)engine->global_step());
+  }
   const int64_t epochs = o.epochs > 0 ? o.epochs : (o.steps > 0 ? INT64_MAX : 3);
   const int64_t steps_per_epoch = std::max<int64_t>(1, loader.num_batches() / accumulation);
   const int64_t max_steps = o.steps > 0 ? o.steps : epochs * steps_per_epoch;
@@ -207,7 +256,8 @@ int run(const MlpOptions& o, const zt::ArgParser& args, const std::shared_ptr<zt
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
   auto window_start = start;
-  int64_t step = 0, window_samples = 0;
+  int64_t step = engine->global_step(), window_samples = 0, saved_step = -1;
+  const int64_t first_step = step;
   double last_loss = 0;
   while (step < max_steps) {
     const int64_t epoch = loader.position().epoch;
@@ -243,7 +293,9 @@ int run(const MlpOptions& o, const zt::ArgParser& args, const std::shared_ptr<zt
         std::fflush(stdout);
       }
       if (csv.is_open()) {
-        csv << step << "," << epoch + 1 << "," << last_loss << "," << engine->lr() << "," << rate << ",";
+        char loss_text[32];  // every bit of the double, so resumed runs can be compared exactly
+        std::snprintf(loss_text, sizeof loss_text, "%.17g", last_loss);
+        csv << step << "," << epoch + 1 << "," << loss_text << "," << engine->lr() << "," << rate << ",";
         if (validate) csv << val.loss << "," << val.accuracy;
         else csv << ",";
         csv << "\n";
@@ -251,7 +303,12 @@ int run(const MlpOptions& o, const zt::ArgParser& args, const std::shared_ptr<zt
       window_start = Clock::now();
       window_samples = 0;
     }
+    if (!o.save.empty() && o.save_every > 0 && step % o.save_every == 0) {
+      save(*engine, loader, o.save, lead);
+      saved_step = step;
+    }
   }
+  if (!o.save.empty() && saved_step != step) save(*engine, loader, o.save, lead);
   const double total = std::chrono::duration<double>(Clock::now() - start).count();
   if (!lead) return 0;
   if (engine->skipped_steps() > 0)
@@ -260,7 +317,7 @@ int run(const MlpOptions& o, const zt::ArgParser& args, const std::shared_ptr<zt
   const EvalResult final_eval = evaluate(*model, *data.test, device, engine->dtype());
   std::printf("done: %lld steps in %.2f s (%.0f samples/s), final loss %.4f, "
               "held-out accuracy %.2f%% on %lld samples\n",
-              (long long)step, total, step * config.train_batch_size / std::max(total, 1e-9), last_loss,
+              (long long)step, total, (step - first_step) * config.train_batch_size / std::max(total, 1e-9), last_loss,
               100 * final_eval.accuracy, (long long)data.test->size());
   return 0;
 }
@@ -285,6 +342,9 @@ int main(int argc, char** argv) {
   args.add("--device", &o.device, "cpu or cuda (default: cuda when a GPU is present and one rank runs)");
   args.add("--csv", &o.csv, "write one row per logged step to this CSV file");
   args.add("--config", &o.config, "DeepSpeed config (JSON or YAML); flags given here override its values");
+  args.add("--save", &o.save, "checkpoint folder: saved at the end of the run (and every --save-every steps)");
+  args.add("--save-every", &o.save_every, "also save every N steps (0: only at the end)");
+  args.add("--load", &o.load, "resume from this checkpoint folder's latest tag (--steps is the global step to reach)");
   try {
     if (!args.parse(argc, argv)) return 0;
     zt::MpiRuntime mpi;  // a world of one without mpirun
