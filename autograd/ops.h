@@ -102,4 +102,11 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
                      Reduction reduction = Reduction::mean);
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::mean);
 
+// ---- 2-D convolution and pooling (NCHW; geometry in core/conv_geometry.h, as PyTorch) ----
+// x (N, C, H, W), weight (O, C / groups, KH, KW), bias (O) or undefined -> (N, O, OH, OW).
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
+              const Conv2dGeometry& geometry = {});
+Tensor max_pool2d(const Tensor& x, const Pool2dGeometry& geometry);
+Tensor avg_pool2d(const Tensor& x, const Pool2dGeometry& geometry);
+
 }  // namespace zt

@@ -165,6 +165,24 @@ void bench_cross_entropy(Bench& b, DType dtype) {
                     ms_bwd);
 }
 
+// AdamW over one flat f32 buffer (raw::adam_step_): reads p, g, m, v and writes p, m, v, plus
+// the bf16 model copy when mixed precision keeps one (then the grad arrives in bf16 too).
+void bench_adamw(Bench& b, bool mixed) {
+  const int64_t n = (b.quick ? int64_t(1) << 28 : int64_t(1) << 30) / 4;  // 1 GiB f32 per buffer
+  const DType gt = mixed ? DType::bf16 : DType::f32;
+  const Tensor p = zt::randn({n}, on_gpu(DType::f32)), g = zt::randn({n}, on_gpu(gt));
+  const Tensor m = zt::randn({n}, on_gpu(DType::f32));
+  const Tensor v = zt::rand({n}, on_gpu(DType::f32), nullptr, 0.01, 1.0);
+  const Tensor copy = mixed ? Tensor::empty({n}, on_gpu(DType::bf16)) : Tensor();
+  int64_t step = 0;
+  const double ms = ref::time_ms(kDevice, memory_opts(), [&] {
+    zt::raw::adam_step_(p, g, m, v, 1e-4, 0.9, 0.95, 1e-8, 0.1, true, ++step, copy);
+  });
+  const double elem = 4.0 * 3.0 * 2.0 + double(zt::dtype_size(gt)) + (mixed ? 2.0 : 0.0);  // p, m, v in+out
+  add_bandwidth_row(b, mixed ? "adamw f32 master, bf16 grad + bf16 copy" : "adamw f32 (p, g, m, v)",
+                    elem * double(n), ms);
+}
+
 // ---- host overhead ----
 
 // Host microseconds per call of fn over `calls` calls and one device sync at the end (median
@@ -241,6 +259,8 @@ void run(Bench& b, bool gemm, bool memory, bool overhead) {
     bench_layer_norm(b, DType::f32);
     bench_cross_entropy(b, DType::bf16);
     bench_cross_entropy(b, DType::f32);
+    bench_adamw(b, false);
+    bench_adamw(b, true);
   }
   if (overhead) {
     std::printf("== host overhead of a small op ==\n");

@@ -98,6 +98,35 @@ struct DropoutResult {
 };
 DropoutResult dropout(const Tensor& x, double p, Generator& gen);
 
+// ---- optimizer ----
+// One fused Adam (decoupled = false: g += wd * p) or AdamW (decoupled: p *= 1 - lr * wd) step,
+// in place over contiguous tensors of one numel on one device (ops.def: adam_step):
+//   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+//   p -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps)
+// param, exp_avg, exp_avg_sq: f32 or f64; grad: param's dtype, or f16/bf16 for an f32 param;
+// model_copy: undefined, or f16/bf16 receiving the updated param in the same pass.
+void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                double lr, double beta1, double beta2, double eps, double weight_decay, bool decoupled,
+                int64_t step, const Tensor& model_copy = Tensor());
+
+// ---- 2-D convolution and pooling (NCHW; geometry in core/conv_geometry.h) ----
+// x (N, C, H, W), weight (O, C / groups, KH, KW), bias (O) or undefined -> (N, O, OH, OW).
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dGeometry& geometry);
+// The gradients of conv2d with respect to x (of shape x_shape) and weight (of weight_shape);
+// the bias gradient is sum(grad_out, {0, 2, 3}).
+Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& weight, const Shape& x_shape,
+                             const Conv2dGeometry& geometry);
+Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& x, const Shape& weight_shape,
+                              const Conv2dGeometry& geometry);
+struct MaxPool2dResult {
+  Tensor out, indices;  // indices: i64, flat h * W + w of each maximum in its plane
+};
+MaxPool2dResult max_pool2d(const Tensor& x, const Pool2dGeometry& geometry);
+Tensor max_pool2d_backward(const Tensor& grad_out, const Tensor& indices, const Shape& x_shape,
+                           const Pool2dGeometry& geometry);
+Tensor avg_pool2d(const Tensor& x, const Pool2dGeometry& geometry);
+Tensor avg_pool2d_backward(const Tensor& grad_out, const Shape& x_shape, const Pool2dGeometry& geometry);
+
 // ---- host helpers ----
 bool allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5, double atol = 1e-8);
 double max_abs_diff(const Tensor& a, const Tensor& b);

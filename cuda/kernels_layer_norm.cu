@@ -3,6 +3,7 @@
 // by two passes, stored in the dtype of the mean/rstd tensors (f32, or f64). Row kernels use
 // 16-byte loads and stores when the row length and alignment allow.
 #include <algorithm>
+#include <cstdlib>
 
 #include "cuda/cuda_backend.h"
 #include "cuda/device.h"
@@ -62,6 +63,74 @@ __global__ void layer_norm_kernel(T* y, S* mean, S* rstd, const T* x, const T* w
 #pragma unroll
       for (int j = 0; j < V; ++j) {
         A v = (xv[j] - mu) * inv;
+        if (w) v *= wv[j];
+        if (b) v += bv[j];
+        out.v[j] = to_element<T>(v);
+      }
+      *reinterpret_cast<Vec<T, V>*>(yr + c) = out;
+    }
+    if (threadIdx.x == 0) {
+      mean[r] = S(mu);
+      rstd[r] = S(inv);
+    }
+  }
+}
+
+// The register-cached forward for rows up to blockDim.x * V * K elements: x is loaded once into
+// registers (all K loads of a thread issued together), and the mean, the variance (still two
+// passes, over registers: the CPU's numerics) and the output come from there. The streaming
+// kernel above reads x three times (twice from L2) with one 16-byte load in flight per thread
+// between block reductions: for bf16 rows of 4096 that is one vector per thread per pass, which
+// left the kernel latency-bound at 53% of copy bandwidth. Same column layout as the softmax's
+// cached kernel: element j of vector k at (k * blockDim.x + threadIdx.x) * V + j.
+template <int V, int K, typename T, typename S>
+__global__ void layer_norm_cached_kernel(T* y, S* mean, S* rstd, const T* x, const T* w, const T* b,
+                                         int64_t rows, int64_t cols, double eps) {  // x, y (N, C); w, b (C)
+  using A = compute_t<T>;
+  __shared__ A shared[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = x + r * cols;
+    T* yr = y + r * cols;
+    A xv[K][V];
+    A sum = 0;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const int64_t c = (int64_t(k) * blockDim.x + threadIdx.x) * V;
+      if (c < cols) {
+        load_row(xv[k], xr, c);
+      } else {
+#pragma unroll
+        for (int j = 0; j < V; ++j) xv[k][j] = A(0);
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < K; ++k)
+#pragma unroll
+      for (int j = 0; j < V; ++j) sum += xv[k][j];
+    const A mu = block_reduce<A, false>(sum, shared) / A(cols);
+    A var = 0;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      if ((int64_t(k) * blockDim.x + threadIdx.x) * V >= cols) continue;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A d = xv[k][j] - mu;
+        var += d * d;
+      }
+    }
+    var = block_reduce<A, false>(var, shared);
+    const A inv = A(1) / f_sqrt(var / A(cols) + A(eps));
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const int64_t c = (int64_t(k) * blockDim.x + threadIdx.x) * V;
+      if (c >= cols) continue;
+      A wv[V], bv[V];
+      if (w) load_row(wv, w, c);
+      if (b) load_row(bv, b, c);
+      Vec<T, V> out;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        A v = (xv[k][j] - mu) * inv;
         if (w) v *= wv[j];
         if (b) v += bv[j];
         out.v[j] = to_element<T>(v);
@@ -145,6 +214,95 @@ __global__ void layer_norm_backward_x_kernel(T* gx, compute_t<T>* partial_w, com
       for (int j = 0; j < V; ++j) {
         pw[c + j] = acc_w[slot + j * blockDim.x];
         pb[c + j] = acc_b[slot + j * blockDim.x];
+      }
+    }
+  }
+}
+
+// The register-cached backward for rows up to blockDim.x * V * K elements: grad_y and x are
+// loaded once into registers (all 2K loads of a thread issued together, kept as raw vectors) and both the block sums
+// and grad_x (and the weight/bias partial sums, as in the kernel above) come from there. The
+// streaming kernel reads both twice (the second time from L2) with one load of each in flight
+// per thread between reductions: for bf16 rows of 4096 one vector per thread per pass, latency-
+// bound at 53% of copy bandwidth. Vector k of the thread is at column (k * blockDim.x +
+// threadIdx.x) * V; the weight/bias partial sums of those columns stay in registers.
+template <int V, int K, bool kWb, typename T, typename S>
+__global__ void layer_norm_backward_cached_kernel(T* gx, compute_t<T>* partial_w, compute_t<T>* partial_b,
+                                                  const T* gy, const T* x, const S* mean, const S* rstd,
+                                                  const T* w, int64_t rows, int64_t cols) {
+  using A = compute_t<T>;
+  __shared__ A shared[32];
+  const int64_t step = int64_t(blockDim.x) * V;
+  auto col = [&](int k) { return int64_t(k) * step + int64_t(threadIdx.x) * V; };
+  // Each thread owns the same columns in every row, so its weight/bias sums stay in registers
+  // (no shared-memory read-modify-write per element).
+  A acc_w[kWb ? K : 1][V], acc_b[kWb ? K : 1][V];
+  if constexpr (kWb) {
+#pragma unroll
+    for (int k = 0; k < K; ++k)
+#pragma unroll
+      for (int j = 0; j < V; ++j) acc_w[k][j] = acc_b[k][j] = A(0);
+  }
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* gr = gy + r * cols;
+    const T* xr = x + r * cols;
+    T* dr = gx + r * cols;
+    const A mu = A(mean[r]), inv = A(rstd[r]);
+    // Raw vectors in registers (f16/bf16 two to a register), converted where used: float copies
+    // of both rows doubled the registers of 16-bit rows and cut the blocks per SM.
+    Vec<T, V> graw[K], xraw[K];
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      if (col(k) < cols) {
+        graw[k] = *reinterpret_cast<const Vec<T, V>*>(gr + col(k));
+        xraw[k] = *reinterpret_cast<const Vec<T, V>*>(xr + col(k));
+      }
+    }
+    A sum_g = 0, sum_gx = 0;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      if (col(k) >= cols) continue;
+      A wv[V];
+      if (w) load_row(wv, w, col(k));
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A xhat = (A(to_compute(xraw[k].v[j])) - mu) * inv, gy_j = to_compute(graw[k].v[j]);
+        const A g = w ? gy_j * wv[j] : gy_j;
+        sum_g += g;
+        sum_gx += g * xhat;
+      }
+    }
+    const A mean_g = block_reduce<A, false>(sum_g, shared) / A(cols);
+    const A mean_gx = block_reduce<A, false>(sum_gx, shared) / A(cols);
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      if (col(k) >= cols) continue;
+      A wv[V];
+      if (w) load_row(wv, w, col(k));
+      Vec<T, V> out;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A xhat = (A(to_compute(xraw[k].v[j])) - mu) * inv, gy_j = to_compute(graw[k].v[j]);
+        const A g = w ? gy_j * wv[j] : gy_j;
+        out.v[j] = to_element<T>(A(inv * (g - mean_g - xhat * mean_gx)));
+        if constexpr (kWb) {
+          acc_w[k][j] += gy_j * xhat;
+          acc_b[k][j] += gy_j;
+        }
+      }
+      *reinterpret_cast<Vec<T, V>*>(dr + col(k)) = out;
+    }
+  }
+  if constexpr (kWb) {
+    A* pw = partial_w + int64_t(blockIdx.x) * cols;
+    A* pb = partial_b + int64_t(blockIdx.x) * cols;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      if (col(k) >= cols) continue;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        pw[col(k) + j] = acc_w[k][j];
+        pb[col(k) + j] = acc_b[k][j];
       }
     }
   }
@@ -270,6 +428,24 @@ const T* data_or_null(const Tensor& t) {
 unsigned row_grid(int64_t rows) { return unsigned(rows < 65536 ? (rows < 1 ? 1 : rows) : 65536); }
 int row_block(int64_t cols) { return cols <= 128 ? 32 : (cols <= 1024 ? 128 : 512); }
 
+// Vectors per thread of the register-cached kernels, and their widest block.
+constexpr int kCachedVecs = 4;
+constexpr int kMaxCachedBlock = 1024;
+
+int experiment_k(const char* name, int fallback) {
+  const char* e = std::getenv(name);
+  return e ? std::atoi(e) : fallback;
+}
+
+// Threads for a register-cached row (whole warps, k vectors each where possible); 0 when the
+// row is too long to cache.
+int cached_block(int64_t cols, int v, int k = kCachedVecs) {
+  const int64_t per_thread = int64_t(v) * k;
+  const int64_t threads = (cols + per_thread - 1) / per_thread;
+  if (threads > kMaxCachedBlock) return 0;
+  return int(std::max<int64_t>(32, (threads + 31) / 32 * 32));
+}
+
 // Dynamic shared memory the fused backward may take per block: the 48 KiB default limit (no
 // opt-in needed) less 1 KiB for the kernel's static block_reduce scratch, which counts against
 // the same limit (a (1, 5000) f32 row padded to 6144 columns failed to launch without it).
@@ -282,11 +458,16 @@ template <int V, typename T, typename S>
 bool launch_fused_backward(T* gx, T* gw, T* gb, const T* gy, const T* x, const S* mean, const S* rstd,
                            const T* w, int64_t rows, int64_t cols, int device, cudaStream_t stream) {
   using A = compute_t<T>;
-  const int block = row_block(cols);
+  const int kx = experiment_k("ZT_H15_LNB", 4);
+  const int cached = kx ? cached_block(cols, V, kx) : 0;
+  const int block = cached > 0 ? cached : row_block(cols);
   const int64_t step = int64_t(block) * V;
-  const size_t smem = size_t(2 * ((cols + step - 1) / step * step)) * sizeof(A);
+  const size_t smem = cached > 0 ? 0 : size_t(2 * ((cols + step - 1) / step * step)) * sizeof(A);
   if (smem > kFusedWbSmem) return false;
   auto kernel = layer_norm_backward_x_kernel<V, true, T, S>;
+  if (cached > 0 && kx == 2) kernel = layer_norm_backward_cached_kernel<V, 2, true, T, S>;
+  if (cached > 0 && kx == 4) kernel = layer_norm_backward_cached_kernel<V, 4, true, T, S>;
+  if (cached > 0 && kx == 8) kernel = layer_norm_backward_cached_kernel<V, 8, true, T, S>;
   int per_sm = 0, sms = 0;
   ZT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, block, smem));
   ZT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
@@ -325,7 +506,18 @@ void CudaBackend::layer_norm(const Tensor& y, const Tensor& mean, const Tensor& 
         kernel<<<row_grid(rs.n), row_block(rs.c), 0, stream>>>(yp, device_data<S>(mean), device_data<S>(rstd), xp,
                                                                wp, bp, rs.n, rs.c, eps);
       };
-      if (vectorizable(rs.c, kV, {yp, xp, wp, bp})) {
+      auto launch_cached = [&](auto kernel, int block) {
+        kernel<<<row_grid(rs.n), block, 0, stream>>>(yp, device_data<S>(mean), device_data<S>(rstd), xp, wp, bp,
+                                                     rs.n, rs.c, eps);
+      };
+      const bool vec = vectorizable(rs.c, kV, {yp, xp, wp, bp});
+      if (const int block = cached_block(rs.c, vec ? kV : 1); block > 0) {
+        if (vec) {
+          launch_cached(layer_norm_cached_kernel<kV, kCachedVecs, T, S>, block);
+        } else {
+          launch_cached(layer_norm_cached_kernel<1, kCachedVecs, T, S>, block);
+        }
+      } else if (vec) {
         launch(layer_norm_kernel<kV, T, S>);
       } else {
         launch(layer_norm_kernel<1, T, S>);
@@ -377,7 +569,16 @@ void CudaBackend::layer_norm_backward(const Tensor& grad_x, const Tensor& grad_w
           kernel<<<row_grid(rs.n), row_block(rs.c), 0, stream>>>(gxp, nullptr, nullptr, gyp, xp, mp, rp, wp, rs.n,
                                                                  rs.c);
         };
-        if (vec) {
+        auto launch_cached = [&](auto kernel, int block) {
+          kernel<<<row_grid(rs.n), block, 0, stream>>>(gxp, nullptr, nullptr, gyp, xp, mp, rp, wp, rs.n, rs.c);
+        };
+        if (const int block = cached_block(rs.c, vec ? kV : 1); block > 0) {
+          if (vec) {
+            launch_cached(layer_norm_backward_cached_kernel<kV, kCachedVecs, false, T, S>, block);
+          } else {
+            launch_cached(layer_norm_backward_cached_kernel<1, kCachedVecs, false, T, S>, block);
+          }
+        } else if (vec) {
           launch(layer_norm_backward_x_kernel<kV, false, T, S>);
         } else {
           launch(layer_norm_backward_x_kernel<1, false, T, S>);

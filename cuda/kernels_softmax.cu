@@ -1,7 +1,11 @@
 // CUDA softmax / log-softmax over the last dim of contiguous (rows, C) data, and the backward.
-// One block per row: the row max with the sum of exp(x - max) in one read (online softmax), then
-// the outputs; 16-byte loads and stores when the row length allows; computed in float (double
-// for f64) like the CPU kernel (core/cpu/kernels_softmax.cpp).
+// One block per row. Rows up to 1024 * 4 vectors are held in registers (one read, one exp per
+// element); longer rows stream: the row max with the sum of exp(x - max) in one read (online
+// softmax), then the outputs. 16-byte loads and stores when the row length allows; computed in
+// float (double for f64) like the CPU kernel (core/cpu/kernels_softmax.cpp).
+#include <algorithm>
+#include <cstdlib>
+
 #include "cuda/cuda_backend.h"
 #include "cuda/device.h"
 #include "cuda/kernel_utils.cuh"
@@ -19,7 +23,7 @@ __global__ void softmax_kernel(T* y, const T* x, int64_t rows, int64_t cols, boo
     T* yr = y + r * cols;
     A tmx, tsum, mx, sum;
     thread_max_sum<V>(xr, cols, tmx, tsum);
-    block_max_sum(tmx, tsum, shared, mx, sum);
+    block_max_sum<T>(tmx, tsum, shared, mx, sum);
     const A lse = mx + f_log(sum), inv = A(1) / sum;
     for (int64_t c = int64_t(threadIdx.x) * V; c < cols; c += int64_t(blockDim.x) * V) {
       const Vec<T, V> xv = *reinterpret_cast<const Vec<T, V>*>(xr + c);
@@ -27,9 +31,109 @@ __global__ void softmax_kernel(T* y, const T* x, int64_t rows, int64_t cols, boo
 #pragma unroll
       for (int j = 0; j < V; ++j) {
         const A v = to_compute(xv.v[j]);
-        yv.v[j] = log ? to_element<T>(A(v - lse)) : to_element<T>(A(f_exp(A(v - mx)) * inv));
+        yv.v[j] = log ? to_element<T>(A(v - lse)) : to_element<T>(A(row_exp<T>(A(v - mx)) * inv));
       }
       *reinterpret_cast<Vec<T, V>*>(yr + c) = yv;
+    }
+  }
+}
+
+// Rows of up to blockDim.x * V * K elements held in registers: each thread issues its K loads
+// at once, then max, sum and the outputs come from registers, so a row is read from memory
+// once (the streaming kernel above reads it twice, the second time from L2, with one 16-byte
+// load in flight per thread). Element j of the thread's k-th vector is at
+// column (k * blockDim.x + threadIdx.x) * V + j.
+template <int V, int K, typename T>
+__global__ void softmax_cached_kernel(T* y, const T* x, int64_t rows, int64_t cols, bool log) {  // (rows, C)
+  using A = compute_t<T>;
+  __shared__ A shared[32];
+  // Registers hold the raw vectors (f16/bf16 packed two to a register) and values are converted
+  // where used: the float copy of a bf16 row doubled the registers and cut the blocks per SM.
+  auto col = [&](int k) { return (int64_t(k) * blockDim.x + threadIdx.x) * V; };
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = x + r * cols;
+    T* yr = y + r * cols;
+    Vec<T, V> raw[K];
+#pragma unroll
+    for (int k = 0; k < K; ++k)
+      if (col(k) < cols) raw[k] = *reinterpret_cast<const Vec<T, V>*>(xr + col(k));
+    A m = -INFINITY;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      if (col(k) >= cols) continue;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A v = to_compute(raw[k].v[j]);
+        m = v > m ? v : m;
+      }
+    }
+    const A mx = block_reduce<A, true>(m, shared);
+    A s = 0;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      if (col(k) >= cols) continue;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A v = to_compute(raw[k].v[j]);
+        if (v != A(-INFINITY)) s += row_exp<T>(A(v - mx));  // -inf adds 0
+      }
+    }
+    const A sum = block_reduce<A, false>(s, shared);
+    const A lse = mx + f_log(sum), inv = A(1) / sum;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      if (col(k) >= cols) continue;
+      Vec<T, V> yv;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A v = to_compute(raw[k].v[j]);
+        yv.v[j] = to_element<T>(log ? A(v - lse) : A(row_exp<T>(A(v - mx)) * inv));
+      }
+      *reinterpret_cast<Vec<T, V>*>(yr + col(k)) = yv;
+    }
+  }
+}
+
+// The register-cached backward: gout and y of the row held in registers (same layout as
+// softmax_cached_kernel), so each is read once (the streaming kernel reads both twice).
+template <int V, int K, typename T>
+__global__ void softmax_backward_cached_kernel(T* gin, const T* gout, const T* y, int64_t rows, int64_t cols,
+                                               bool log) {  // (rows, C) each
+  using A = compute_t<T>;
+  __shared__ A shared[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* gr = gout + r * cols;
+    const T* yr = y + r * cols;
+    T* dr = gin + r * cols;
+    Vec<T, V> graw[K], yraw[K];
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const int64_t c = (int64_t(k) * blockDim.x + threadIdx.x) * V;
+      if (c < cols) {
+        graw[k] = *reinterpret_cast<const Vec<T, V>*>(gr + c);
+        yraw[k] = *reinterpret_cast<const Vec<T, V>*>(yr + c);
+      }
+    }
+    A dot = 0;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      if ((int64_t(k) * blockDim.x + threadIdx.x) * V >= cols) continue;
+#pragma unroll
+      for (int j = 0; j < V; ++j)
+        dot += log ? A(to_compute(graw[k].v[j])) : A(to_compute(graw[k].v[j])) * A(to_compute(yraw[k].v[j]));
+    }
+    dot = block_reduce<A, false>(dot, shared);
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const int64_t c = (int64_t(k) * blockDim.x + threadIdx.x) * V;
+      if (c >= cols) continue;
+      Vec<T, V> dv;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A g = to_compute(graw[k].v[j]), v = to_compute(yraw[k].v[j]);
+        dv.v[j] = to_element<T>(log ? A(g - f_exp(v) * dot) : A(v * (g - dot)));
+      }
+      *reinterpret_cast<Vec<T, V>*>(dr + c) = dv;
     }
   }
 }
@@ -83,6 +187,22 @@ unsigned row_grid(int64_t rows) { return unsigned(rows < 65536 ? (rows < 1 ? 1 :
 // Threads per row: a warp for short rows, more for long ones.
 int row_block(int64_t cols) { return cols <= 128 ? 32 : (cols <= 1024 ? 128 : 512); }
 
+constexpr int kMaxCachedBlock = 1024;
+
+// Threads for a register-cached row of `cols` elements in vectors of v, k vectors per thread:
+// every thread full where possible, whole warps; 0 when the row is too long to cache.
+int experiment_k(const char* name, int fallback) {
+  const char* e = std::getenv(name);
+  return e ? std::atoi(e) : fallback;
+}
+
+int cached_block(int64_t cols, int v, int k) {
+  const int64_t per_thread = int64_t(v) * k;
+  const int64_t threads = (cols + per_thread - 1) / per_thread;
+  if (threads > kMaxCachedBlock) return 0;
+  return int(std::max<int64_t>(32, (threads + 31) / 32 * 32));
+}
+
 }  // namespace
 
 void CudaBackend::softmax(const Tensor& out, const Tensor& x, bool log) {
@@ -101,7 +221,20 @@ void CudaBackend::softmax(const Tensor& out, const Tensor& x, bool log) {
     auto launch = [&](auto kernel) {
       kernel<<<row_grid(rs.rows), row_block(rs.cols), 0, current_stream(device)>>>(o, i, rs.rows, rs.cols, log);
     };
-    if (vectorizable(rs.cols, kV, {o, i})) {
+    auto launch_cached = [&](auto kernel, int block) {
+      kernel<<<row_grid(rs.rows), block, 0, current_stream(device)>>>(o, i, rs.rows, rs.cols, log);
+    };
+    const bool vec = vectorizable(rs.cols, kV, {o, i});
+    const int kx = experiment_k("ZT_H15_SMF", sizeof(T) == 2 ? 2 : 4);
+    if (const int block = kx ? cached_block(rs.cols, vec ? kV : 1, kx) : 0; block > 0) {
+      if (vec) {
+        if (kx == 2) launch_cached(softmax_cached_kernel<kV, 2, T>, block);
+        if (kx == 4) launch_cached(softmax_cached_kernel<kV, 4, T>, block);
+        if (kx == 8) launch_cached(softmax_cached_kernel<kV, 8, T>, block);
+      } else {
+        launch_cached(softmax_cached_kernel<1, 8, T>, block);
+      }
+    } else if (vec) {
       launch(softmax_kernel<kV, T>);
     } else {
       launch(softmax_kernel<1, T>);
@@ -132,7 +265,20 @@ void CudaBackend::softmax_backward(const Tensor& grad_in, const Tensor& grad_out
       kernel<<<row_grid(rs.rows), row_block(rs.cols), 0, current_stream(device)>>>(gi, go, y, rs.rows, rs.cols,
                                                                                    log);
     };
-    if (vectorizable(rs.cols, kV, {gi, go, y})) {
+    auto launch_cached = [&](auto kernel, int block) {
+      kernel<<<row_grid(rs.rows), block, 0, current_stream(device)>>>(gi, go, y, rs.rows, rs.cols, log);
+    };
+    const bool vec = vectorizable(rs.cols, kV, {gi, go, y});
+    const int kx = experiment_k("ZT_H15_SMB", 8);
+    if (const int block = kx ? cached_block(rs.cols, vec ? kV : 1, kx) : 0; block > 0) {
+      if (vec) {
+        if (kx == 2) launch_cached(softmax_backward_cached_kernel<kV, 2, T>, block);
+        if (kx == 4) launch_cached(softmax_backward_cached_kernel<kV, 4, T>, block);
+        if (kx == 8) launch_cached(softmax_backward_cached_kernel<kV, 8, T>, block);
+      } else {
+        launch_cached(softmax_backward_cached_kernel<1, 8, T>, block);
+      }
+    } else if (vec) {
       launch(softmax_backward_kernel<kV, T>);
     } else {
       launch(softmax_backward_kernel<1, T>);

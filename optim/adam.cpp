@@ -1,5 +1,6 @@
-// Adam/AdamW update: a fused loop for contiguous f32/f64 CPU tensors, raw in-place ops
-// otherwise (Note [Optimizer updates] in optim/optimizer.h).
+// Adam/AdamW update: the fused one-pass op (raw::adam_step_, ops.def adam_step) for contiguous
+// f32/f64 tensors on any device, raw in-place ops otherwise (Note [Optimizer updates] in
+// optim/optimizer.h).
 #include "optim/adam.h"
 
 #include <cmath>
@@ -16,25 +17,15 @@ struct AdamStep {
   int64_t step;
 };
 
-template <typename T>
-void adam_fused(T* p, const T* g, T* m, T* v, int64_t n, const AdamStep& s) {  // all (n)
-  const double bc1 = 1.0 - std::pow(s.beta1, double(s.step));
-  const double bc2 = 1.0 - std::pow(s.beta2, double(s.step));
-  const T step_size = T(s.lr / bc1), inv_bc2_sqrt = T(1.0 / std::sqrt(bc2));
-  const T b1 = T(s.beta1), b2 = T(s.beta2), eps = T(s.eps), wd = T(s.weight_decay);
-  const T decay = T(1.0 - s.lr * s.weight_decay);
-  const bool l2 = !s.decoupled && s.weight_decay != 0;
-  const bool decoupled = s.decoupled && s.weight_decay != 0;
-#pragma omp parallel for if (n > 65536)
-  for (int64_t j = 0; j < n; ++j) {
-    T gj = g[j];
-    if (l2) gj += wd * p[j];
-    if (decoupled) p[j] *= decay;
-    m[j] = b1 * m[j] + (T(1) - b1) * gj;
-    v[j] = b2 * v[j] + (T(1) - b2) * gj * gj;
-    T denom = std::sqrt(v[j]) * inv_bc2_sqrt + eps;
-    p[j] -= step_size * m[j] / denom;
-  }
+// The fused op (raw::adam_step_, one pass on any backend) takes contiguous f32/f64 params with
+// state of their dtype and a grad of that dtype or f16/bf16 (f32 param), all on one device.
+bool adam_fusable(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v) {
+  const DType pt = p.dtype();
+  const bool dtypes = (pt == DType::f32 || pt == DType::f64) && m.dtype() == pt && v.dtype() == pt &&
+                      (g.dtype() == pt || (pt == DType::f32 && (g.dtype() == DType::f16 || g.dtype() == DType::bf16)));
+  const Device d = p.device();
+  return dtypes && g.device() == d && m.device() == d && v.device() == d && p.is_contiguous() &&
+         g.is_contiguous() && m.is_contiguous() && v.is_contiguous() && g.numel() == p.numel();
 }
 
 void adam_raw(const Tensor& p, const Tensor& grad, const Tensor& m, const Tensor& v,
@@ -86,11 +77,8 @@ void Adam::update(const ParamGroup& group, const Tensor& param, const Tensor& gr
   const Tensor& v = state.buffers.at("exp_avg_sq");
   AdamStep s{group.lr,           options_.beta1,          options_.beta2, options_.eps,
              group.weight_decay, decoupled_weight_decay_, state.step};
-  if (fused_eligible(param, grad)) {
-    ZT_DISPATCH_FLOATING(param.dtype(), "Adam", [&]<typename T>() {
-      if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
-        adam_fused<T>(param.data<T>(), grad.data<T>(), m.data<T>(), v.data<T>(), param.numel(), s);
-    });
+  if (adam_fusable(param, grad, m, v)) {
+    raw::adam_step_(param, grad, m, v, s.lr, s.beta1, s.beta2, s.eps, s.weight_decay, s.decoupled, s.step);
     return;
   }
   adam_raw(param, grad, m, v, s);

@@ -463,6 +463,201 @@ int case_dropout() {
   return ran;
 }
 
+// 2-D convolution and pooling: odd sizes, stride/padding/dilation/groups, each float dtype.
+// cuDNN and im2col sum the products in different orders, so the bounds allow a few roundings
+// of the accumulated value (f16/bf16 results are rounded once more from f32).
+struct ConvCase {
+  Shape xs, ws;
+  Conv2dGeometry g;
+};
+const ConvCase kConvCases[] = {
+    // geometry: {stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups}
+    {{2, 3, 7, 5}, {4, 3, 3, 2}, {2, 1, 1, 2, 1, 2, 1}},
+    {{3, 4, 9, 8}, {6, 2, 3, 3}, {1, 2, 1, 0, 2, 1, 2}},
+    {{2, 6, 5, 5}, {6, 1, 3, 3}, {1, 1, 1, 1, 1, 1, 6}},
+    {{4, 1, 28, 28}, {8, 1, 5, 5}, {1, 1, 2, 2, 1, 1, 1}},  // MNIST-like first layer
+};
+
+double conv_tolerance(DType dt) { return dt == DType::f32 ? 1e-4 : rel_tolerance(dt) * 4; }
+
+Shape conv_out_shape(const ConvCase& c) {
+  return {c.xs[0], c.ws[0], conv_output_size(c.xs[2], c.ws[2], c.g.stride_h, c.g.pad_h, c.g.dil_h),
+          conv_output_size(c.xs[3], c.ws[3], c.g.stride_w, c.g.pad_w, c.g.dil_w)};
+}
+
+int case_conv2d_forward() {
+  int ran = 0;
+  for (DType dt : kFloatTypes)
+    for (const ConvCase& c : kConvCases)
+      for (bool with_bias : {false, true}) {
+        Pair x = random_pair(c.xs, dt, Layout::contiguous, -2, 2, 161);
+        Pair w = random_pair(c.ws, dt, Layout::contiguous, -1, 1, 162);
+        Pair b = with_bias ? random_pair({c.ws[0]}, dt, Layout::contiguous, -1, 1, 163) : undefined_pair();
+        Pair out = output_pair(conv_out_shape(c), dt);
+        ran += run_parity(label("conv2d_forward", dtype_name(dt), shape_str(c.xs), shape_str(c.ws), with_bias),
+                          [&](Backend& be, int i) { be.conv2d_forward(out[i], x[i], w[i], b[i], c.g); }, {&out},
+                          conv_tolerance(dt));
+      }
+  return ran;
+}
+
+int case_conv2d_backward_input() {
+  int ran = 0;
+  for (DType dt : kFloatTypes)
+    for (const ConvCase& c : kConvCases) {
+      Pair gy = random_pair(conv_out_shape(c), dt, Layout::contiguous, -2, 2, 164);
+      Pair w = random_pair(c.ws, dt, Layout::contiguous, -1, 1, 165);
+      Pair gx = output_pair(c.xs, dt);
+      ran += run_parity(label("conv2d_backward_input", dtype_name(dt), shape_str(c.xs), shape_str(c.ws)),
+                        [&](Backend& be, int i) { be.conv2d_backward_input(gx[i], gy[i], w[i], c.g); }, {&gx},
+                        conv_tolerance(dt));
+    }
+  return ran;
+}
+
+int case_conv2d_backward_weight() {
+  int ran = 0;
+  for (DType dt : kFloatTypes)
+    for (const ConvCase& c : kConvCases) {
+      Pair gy = random_pair(conv_out_shape(c), dt, Layout::contiguous, -2, 2, 166);
+      Pair x = random_pair(c.xs, dt, Layout::contiguous, -2, 2, 167);
+      Pair gw = output_pair(c.ws, dt);
+      ran += run_parity(label("conv2d_backward_weight", dtype_name(dt), shape_str(c.xs), shape_str(c.ws)),
+                        [&](Backend& be, int i) { be.conv2d_backward_weight(gw[i], gy[i], x[i], c.g); }, {&gw},
+                        conv_tolerance(dt) * 2);
+    }
+  return ran;
+}
+
+std::vector<Pool2dGeometry> pool_geometries(bool with_dilation) {
+  Pool2dGeometry rect;
+  rect.kernel_h = 3;
+  rect.kernel_w = 2;
+  rect.stride_h = 2;
+  rect.stride_w = 1;
+  rect.pad_h = 1;
+  std::vector<Pool2dGeometry> gs = {Pool2dGeometry::square(2), Pool2dGeometry::square(3, 2, 1),
+                                    Pool2dGeometry::square(2, 1), rect};
+  if (with_dilation) {
+    Pool2dGeometry dil = Pool2dGeometry::square(2, 1);
+    dil.dil_h = dil.dil_w = 2;
+    gs.push_back(dil);
+  }
+  return gs;
+}
+
+Shape pool_out_shape(const Shape& xs, const Pool2dGeometry& g) {
+  return {xs[0], xs[1], conv_output_size(xs[2], g.kernel_h, g.stride_h, g.pad_h, g.dil_h),
+          conv_output_size(xs[3], g.kernel_w, g.stride_w, g.pad_w, g.dil_w)};
+}
+
+const Shape kPoolShape{3, 5, 9, 7};
+
+int case_max_pool2d() {
+  int ran = 0;
+  for (DType dt : kFloatTypes)
+    for (const Pool2dGeometry& g : pool_geometries(true)) {
+      Pair x = random_pair(kPoolShape, dt, Layout::contiguous, -2, 2, 171);
+      const Shape os = pool_out_shape(kPoolShape, g);
+      Pair out = output_pair(os, dt), idx = output_pair(os, DType::i64);
+      ran += run_parity(label("max_pool2d", dtype_name(dt), g.kernel_h, g.stride_h, g.pad_h, g.dil_h),
+                        [&](Backend& be, int i) { be.max_pool2d(out[i], idx[i], x[i], g); }, {&out, &idx},
+                        rel_tolerance(dt));
+    }
+  return ran;
+}
+
+int case_max_pool2d_backward() {
+  int ran = 0;
+  for (DType dt : kFloatTypes)
+    for (const Pool2dGeometry& g : pool_geometries(true)) {
+      // Indices from the CPU forward, so both sides scatter the same positions.
+      Tensor xh = random_host(kPoolShape, dt, -2, 2, 172);
+      const Shape os = pool_out_shape(kPoolShape, g);
+      Tensor out_h = Tensor::empty(os, dt), idx_h = Tensor::empty(os, DType::i64);
+      cpu_be().max_pool2d(out_h, idx_h, xh, g);
+      Pair idx;
+      idx.side[0] = idx_h;
+      idx.side[1] = mirror_on_gpu(idx_h);
+      Pair gy = random_pair(os, dt, Layout::contiguous, -2, 2, 173);
+      Pair gx = output_pair(kPoolShape, dt);
+      ran += run_parity(label("max_pool2d_backward", dtype_name(dt), g.kernel_h, g.stride_h, g.pad_h, g.dil_h),
+                        [&](Backend& be, int i) { be.max_pool2d_backward(gx[i], gy[i], idx[i], g); }, {&gx},
+                        rel_tolerance(dt) * 2);
+    }
+  return ran;
+}
+
+int case_avg_pool2d() {
+  int ran = 0;
+  for (DType dt : kFloatTypes)
+    for (Pool2dGeometry g : pool_geometries(false))
+      for (bool include : {true, false}) {
+        g.count_include_pad = include;
+        Pair x = random_pair(kPoolShape, dt, Layout::contiguous, -2, 2, 174);
+        Pair out = output_pair(pool_out_shape(kPoolShape, g), dt);
+        ran += run_parity(label("avg_pool2d", dtype_name(dt), g.kernel_h, g.stride_h, g.pad_h, include),
+                          [&](Backend& be, int i) { be.avg_pool2d(out[i], x[i], g); }, {&out},
+                          rel_tolerance(dt) * 2);
+      }
+  return ran;
+}
+
+int case_avg_pool2d_backward() {
+  int ran = 0;
+  for (DType dt : kFloatTypes)
+    for (Pool2dGeometry g : pool_geometries(false))
+      for (bool include : {true, false}) {
+        g.count_include_pad = include;
+        Pair gy = random_pair(pool_out_shape(kPoolShape, g), dt, Layout::contiguous, -2, 2, 175);
+        Pair gx = output_pair(kPoolShape, dt);
+        ran += run_parity(label("avg_pool2d_backward", dtype_name(dt), g.kernel_h, g.stride_h, g.pad_h, include),
+                          [&](Backend& be, int i) { be.avg_pool2d_backward(gx[i], gy[i], g); }, {&gx},
+                          rel_tolerance(dt) * 2);
+      }
+  return ran;
+}
+
+// The buffers of one Adam step at element offset `shift` into a fresh storage (shift 1 leaves
+// the 16-byte vector path for the scalar one). v stays positive, as a second moment.
+Pair adam_buffer(int64_t n, DType dt, int64_t shift, double lo, double hi, uint64_t seed) {
+  const Pair base = random_pair({n + shift}, dt, Layout::contiguous, lo, hi, seed);
+  Pair p;
+  for (int s = 0; s < 2; ++s) p.side[s] = Tensor::view_of(base[s].storage(), {n}, {1}, shift, dt);
+  return p;
+}
+
+int case_adam_step() {
+  int ran = 0;
+  struct Types {
+    DType param, grad;
+  };
+  const Types types[] = {{DType::f32, DType::f32}, {DType::f32, DType::bf16}, {DType::f32, DType::f16},
+                         {DType::f64, DType::f64}};
+  for (const Types& t : types)
+    for (int64_t n : {7, 1031, 4099})
+      for (int64_t shift : {0, 1})
+        for (int kind = 0; kind < 3; ++kind)
+          for (int with_copy = 0; with_copy < 3; ++with_copy) {  // none, bf16, f16
+            const DType copy_t = with_copy == 1 ? DType::bf16 : DType::f16;
+            Pair p = adam_buffer(n, t.param, shift, -2, 2, 181), g = adam_buffer(n, t.grad, shift, -1, 1, 182);
+            Pair m = adam_buffer(n, t.param, shift, -0.5, 0.5, 183), v = adam_buffer(n, t.param, shift, 0.01, 1, 184);
+            Pair copy = with_copy == 0 ? undefined_pair() : output_pair({n}, copy_t);
+            const double wd = kind == 0 ? 0.0 : 0.05;
+            ran += run_parity(label("adam_step", dtype_name(t.param), dtype_name(t.grad), n, shift, kind,
+                                    with_copy == 0 ? "no-copy" : dtype_name(copy_t)),
+                              [&](Backend& be, int i) {
+                                be.adam_step(p[i], g[i], m[i], v[i], copy[i], 1e-2, 0.9, 0.95, 1e-8, wd, kind == 2, 3);
+                              },
+                              with_copy == 0 ? std::vector<const Pair*>{&p, &m, &v}
+                                                         : std::vector<const Pair*>{&p, &m, &v, &copy},
+                              // Both sides round the same operations in the same order (the CUDA
+                              // kernel contracts no FMA), so f32 agrees far inside its bound.
+                              rel_tolerance(t.param));
+          }
+  return ran;
+}
+
 // The registry: one parity case per op of core/ops.def.
 const std::map<OpId, int (*)()>& parity_cases() {
   static const std::map<OpId, int (*)()> cases = {
@@ -488,6 +683,14 @@ const std::map<OpId, int (*)()>& parity_cases() {
       {OpId::index_select, case_index_select},
       {OpId::index_add, case_index_add},
       {OpId::dropout, case_dropout},
+      {OpId::adam_step, case_adam_step},
+      {OpId::conv2d_forward, case_conv2d_forward},
+      {OpId::conv2d_backward_input, case_conv2d_backward_input},
+      {OpId::conv2d_backward_weight, case_conv2d_backward_weight},
+      {OpId::max_pool2d, case_max_pool2d},
+      {OpId::max_pool2d_backward, case_max_pool2d_backward},
+      {OpId::avg_pool2d, case_avg_pool2d},
+      {OpId::avg_pool2d_backward, case_avg_pool2d_backward},
   };
   return cases;
 }
