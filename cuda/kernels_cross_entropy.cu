@@ -5,9 +5,7 @@
 // zero gradient. A kernel cannot throw: a
 // target out of range (neither in [0, C) nor ignore_index) gives a NaN loss and NaN gradients,
 // which the non-finite checks of the training loop report.
-#include <algorithm>
 #include <cmath>
-#include <cstdlib>
 
 #include "cuda/cuda_backend.h"
 #include "cuda/device.h"
@@ -167,16 +165,8 @@ void CudaBackend::cross_entropy_backward(const Tensor& grad_logits, const Tensor
         constexpr int kV = 16 / int(sizeof(T));
         T* g = device_data<T>(grad_logits);
         const T* x = device_data<T>(logits);
-        unsigned grid = row_grid(rs.n);
-        int block = row_block(rs.c);
-        if (const char* e = std::getenv("ZT_H15_CEG")) {
-          int sms = 0;
-          ZT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-          grid = std::min<unsigned>(grid, unsigned(std::atoi(e) * sms));
-        }
-        if (const char* e = std::getenv("ZT_H15_CEB")) block = std::atoi(e);
         auto launch = [&](auto kernel) {
-          kernel<<<grid, block, 0, stream>>>(g, device_data<L>(grad_loss), grad_loss.stride(0),
+          kernel<<<row_grid(rs.n), row_block(rs.c), 0, stream>>>(g, device_data<L>(grad_loss), grad_loss.stride(0),
                                                                  x, device_data<I>(target), target.stride(0), rs.n,
                                                                  rs.c, ignore_index);
         };

@@ -1,9 +1,9 @@
 // CUDA layer norm over the last dim of contiguous (N, C) data, forward and backward, with the
 // CPU kernel's meaning (core/cpu/kernels_layer_norm.cpp): statistics in float (double for f64)
 // by two passes, stored in the dtype of the mean/rstd tensors (f32, or f64). Row kernels use
-// 16-byte loads and stores when the row length and alignment allow.
+// 16-byte loads and stores when the row length and alignment allow; rows that fit are held in
+// registers (read from memory once), longer ones stream (bench/NOTES.md has the measurements).
 #include <algorithm>
-#include <cstdlib>
 
 #include "cuda/cuda_backend.h"
 #include "cuda/device.h"
@@ -220,12 +220,13 @@ __global__ void layer_norm_backward_x_kernel(T* gx, compute_t<T>* partial_w, com
 }
 
 // The register-cached backward for rows up to blockDim.x * V * K elements: grad_y and x are
-// loaded once into registers (all 2K loads of a thread issued together, kept as raw vectors) and both the block sums
-// and grad_x (and the weight/bias partial sums, as in the kernel above) come from there. The
-// streaming kernel reads both twice (the second time from L2) with one load of each in flight
-// per thread between reductions: for bf16 rows of 4096 one vector per thread per pass, latency-
-// bound at 53% of copy bandwidth. Vector k of the thread is at column (k * blockDim.x +
-// threadIdx.x) * V; the weight/bias partial sums of those columns stay in registers.
+// loaded once into registers (all 2K loads of a thread issued together, kept as raw vectors:
+// float copies of 16-bit rows doubled the registers and cut the blocks per SM), and the block
+// sums, grad_x and the weight/bias partial sums all come from there. Each thread owns the same
+// columns in every row (vector k at (k * blockDim.x + threadIdx.x) * V), so those partial sums
+// stay in registers instead of a shared-memory read-modify-write per element. The streaming
+// kernel above reads both rows twice (the second time from L2) with one load of each in flight
+// per thread between reductions: for bf16 rows of 4096, one vector per thread per pass.
 template <int V, int K, bool kWb, typename T, typename S>
 __global__ void layer_norm_backward_cached_kernel(T* gx, compute_t<T>* partial_w, compute_t<T>* partial_b,
                                                   const T* gy, const T* x, const S* mean, const S* rstd,
@@ -432,11 +433,6 @@ int row_block(int64_t cols) { return cols <= 128 ? 32 : (cols <= 1024 ? 128 : 51
 constexpr int kCachedVecs = 4;
 constexpr int kMaxCachedBlock = 1024;
 
-int experiment_k(const char* name, int fallback) {
-  const char* e = std::getenv(name);
-  return e ? std::atoi(e) : fallback;
-}
-
 // Threads for a register-cached row (whole warps, k vectors each where possible); 0 when the
 // row is too long to cache.
 int cached_block(int64_t cols, int v, int k = kCachedVecs) {
@@ -458,16 +454,19 @@ template <int V, typename T, typename S>
 bool launch_fused_backward(T* gx, T* gw, T* gb, const T* gy, const T* x, const S* mean, const S* rstd,
                            const T* w, int64_t rows, int64_t cols, int device, cudaStream_t stream) {
   using A = compute_t<T>;
-  const int kx = experiment_k("ZT_H15_LNB", 4);
-  const int cached = kx ? cached_block(cols, V, kx) : 0;
-  const int block = cached > 0 ? cached : row_block(cols);
+  // Register-cached rows with register weight/bias sums where the row fits (H200, (rows, 4096):
+  // 70% / 91% of copy bandwidth for bf16 / f32, against 54% / 81% for the streaming kernel
+  // with shared-memory sums); otherwise the streaming kernel.
+  auto kernel = layer_norm_backward_cached_kernel<V, kCachedVecs, true, T, S>;
+  int block = cached_block(cols, V);
+  const bool cached = block > 0 && launchable(kernel, block);
+  if (!cached) {
+    kernel = layer_norm_backward_x_kernel<V, true, T, S>;
+    block = row_block(cols);
+  }
   const int64_t step = int64_t(block) * V;
-  const size_t smem = cached > 0 ? 0 : size_t(2 * ((cols + step - 1) / step * step)) * sizeof(A);
+  const size_t smem = cached ? 0 : size_t(2 * ((cols + step - 1) / step * step)) * sizeof(A);
   if (smem > kFusedWbSmem) return false;
-  auto kernel = layer_norm_backward_x_kernel<V, true, T, S>;
-  if (cached > 0 && kx == 2) kernel = layer_norm_backward_cached_kernel<V, 2, true, T, S>;
-  if (cached > 0 && kx == 4) kernel = layer_norm_backward_cached_kernel<V, 4, true, T, S>;
-  if (cached > 0 && kx == 8) kernel = layer_norm_backward_cached_kernel<V, 8, true, T, S>;
   int per_sm = 0, sms = 0;
   ZT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, block, smem));
   ZT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
@@ -511,12 +510,10 @@ void CudaBackend::layer_norm(const Tensor& y, const Tensor& mean, const Tensor& 
                                                      rs.n, rs.c, eps);
       };
       const bool vec = vectorizable(rs.c, kV, {yp, xp, wp, bp});
-      if (const int block = cached_block(rs.c, vec ? kV : 1); block > 0) {
-        if (vec) {
-          launch_cached(layer_norm_cached_kernel<kV, kCachedVecs, T, S>, block);
-        } else {
-          launch_cached(layer_norm_cached_kernel<1, kCachedVecs, T, S>, block);
-        }
+      auto cached = vec ? layer_norm_cached_kernel<kV, kCachedVecs, T, S>
+                        : layer_norm_cached_kernel<1, kCachedVecs, T, S>;
+      if (const int block = cached_block(rs.c, vec ? kV : 1); block > 0 && launchable(cached, block)) {
+        launch_cached(cached, block);
       } else if (vec) {
         launch(layer_norm_kernel<kV, T, S>);
       } else {
@@ -572,12 +569,10 @@ void CudaBackend::layer_norm_backward(const Tensor& grad_x, const Tensor& grad_w
         auto launch_cached = [&](auto kernel, int block) {
           kernel<<<row_grid(rs.n), block, 0, stream>>>(gxp, nullptr, nullptr, gyp, xp, mp, rp, wp, rs.n, rs.c);
         };
-        if (const int block = cached_block(rs.c, vec ? kV : 1); block > 0) {
-          if (vec) {
-            launch_cached(layer_norm_backward_cached_kernel<kV, kCachedVecs, false, T, S>, block);
-          } else {
-            launch_cached(layer_norm_backward_cached_kernel<1, kCachedVecs, false, T, S>, block);
-          }
+        auto cached = vec ? layer_norm_backward_cached_kernel<kV, kCachedVecs, false, T, S>
+                          : layer_norm_backward_cached_kernel<1, kCachedVecs, false, T, S>;
+        if (const int block = cached_block(rs.c, vec ? kV : 1); block > 0 && launchable(cached, block)) {
+          launch_cached(cached, block);
         } else if (vec) {
           launch(layer_norm_backward_x_kernel<kV, false, T, S>);
         } else {

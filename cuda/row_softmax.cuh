@@ -87,6 +87,15 @@ __device__ __forceinline__ void block_max_sum(A thread_mx, A thread_sum, A* shar
 
 // Rows can be read and written v elements (16 bytes) at a time: every row starts 16-byte
 // aligned (aligned bases, cols a multiple of v) and no row ends mid-vector.
+// Whether `kernel` can run blocks of `threads` threads (registers permitting): the register-
+// cached row kernels fall back to their streaming form when not.
+template <typename Kernel>
+bool launchable(Kernel kernel, int threads) {
+  cudaFuncAttributes attr{};
+  ZT_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel));
+  return threads <= attr.maxThreadsPerBlock;
+}
+
 inline bool vectorizable(int64_t cols, int v, std::initializer_list<const void*> bases) {
   if (cols % v != 0) return false;
   for (const void* p : bases)

@@ -1,6 +1,6 @@
 // CPU fused Adam/AdamW step (ops.def: adam_step): one pass over contiguous buffers, in place,
-// OpenMP over chunks. The per-element arithmetic is the optimizer's historical fused loop
-// (optim/adam.cpp) operation for operation in the param's dtype, so results are bitwise the
+// OpenMP over chunks. The per-element arithmetic is the fused loop optim/adam.cpp used before
+// this op, operation for operation in the param's dtype, so results are bitwise the
 // same; decay mode and the optional model copy are template parameters so the inner loop has no
 // data-dependent branches.
 #include <cmath>
