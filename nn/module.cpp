@@ -268,6 +268,24 @@ void Module::to(DType dtype) {
                   converted);
 }
 
+void Module::replace_parameters(const std::function<Tensor(const std::string&, const Tensor&)>& replace) {
+  NoGradGuard no_grad;
+  std::map<const TensorImpl*, Tensor> replaced;
+  std::function<void(Module&, const std::string&)> visit = [&](Module& m, const std::string& prefix) {
+    for (auto& p : m.parameters_) {
+      auto it = replaced.find(p.tensor.impl_ptr().get());
+      if (it == replaced.end()) {
+        Tensor fresh = detach(replace(prefix + p.name, p.tensor));
+        set_requires_grad(fresh, requires_grad(p.tensor));
+        it = replaced.emplace(p.tensor.impl_ptr().get(), fresh).first;
+      }
+      p.tensor = it->second;
+    }
+    for (const auto& [name, child] : m.children_) visit(*child, prefix + name + ".");
+  };
+  visit(*this, "");
+}
+
 void Module::zero_grad() {
   for (const auto& [name, p] : named_parameters()) set_grad(p, Tensor());
 }

@@ -104,6 +104,11 @@ class Module : public std::enable_shared_from_this<Module> {
   void to(DType dtype);
   // Clears every parameter's gradient (to undefined, as PyTorch's set_to_none).
   void zero_grad();
+  // Puts replace(dotted name, old) in every parameter slot (recursive; a tied tensor is replaced
+  // once, under its first name, so it stays tied). Replacements become leaves requiring grad as
+  // the old ones did; they may be views (ZeRO points parameters into one flat buffer). As with
+  // to(), anything holding the old tensors must be built after the replacement.
+  void replace_parameters(const std::function<Tensor(const std::string& name, const Tensor& old)>& replace);
 
   // ---- hooks: each registration returns a handle for remove_hook ----
   HookHandle register_forward_pre_hook(ForwardPreHook fn);

@@ -9,10 +9,18 @@
 #include "core/error.h"
 #include "core/ops.h"
 #include "runtime/builders.h"
+#include "zero/zero_optimizer.h"
 
 namespace zt {
 
 namespace {
+
+// The ZeRO stage 1/2 optimizer when the config asks for one, else null.
+ZeroOptimizer* zero_of(PrecisionOptimizer& precision) { return dynamic_cast<ZeroOptimizer*>(&precision); }
+
+bool zero_sharded(const Config& config) {
+  return config.zero_optimization.stage == 1 || config.zero_optimization.stage == 2;
+}
 
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -45,7 +53,8 @@ Engine::Engine(std::shared_ptr<Module> model, const Config& config, InitOptions 
   // The model computes in the config's dtype; its f32 parameters live on as the masters.
   if (dtype_ != DType::f32) model_->to(dtype_);
   // DataParallel holds the parameter tensors: build it after the dtype move.
-  if (world > 1) dp_ = std::make_unique<DataParallel>(model_, comm_);
+  // ZeRO stages 1 and 2 reduce gradients themselves (zero/zero_optimizer.h).
+  if (world > 1 && !zero_sharded(config_)) dp_ = std::make_unique<DataParallel>(model_, comm_);
   build_precision(std::move(originals));
   build_optimizer(options);
   monitor_lines_ = options.monitor;
@@ -63,6 +72,13 @@ Engine::Engine(std::shared_ptr<Module> model, const Config& config, InitOptions 
 Engine::~Engine() = default;
 
 void Engine::build_precision(std::vector<Tensor> originals) {
+  if (zero_sharded(config_)) {
+    ZeroOptions zo;
+    zo.stage = int(config_.zero_optimization.stage);
+    zo.reduce_bucket_size = config_.zero_optimization.reduce_bucket_size;
+    precision_ = std::make_unique<ZeroOptimizer>(model_, comm_, zo, build_loss_scaler(config_), std::move(originals));
+    return;
+  }
   MixedPrecisionOptions mp;
   mp.params = model_->parameters();
   if (dtype_ != DType::f32) {
@@ -108,6 +124,7 @@ void Engine::backward(const Tensor& loss) {
     ++losses_;
   }
   const Tensor scaled = mul(loss, precision_->loss_scale() / double(config_.gradient_accumulation_steps));
+  if (ZeroOptimizer* zero = zero_of(*precision_)) zero->set_syncing(is_gradient_accumulation_boundary());
   if (dp_ && !is_gradient_accumulation_boundary()) {
     auto no_sync = dp_->no_sync();
     zt::backward(scaled);
@@ -137,6 +154,10 @@ void Engine::take_step() {
   if (dp_) {
     ScopedTimer timer(times_.reduction);
     dp_->finish_gradient_reduction();
+  }
+  if (ZeroOptimizer* zero = zero_of(*precision_)) {
+    ScopedTimer timer(times_.reduction);
+    zero->finish_gradient_reduction();
   }
   ScopedTimer timer(times_.step);
   const bool finite = precision_->unscale_gradients();

@@ -1,0 +1,293 @@
+// ZeroOptimizer: ZeRO stages 1 and 2 over a flat parameter buffer (Notes [ZeRO flat layout] and
+// [ZeRO gradient reduction] in zero/zero_optimizer.h).
+#include "zero/zero_optimizer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "autograd/autograd.h"
+#include "core/error.h"
+#include "core/factory.h"
+#include "core/ops.h"
+
+namespace zt {
+
+namespace {
+
+int64_t round_up(int64_t n, int64_t multiple) { return (n + multiple - 1) / multiple * multiple; }
+
+}  // namespace
+
+ZeroOptimizer::ZeroOptimizer(std::shared_ptr<Module> module, std::shared_ptr<Communicator> comm,
+                             ZeroOptions options, LossScaler scaler, std::vector<Tensor> originals)
+    : module_(std::move(module)), comm_(std::move(comm)), options_(options), scaler_(scaler) {
+  for (const Tensor& t : originals) originals_.push_back(t.impl_ptr().get());
+  ZT_CHECK(module_ != nullptr, "ZeroOptimizer: expected a module, found null");
+  ZT_CHECK(options_.stage == 1 || options_.stage == 2, "ZeroOptimizer: expected ZeRO stage 1 or 2, found ",
+           options_.stage);
+  ZT_CHECK(options_.reduce_bucket_size > 0, "ZeroOptimizer: reduce_bucket_size must be positive, found ",
+           options_.reduce_bucket_size);
+  std::vector<std::pair<std::string, Tensor>> named;
+  for (auto& [name, p] : module_->named_parameters())
+    if (requires_grad(p)) named.emplace_back(name, p);
+  ZT_CHECK(!named.empty(), "ZeroOptimizer: the model has no parameters that require grad");
+  dtype_ = named.front().second.dtype();
+  for (const auto& [name, p] : named)
+    ZT_CHECK(p.dtype() == dtype_ && p.device() == named.front().second.device(),
+             "ZeroOptimizer: expected every parameter in one dtype and on one device (",
+             dtype_name(dtype_), ", ", named.front().second.device().str(), "), found '", name, "' ", p.str());
+  build_flat(named);
+  build_buckets();
+  for (size_t i = 0; i < params_.size(); ++i)
+    params_[i].hook = register_grad_ready_hook(params_[i].tensor, [this, i](const Tensor&) { on_grad_ready(i); });
+}
+
+ZeroOptimizer::~ZeroOptimizer() {
+  for (const Param& p : params_) remove_hook(p.tensor, p.hook);
+}
+
+void ZeroOptimizer::build_flat(const std::vector<std::pair<std::string, Tensor>>& named) {
+  NoGradGuard no_grad;
+  const Device device = named.front().second.device();
+  int64_t offset = 0;
+  for (const auto& [name, p] : named) {
+    Param param;
+    param.name = name;
+    param.offset = offset;
+    params_.push_back(std::move(param));
+    offset = round_up(offset + p.numel(), kZeroAlign);
+    numel_ += p.numel();
+  }
+  padded_ = round_up(std::max<int64_t>(offset, 1), int64_t(world()) * kZeroAlign);
+  shard_ = padded_ / world();
+  {
+    MemoryCategoryScope scope(MemoryCategory::parameters);
+    flat_ = zeros({padded_}, TensorOptions(dtype_, device));
+  }
+  flat_.set_memory_category(MemoryCategory::parameters);
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; i < named.size(); ++i) {
+    index[named[i].first] = i;
+    raw::copy_(raw::narrow(flat_, 0, params_[i].offset, named[i].second.numel()),
+               raw::reshape(named[i].second, {named[i].second.numel()}));
+  }
+  // Every replica starts from rank 0's values, whatever each rank's initialisation drew.
+  if (options_.broadcast_parameters && world() > 1) {
+    comm_->broadcast(flat_, 0);
+    for (const auto& [name, b] : module_->named_buffers()) comm_->broadcast(b, 0);
+  }
+  module_->replace_parameters([&](const std::string& name, const Tensor& old) {
+    auto it = index.find(name);
+    if (it == index.end()) return old;
+    return raw::view(raw::narrow(flat_, 0, params_[it->second].offset, old.numel()), old.shape());
+  });
+  for (const auto& [name, p] : module_->named_parameters()) {
+    auto it = index.find(name);
+    if (it != index.end()) params_[it->second].tensor = p;
+  }
+  const Tensor mine = raw::narrow(flat_, 0, int64_t(rank()) * shard_, shard_);
+  separate_ = dtype_ != DType::f32;
+  if (separate_) {
+    MemoryCategoryScope scope(MemoryCategory::optimizer_state);
+    master_ = raw::clone(raw::to(mine, DType::f32));
+    master_.set_memory_category(MemoryCategory::optimizer_state);
+  } else {
+    master_ = mine;
+  }
+  MemoryCategoryScope scope(MemoryCategory::gradients);
+  const TensorOptions grad_options(dtype_, device);
+  if (options_.stage == 1) flat_grad_ = zeros({padded_}, grad_options);
+  else grad_shard_ = zeros({shard_}, grad_options);
+  if (separate_) master_grad_ = zeros({shard_}, TensorOptions(DType::f32, device));
+}
+
+void ZeroOptimizer::build_buckets() {
+  const int64_t W = world();
+  auto add_bucket = [this](int64_t lo, int64_t len) {
+    buckets_.emplace_back();
+    buckets_.back().lo = lo;
+    buckets_.back().len = len;
+  };
+  if (options_.stage == 1) {
+    const int64_t size = std::max<int64_t>(kZeroAlign, options_.reduce_bucket_size);
+    for (int64_t hi = padded_; hi > 0; hi -= size) {
+      const int64_t lo = std::max<int64_t>(0, hi - size);
+      add_bucket(lo, hi - lo);
+    }
+  } else {
+    const int64_t chunk = std::min(shard_, std::max<int64_t>(kZeroAlign, options_.reduce_bucket_size / W));
+    const int64_t chunks = (shard_ + chunk - 1) / chunk;
+    for (int64_t k = chunks - 1; k >= 0; --k)
+      add_bucket(k * chunk, std::min(chunk, shard_ - k * chunk));
+  }
+  const int64_t ranges = options_.stage == 1 ? 1 : W;
+  const int64_t stride = options_.stage == 1 ? 0 : shard_;
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    Bucket& bucket = buckets_[b];
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const int64_t off = params_[i].offset, n = params_[i].tensor.numel();
+      bool overlaps = false;
+      for (int64_t r = 0; r < ranges && !overlaps; ++r) {
+        const int64_t lo = r * stride + bucket.lo;
+        overlaps = off < lo + bucket.len && lo < off + n;
+      }
+      if (!overlaps) continue;
+      bucket.params.push_back(i);
+      params_[i].buckets.push_back(b);
+    }
+    bucket.pending = int64_t(bucket.params.size());
+  }
+}
+
+void ZeroOptimizer::bind(Optimizer& optimizer) const {
+  ZT_CHECK(optimizer.step_count() == 0, "initialize: the optimizer has already taken ", optimizer.step_count(),
+           " steps; its state belongs to other tensors. Pass a fresh optimizer");
+  ZT_CHECK(optimizer.param_groups().size() == 1, "initialize: ZeRO stage ", options_.stage,
+           " steps one flat shard, so the optimizer must have one parameter group; found ",
+           optimizer.param_groups().size());
+  ParamGroup& group = optimizer.param_groups().front();
+  for (const Tensor& t : group.params) {
+    bool found = t.same_impl(master_);
+    for (const Param& p : params_) found = found || t.same_impl(p.tensor);
+    for (const TensorImpl* o : originals_) found = found || t.impl_ptr().get() == o;
+    ZT_CHECK(found, "initialize: the optimizer holds a tensor ", t.str(), " that is not a parameter of the model");
+  }
+  group.params = {master_};
+}
+
+void ZeroOptimizer::set_syncing(bool syncing) {
+  ZT_CHECK(grads_arrived_ == 0 || syncing, "ZeroOptimizer: a gradient reduction is in progress; call "
+           "finish_gradient_reduction() before accumulating without it");
+  syncing_ = syncing;
+}
+
+void ZeroOptimizer::on_grad_ready(size_t index) {
+  if (!syncing_) return;
+  ++grads_arrived_;
+  for (size_t b : params_[index].buckets) --buckets_[b].pending;
+  launch_ready_buckets();
+  // Polling the buckets in flight lets MPI progress them while backward goes on.
+  for (size_t b = 0; b < next_bucket_; ++b)
+    if (buckets_[b].work) buckets_[b].work->is_completed();
+}
+
+void ZeroOptimizer::launch_ready_buckets() {
+  while (next_bucket_ < buckets_.size() && buckets_[next_bucket_].pending == 0) launch(buckets_[next_bucket_++]);
+}
+
+void ZeroOptimizer::pack(int64_t lo, int64_t len, const Tensor& dst) const {
+  raw::fill_(dst, 0.0);
+  for (const Param& p : params_) {
+    const int64_t off = p.offset, n = p.tensor.numel();
+    const int64_t a = std::max(lo, off), b = std::min(lo + len, off + n);
+    if (a >= b) continue;
+    const Tensor g = grad(p.tensor);
+    if (!g.defined()) continue;  // no gradient in this pass: zeros
+    raw::copy_(raw::narrow(dst, 0, a - lo, b - a), raw::narrow(raw::reshape(g, {n}), 0, a - off, b - a));
+  }
+}
+
+void ZeroOptimizer::launch(Bucket& b) {
+  NoGradGuard no_grad;
+  const int64_t W = world();
+  if (options_.stage == 1) {
+    const Tensor dst = raw::narrow(flat_grad_, 0, b.lo, b.len);
+    pack(b.lo, b.len, dst);
+    if (W > 1) b.work = comm_->all_reduce_async(dst, CommReduceOp::avg);
+    return;
+  }
+  const Tensor dst = raw::narrow(grad_shard_, 0, b.lo, b.len);
+  if (W == 1) {
+    pack(b.lo, b.len, dst);
+    return;
+  }
+  {
+    MemoryCategoryScope scope(MemoryCategory::communication);
+    b.buffer = empty({W * b.len}, TensorOptions(dtype_, flat_.device()));
+  }
+  for (int64_t r = 0; r < W; ++r) pack(r * shard_ + b.lo, b.len, raw::narrow(b.buffer, 0, r * b.len, b.len));
+  b.work = comm_->reduce_scatter_async(b.buffer, dst, CommReduceOp::avg);
+}
+
+void ZeroOptimizer::finish_gradient_reduction() {
+  if (!syncing_ || grads_arrived_ == 0) return;
+  while (next_bucket_ < buckets_.size()) launch(buckets_[next_bucket_++]);
+  for (Bucket& b : buckets_) {
+    if (b.work) b.work->wait();
+    b.work.reset();
+    b.buffer = Tensor();
+  }
+  // The flat buffer (stage 1) or the shard (stage 2) now holds the gradients: the parameters'
+  // own full-size gradients are dropped.
+  for (const Param& p : params_) set_grad(p.tensor, Tensor());
+  reduced_ = true;
+  reset_pass();
+}
+
+void ZeroOptimizer::reset_pass() {
+  for (Bucket& b : buckets_) b.pending = int64_t(b.params.size());
+  next_bucket_ = 0;
+  grads_arrived_ = 0;
+}
+
+Tensor ZeroOptimizer::gradient_shard() const {
+  if (!reduced_) return Tensor();
+  if (options_.stage == 2) return grad_shard_;
+  return raw::narrow(flat_grad_, 0, int64_t(rank()) * shard_, shard_);
+}
+
+bool ZeroOptimizer::unscale_gradients() {
+  NoGradGuard no_grad;
+  finish_gradient_reduction();
+  Tensor g = gradient_shard();
+  if (separate_) {
+    if (g.defined()) raw::copy_(master_grad_, g);
+    else raw::fill_(master_grad_, 0.0);
+  } else if (g.defined()) {
+    master_grad_ = g;
+  } else {
+    master_grad_ = zeros({shard_}, TensorOptions(DType::f32, flat_.device()));
+  }
+  const double inverse = 1.0 / scaler_.scale();
+  if (inverse != 1.0) raw::binary_(BinaryOp::mul, master_grad_, inverse);
+  set_grad(master_, master_grad_);
+  // Every rank must agree on skipping: the flag is the maximum over ranks of "this shard is bad".
+  Tensor bad = full({1}, raw::all_finite(master_grad_) ? 0.0 : 1.0, TensorOptions(DType::f32, Device::cpu()));
+  if (world() > 1) comm_->all_reduce(bad, CommReduceOp::max);
+  return bad.item() == 0.0;
+}
+
+double ZeroOptimizer::clip_gradients(double max_norm) {
+  ZT_CHECK(max_norm >= 0, "ZeroOptimizer::clip_gradients: expected max_norm >= 0, found ", max_norm);
+  NoGradGuard no_grad;
+  ZT_CHECK(master_grad_.defined(), "ZeroOptimizer::clip_gradients: call unscale_gradients() first");
+  const Tensor g64 = raw::to(master_grad_, DType::f64);
+  Tensor sum_sq = raw::to(raw::reshape(raw::reduce(ReduceOp::sum, raw::mul(g64, g64), {0}), {1}), Device::cpu());
+  if (world() > 1) comm_->all_reduce(sum_sq, CommReduceOp::sum);
+  const double total = std::sqrt(sum_sq.item());
+  const double coef = max_norm / (total + 1e-6);
+  if (coef < 1.0) raw::binary_(BinaryOp::mul, master_grad_, coef);
+  return total;
+}
+
+void ZeroOptimizer::step(Optimizer& optimizer) {
+  NoGradGuard no_grad;
+  optimizer.step();
+  const Tensor mine = raw::narrow(flat_, 0, int64_t(rank()) * shard_, shard_);
+  if (separate_) raw::copy_(mine, master_);
+  if (world() > 1) {
+    MemoryCategoryScope scope(MemoryCategory::communication);
+    comm_->all_gather(raw::clone(mine), flat_);
+  }
+  reduced_ = false;
+}
+
+void ZeroOptimizer::zero_grad() {
+  for (const Param& p : params_) set_grad(p.tensor, Tensor());
+  set_grad(master_, Tensor());
+  if (!separate_) master_grad_ = Tensor();
+  reduced_ = false;
+}
+
+}  // namespace zt

@@ -1,0 +1,141 @@
+// ZeRO stages 1 and 2 (DESIGN.md §5): the model's parameters live in one flat buffer, each rank
+// keeps fp32 masters and optimizer state only for its shard of it, and (stage 2) only its shard
+// of the gradients. Implements PrecisionOptimizer, so the engine drives it as it drives stage 0.
+//
+// Note [ZeRO flat layout]
+// The parameters that require grad (registration order; one dtype) are packed into a flat buffer
+// of Np elements, Np the total rounded up to a multiple of W * kZeroAlign (W the data-parallel
+// size); the padding is zeros that every rank keeps at zero. The module's parameters become views
+// into it. Rank r owns the flat range [r*S, (r+1)*S), S = Np / W. Its master is that range in
+// fp32: for an f32 model the range of the flat buffer itself (no copy), otherwise a separate f32
+// tensor. The optimizer built by the engine sees one tensor, the master shard (S,), so the
+// existing Adam/AdamW/SGD, LR schedules and fused adam_step work unchanged.
+//
+// Note [ZeRO gradient reduction]
+// Backward reports each finished parameter gradient through grad-ready hooks (as DataParallel).
+// Stage 1 packs gradients into a flat gradient buffer (Np,) in buckets of contiguous ranges
+// (reduce_bucket_size elements, highest range first: backward finishes the last parameters first)
+// and averages each bucket with all_reduce; the rank then reads its shard from it. Stage 2 cuts
+// every rank's shard into chunks of reduce_bucket_size / W elements; bucket k holds chunk k of
+// every shard, (W * B,), and one reduce_scatter averages it straight into chunk k of the owner's
+// gradient shard. Bucket k starts once every parameter overlapping it has its gradient; buckets
+// start in one fixed order on every rank. After the reduction stage 2 drops the parameters'
+// gradients: the rank holds S gradient elements instead of Np. A parameter that got no gradient
+// counts as zeros. Off the accumulation boundary (set_syncing(false)) gradients accumulate in
+// the parameters and nothing is reduced.
+//
+// The step: gradients unscaled into the fp32 master-gradient shard; the non-finite check and the
+// clipping norm are all-reduced (max, sum of squares) so every rank decides alike; the optimizer
+// steps the shard; the shard is written back to the compute dtype and all_gather rebuilds the
+// flat parameter buffer on every rank.
+//
+// Memory (allocator categories): flat parameters under parameters, the flat gradient buffer
+// (stage 1) or gradient shard (stage 2) under gradients, separate masters and the optimizer's
+// moments under optimizer_state. Adam's optimizer state per rank is 8*Np/W bytes for an f32 model
+// (m, v; the master is the parameter shard) and 12*Np/W for bf16/f16 (fp32 master, m, v).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nn/module.h"
+#include "parallel/communicator.h"
+#include "zero/mixed_precision.h"
+
+namespace zt {
+
+// Flat offsets and shard sizes are multiples of this many elements (64 bytes of f32).
+inline constexpr int64_t kZeroAlign = 16;
+
+struct ZeroOptions {
+  int stage = 1;                              // 1 or 2
+  int64_t reduce_bucket_size = 500'000'000;   // elements per reduction bucket (DeepSpeed's unit)
+  bool broadcast_parameters = true;           // start every rank from rank 0's values
+};
+
+class ZeroOptimizer final : public PrecisionOptimizer {
+ public:
+  // Collective over comm (null: a world of one). Replaces the module's parameters with views of
+  // the flat buffer and registers a grad-ready hook on each; build it after the dtype move.
+  // `originals`: tensors a program's optimizer may hold in place of the parameters (the f32
+  // parameters before the move), recognised by bind().
+  ZeroOptimizer(std::shared_ptr<Module> module, std::shared_ptr<Communicator> comm, ZeroOptions options,
+                LossScaler scaler, std::vector<Tensor> originals = {});
+  ~ZeroOptimizer() override;
+  ZeroOptimizer(const ZeroOptimizer&) = delete;
+  ZeroOptimizer& operator=(const ZeroOptimizer&) = delete;
+
+  // One tensor: this rank's fp32 master shard (S,).
+  std::vector<Tensor> master_parameters() const override { return {master_}; }
+  // The optimizer must have one group holding every parameter; it then holds the master shard.
+  void bind(Optimizer& optimizer) const override;
+  LossScaler& loss_scaler() override { return scaler_; }
+  bool unscale_gradients() override;
+  double clip_gradients(double max_norm) override;
+  void step(Optimizer& optimizer) override;
+  void zero_grad() override;
+
+  // See Note [ZeRO gradient reduction]. finish_gradient_reduction launches what is left and waits;
+  // a no-op when no gradient arrived since the last call or while not syncing.
+  void set_syncing(bool syncing);
+  void finish_gradient_reduction();
+
+  int stage() const { return options_.stage; }
+  int64_t numel() const { return numel_; }             // parameters' elements (unpadded)
+  int64_t padded_numel() const { return padded_; }     // Np
+  int64_t shard_numel() const { return shard_; }       // S
+  const Tensor& flat_parameters() const { return flat_; }
+  // This rank's reduced gradient shard (S,) in the compute dtype; undefined before a reduction.
+  Tensor gradient_shard() const;
+  int64_t num_buckets() const { return int64_t(buckets_.size()); }
+
+ private:
+  struct Param {
+    std::string name;
+    Tensor tensor;  // the view into flat_ that the module holds
+    int64_t offset = 0;
+    HookHandle hook = 0;
+    std::vector<size_t> buckets;  // buckets overlapping this parameter
+  };
+  struct Bucket {
+    int64_t lo = 0, len = 0;  // stage 1: flat range; stage 2: chunk [lo, lo+len) of every shard
+    std::vector<size_t> params;
+    int64_t pending = 0;
+    Tensor buffer;  // stage 2: (W*len,) packed while in flight
+    WorkHandle work;
+  };
+
+  void build_flat(const std::vector<std::pair<std::string, Tensor>>& named);
+  void build_buckets();
+  void on_grad_ready(size_t index);
+  void launch_ready_buckets();
+  void launch(Bucket& b);
+  // Copies the part of every parameter gradient that falls in flat range [lo, lo+len) into dst.
+  void pack(int64_t lo, int64_t len, const Tensor& dst) const;
+  void reset_pass();
+  int world() const { return comm_ ? comm_->size() : 1; }
+  int rank() const { return comm_ ? comm_->rank() : 0; }
+
+  std::shared_ptr<Module> module_;
+  std::shared_ptr<Communicator> comm_;
+  ZeroOptions options_;
+  LossScaler scaler_;
+  std::vector<const TensorImpl*> originals_;  // identities only: the tensors are not kept alive
+  std::vector<Param> params_;
+  std::vector<Bucket> buckets_;  // in launch order
+  int64_t numel_ = 0, padded_ = 0, shard_ = 0;
+  DType dtype_ = DType::f32;
+  Tensor flat_;         // (Np,) compute dtype: the parameters
+  Tensor flat_grad_;    // stage 1: (Np,) compute dtype
+  Tensor grad_shard_;   // stage 2: (S,) compute dtype
+  Tensor master_;       // (S,) f32
+  Tensor master_grad_;  // (S,) f32 (a view of the reduced shard for f32 models)
+  bool separate_ = false;
+  bool syncing_ = true;
+  bool reduced_ = false;  // a finished reduction holds this step's gradients
+  size_t next_bucket_ = 0;
+  int64_t grads_arrived_ = 0;
+};
+
+}  // namespace zt
