@@ -7,6 +7,7 @@
 #include "core/ops.h"
 #include "runtime/checkpoint.h"
 #include "runtime/engine.h"
+#include "runtime/zero_checkpoint.h"
 
 namespace zt {
 
@@ -40,8 +41,10 @@ TensorDict Engine::master_state() const {
 void Engine::save_checkpoint(const std::string& dir, const std::string& tag, const nlohmann::json& client_state) {
   CheckpointState state;
   state.model = model_->state_dict();
-  state.master = master_state();
+  auto* zero = dynamic_cast<const ZeroOptimizer*>(precision_.get());
+  if (!zero) state.master = master_state();
   state.optimizer = optimizer_->state_dict();
+  if (zero) add_zero_fragments(*zero, state);  // ZeRO 1/2: each rank writes its shard
   const Generator& rng = default_generator();
   state.scalars = {{"global_step", global_step_},
                    {"global_samples", global_samples_},
@@ -60,13 +63,17 @@ nlohmann::json Engine::load_checkpoint(const std::string& dir, const std::string
   const TensorDict expected = model_->state_dict();
   CheckpointState state = load_checkpoint_files(dir, tag, rank, world, comm_.get(), &expected);
   model_->load_state_dict(state.model);
-  const TensorDict masters = master_state();
-  for (const auto& [name, master] : masters) {
-    const Tensor* saved = state.master.find(name);
-    // A checkpoint without masters (saved in f32) restores them from the model's values.
-    raw::copy_(master, saved ? *saved : state.model.at(name));
+  if (auto* zero = dynamic_cast<ZeroOptimizer*>(precision_.get())) {
+    load_zero_state(*zero, state, *optimizer_);
+  } else {
+    const TensorDict masters = master_state();
+    for (const auto& [name, master] : masters) {
+      const Tensor* saved = state.master.find(name);
+      // A checkpoint without masters (saved in f32) restores them from the model's values.
+      raw::copy_(master, saved ? *saved : state.model.at(name));
+    }
+    optimizer_->load_state_dict(state.optimizer);
   }
-  optimizer_->load_state_dict(state.optimizer);
   const nlohmann::json& s = state.scalars;
   try {
     global_step_ = s.at("global_step").get<int64_t>();

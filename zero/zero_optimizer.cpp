@@ -231,6 +231,12 @@ void ZeroOptimizer::reset_pass() {
   grads_arrived_ = 0;
 }
 
+std::vector<ZeroOptimizer::ParamRange> ZeroOptimizer::layout() const {
+  std::vector<ParamRange> out;
+  for (const Param& p : params_) out.push_back(ParamRange{p.name, p.tensor.shape(), p.offset, p.tensor.numel()});
+  return out;
+}
+
 Tensor ZeroOptimizer::gradient_shard() const {
   if (!reduced_) return Tensor();
   if (options_.stage == 2) return grad_shard_;

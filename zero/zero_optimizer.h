@@ -89,6 +89,16 @@ class ZeroOptimizer final : public PrecisionOptimizer {
   // This rank's reduced gradient shard (S,) in the compute dtype; undefined before a reduction.
   Tensor gradient_shard() const;
   int64_t num_buckets() const { return int64_t(buckets_.size()); }
+  // Checkpoints: where each parameter lies in the flat buffer, and this rank's range of it.
+  struct ParamRange {
+    std::string name;
+    Shape shape;
+    int64_t offset = 0, numel = 0;
+  };
+  std::vector<ParamRange> layout() const;
+  int64_t shard_begin() const { return int64_t(rank()) * shard_; }
+  const Tensor& master_shard() const { return master_; }
+  bool has_separate_masters() const { return separate_; }
 
  private:
   struct Param {

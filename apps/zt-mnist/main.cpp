@@ -229,9 +229,12 @@ double global_mean(zt::Communicator& world, double local) {
   return v.item();
 }
 
-void save_weights(zt::Module& model, const Options& o, const ModelShape& s) {
+// The metadata records the architecture and the compute dtype, so eval and predict rebuild the
+// same model and compute as training did (an fp16-trained model evaluates in fp16).
+void save_weights(zt::Module& model, const Options& o, const ModelShape& s, zt::DType dtype) {
   zt::save_safetensors(o.weights, model.state_dict(),
-                       {{"zt-mnist.conv1", std::to_string(s.conv1)},
+                       {{"zt-mnist.dtype", zt::safetensors_dtype_name(dtype)},
+                        {"zt-mnist.conv1", std::to_string(s.conv1)},
                         {"zt-mnist.conv2", std::to_string(s.conv2)},
                         {"zt-mnist.hidden", std::to_string(s.hidden)}});
 }
@@ -301,7 +304,7 @@ int train(const Options& o, const std::shared_ptr<zt::Communicator>& comm) {
   if (!lead) return 0;
   if (engine.skipped_steps() > 0)
     std::printf("%lld steps skipped for non-finite gradients\n", (long long)engine.skipped_steps());
-  save_weights(*t.model, o, shape);
+  save_weights(*t.model, o, shape, engine.dtype());
   std::printf("saved weights %s\n", o.weights.c_str());
   std::printf("done: %lld epochs in %.1f s\n", (long long)o.epochs,
               std::chrono::duration<double>(Clock::now() - start).count());
@@ -316,22 +319,31 @@ int64_t metadata_int(const zt::SafetensorsFile& f, const std::string& key, const
   return std::stoll(it->second);
 }
 
-// The trained model from --weights, on `device` in f32.
-std::shared_ptr<zt::Sequential> load_model(const Options& o, zt::Device device) {
+struct Loaded {
+  std::shared_ptr<zt::Sequential> model;
+  zt::DType dtype;  // the dtype it was trained in
+};
+
+// The trained model from --weights, on `device` in its training dtype.
+Loaded load_model(const Options& o, zt::Device device) {
   const zt::SafetensorsFile file = zt::load_safetensors(o.weights);
   const ModelShape s{metadata_int(file, "zt-mnist.conv1", o.weights), metadata_int(file, "zt-mnist.conv2", o.weights),
                      metadata_int(file, "zt-mnist.hidden", o.weights)};
   auto model = build_lenet(s);
   zt::load_safetensors_into(*model, o.weights);
+  auto dtype = file.metadata.find("zt-mnist.dtype");
+  const zt::DType t = dtype == file.metadata.end() ? zt::DType::f32
+                                                   : zt::parse_safetensors_dtype(dtype->second, "zt-mnist.dtype");
   model->to(device);
-  return model;
+  model->to(t);
+  return {model, t};
 }
 
 int eval(const Options& o) {
   const zt::Device device = pick_device(o, 1);
-  auto model = load_model(o, device);
+  const Loaded loaded = load_model(o, device);
   const zt::MnistSplits data = load_data(o);
-  const int64_t correct = count_correct(*model, data.test, device, zt::DType::f32);
+  const int64_t correct = count_correct(*loaded.model, data.test, device, loaded.dtype);
   std::printf("%s: %lld of %lld held-out images correct\n", data_name(o).c_str(), (long long)correct,
               (long long)data.test.size());
   std::printf("test accuracy: %.2f%%\n", accuracy_percent(correct, data.test.size()));
@@ -357,7 +369,8 @@ void draw_ascii(const std::vector<uint8_t>& pixels) {  // 28 x 28
 
 int predict(const Options& o) {
   const zt::Device device = pick_device(o, 1);
-  auto model = load_model(o, device);
+  const Loaded loaded = load_model(o, device);
+  zt::Module& model = *loaded.model;
   const zt::MnistData test = load_data(o).test;
   int64_t index = o.index;
   if (index < 0) {  // random: reproducible with --seed
@@ -367,9 +380,10 @@ int predict(const Options& o) {
   ZT_CHECK(index < test.size(), "--index ", index, ": the held-out set has ", test.size(), " images (0..",
            test.size() - 1, ")");
   zt::NoGradGuard no_grad;
-  model->eval();
+  model.eval();
   const zt::Tensor image = zt::raw::narrow(test.images, 0, index, 1);  // (1, 1, 28, 28)
-  const zt::Tensor probs = zt::raw::to(zt::softmax(model->forward(zt::raw::to(image, device)), -1), zt::Device::cpu());
+  const zt::Tensor logits = model(zt::raw::to(zt::raw::to(image, device), loaded.dtype));  // (1, 10)
+  const zt::Tensor probs = zt::raw::to(zt::softmax(logits, -1), zt::Device::cpu());
   const std::vector<float> p = probs.to_vector<float>();
   const int64_t predicted = std::max_element(p.begin(), p.end()) - p.begin();
   const int64_t truth = test.labels.to_vector<int64_t>()[size_t(index)];
