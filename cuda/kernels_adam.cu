@@ -7,6 +7,7 @@
 // memory-bound, so the lost FMAs cost nothing.
 #include <cmath>
 
+#include "core/adam_scalars.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/device.h"
 #include "cuda/elementwise.cuh"
@@ -14,29 +15,6 @@
 
 namespace zt::cuda {
 namespace {
-
-template <typename T>
-struct AdamScalars {
-  T step_size, inv_bc2_sqrt, b1, b2, c1, c2, eps, wd, decay;
-};
-
-// Rounded in double on the host, then to T: the CPU kernel's scalars exactly.
-template <typename T>
-AdamScalars<T> adam_scalars(double lr, double beta1, double beta2, double eps, double wd, int64_t step) {
-  const double bc1 = 1.0 - std::pow(beta1, double(step));
-  const double bc2 = 1.0 - std::pow(beta2, double(step));
-  AdamScalars<T> s;
-  s.step_size = T(lr / bc1);
-  s.inv_bc2_sqrt = T(1.0 / std::sqrt(bc2));
-  s.b1 = T(beta1);
-  s.b2 = T(beta2);
-  s.c1 = T(1) - s.b1;
-  s.c2 = T(1) - s.b2;
-  s.eps = T(eps);
-  s.wd = T(wd);
-  s.decay = T(1.0 - lr * wd);
-  return s;
-}
 
 __device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
 __device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
@@ -54,8 +32,8 @@ template <int kDecay, typename T>
 __device__ __forceinline__ void adam_element(T& p, T g, T& m, T& v, const AdamScalars<T>& s) {
   if constexpr (kDecay == 1) g = add_rn(g, mul_rn(s.wd, p));
   if constexpr (kDecay == 2) p = mul_rn(p, s.decay);
-  m = add_rn(mul_rn(s.b1, m), mul_rn(s.c1, g));
-  v = add_rn(mul_rn(s.b2, v), mul_rn(mul_rn(s.c2, g), g));
+  m = add_rn(mul_rn(s.b1, m), mul_rn(s.one_minus_b1, g));
+  v = add_rn(mul_rn(s.b2, v), mul_rn(mul_rn(s.one_minus_b2, g), g));
   const T denom = add_rn(mul_rn(sqrt_rn(v), s.inv_bc2_sqrt), s.eps);
   p = sub_rn(p, div_rn(mul_rn(s.step_size, m), denom));
 }

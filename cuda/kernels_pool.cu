@@ -4,42 +4,13 @@
 // atomics are needed and the result does not depend on scheduling.
 #include <cmath>
 
+#include "core/pool_checks.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/device.h"
 #include "cuda/kernel_utils.cuh"
 
 namespace zt::cuda {
 namespace {
-
-struct PoolDims {
-  int64_t planes, h, w, oh, ow;
-};
-
-// x (N, C, H, W) and out (N, C, OH, OW), contiguous, one dtype, sizes matching the geometry.
-PoolDims pool_dims(const Tensor& x, const Tensor& out, const Pool2dGeometry& g, const char* op) {
-  for (const Tensor* t : {&x, &out})
-    ZT_CHECK(t->dim() == 4 && t->is_contiguous(), op, ": expected contiguous 4-D tensors, found ",
-             t->str());
-  ZT_CHECK(x.dtype() == out.dtype(), op, ": input and output must share a dtype, found ",
-           dtype_name(x.dtype()), " and ", dtype_name(out.dtype()));
-  const PoolDims d{x.size(0) * x.size(1), x.size(2), x.size(3), out.size(2), out.size(3)};
-  ZT_CHECK(out.size(0) == x.size(0) && out.size(1) == x.size(1) &&
-               d.oh == conv_output_size(d.h, g.kernel_h, g.stride_h, g.pad_h, g.dil_h) &&
-               d.ow == conv_output_size(d.w, g.kernel_w, g.stride_w, g.pad_w, g.dil_w),
-           op, ": output ", shape_str(out.shape()), " does not match input ", shape_str(x.shape()),
-           " for kernel (", g.kernel_h, ", ", g.kernel_w, ")");
-  return d;
-}
-
-void check_indices(const Tensor& indices, const Tensor& out, const char* op) {
-  ZT_CHECK(indices.dtype() == DType::i64 && indices.shape() == out.shape() && indices.is_contiguous(), op,
-           ": indices must be contiguous i64 of shape ", shape_str(out.shape()), ", found ", indices.str());
-}
-
-void check_avg_geometry(const Pool2dGeometry& g, const char* op) {
-  ZT_CHECK(g.dil_h == 1 && g.dil_w == 1, op, ": average pooling has no dilation, found (", g.dil_h,
-           ", ", g.dil_w, ")");
-}
 
 template <typename T>
 __global__ void max_pool_kernel(T* out, int64_t* indices, const T* x, PoolDims d, Pool2dGeometry g) {
@@ -161,7 +132,7 @@ __global__ void avg_pool_backward_kernel(T* grad_x, const T* grad_out, PoolDims 
 void CudaBackend::max_pool2d(const Tensor& out, const Tensor& indices, const Tensor& x,
                              const Pool2dGeometry& geometry) {
   const PoolDims d = pool_dims(x, out, geometry, "max_pool2d");
-  check_indices(indices, out, "max_pool2d");
+  check_pool_indices(indices, out, "max_pool2d");
   const int device = common_device("max_pool2d", {&out, &indices, &x});
   DeviceGuard guard(device);
   const int64_t n = out.numel();
@@ -177,7 +148,7 @@ void CudaBackend::max_pool2d(const Tensor& out, const Tensor& indices, const Ten
 void CudaBackend::max_pool2d_backward(const Tensor& grad_x, const Tensor& grad_out,
                                       const Tensor& indices, const Pool2dGeometry& geometry) {
   const PoolDims d = pool_dims(grad_x, grad_out, geometry, "max_pool2d_backward");
-  check_indices(indices, grad_out, "max_pool2d_backward");
+  check_pool_indices(indices, grad_out, "max_pool2d_backward");
   const int device = common_device("max_pool2d_backward", {&grad_x, &grad_out, &indices});
   DeviceGuard guard(device);
   const int64_t n = grad_x.numel();
@@ -191,7 +162,7 @@ void CudaBackend::max_pool2d_backward(const Tensor& grad_x, const Tensor& grad_o
 }
 
 void CudaBackend::avg_pool2d(const Tensor& out, const Tensor& x, const Pool2dGeometry& geometry) {
-  check_avg_geometry(geometry, "avg_pool2d");
+  check_avg_pool_geometry(geometry, "avg_pool2d");
   const PoolDims d = pool_dims(x, out, geometry, "avg_pool2d");
   const int device = common_device("avg_pool2d", {&out, &x});
   DeviceGuard guard(device);
@@ -207,7 +178,7 @@ void CudaBackend::avg_pool2d(const Tensor& out, const Tensor& x, const Pool2dGeo
 
 void CudaBackend::avg_pool2d_backward(const Tensor& grad_x, const Tensor& grad_out,
                                       const Pool2dGeometry& geometry) {
-  check_avg_geometry(geometry, "avg_pool2d_backward");
+  check_avg_pool_geometry(geometry, "avg_pool2d_backward");
   const PoolDims d = pool_dims(grad_x, grad_out, geometry, "avg_pool2d_backward");
   const int device = common_device("avg_pool2d_backward", {&grad_x, &grad_out});
   DeviceGuard guard(device);

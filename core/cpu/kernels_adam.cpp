@@ -5,34 +5,12 @@
 // data-dependent branches.
 #include <cmath>
 
+#include "core/adam_scalars.h"
 #include "core/cpu/cpu_backend.h"
 #include "core/cpu/strided.h"
 
 namespace zt::cpu {
 namespace {
-
-// Scalars of one step, rounded to the param's dtype once on the host (as the old loop did).
-template <typename T>
-struct AdamScalars {
-  T step_size, inv_bc2_sqrt, b1, b2, one_minus_b1, one_minus_b2, eps, wd, decay;
-};
-
-template <typename T>
-AdamScalars<T> adam_scalars(double lr, double beta1, double beta2, double eps, double wd, int64_t step) {
-  const double bc1 = 1.0 - std::pow(beta1, double(step));
-  const double bc2 = 1.0 - std::pow(beta2, double(step));
-  AdamScalars<T> s;
-  s.step_size = T(lr / bc1);
-  s.inv_bc2_sqrt = T(1.0 / std::sqrt(bc2));
-  s.b1 = T(beta1);
-  s.b2 = T(beta2);
-  s.one_minus_b1 = T(1) - s.b1;  // in T, as (T(1) - b1) in the old loop
-  s.one_minus_b2 = T(1) - s.b2;
-  s.eps = T(eps);
-  s.wd = T(wd);
-  s.decay = T(1.0 - lr * wd);
-  return s;
-}
 
 // kDecay: 0 none, 1 L2 (g += wd * p), 2 decoupled (p *= 1 - lr * wd). M: model copy element
 // type, or void for none. All pointers (n).

@@ -8,34 +8,11 @@
 #include <vector>
 
 #include "core/cpu/cpu_backend.h"
+#include "core/pool_checks.h"
 #include "core/cpu/strided.h"
 
 namespace zt::cpu {
 namespace {
-
-struct PoolDims {
-  int64_t planes, h, w, oh, ow;
-};
-
-PoolDims pool_dims(const Tensor& x, const Tensor& out, const Pool2dGeometry& g, const char* op) {
-  for (const Tensor* t : {&x, &out})
-    ZT_CHECK(t->dim() == 4 && t->is_contiguous(), op, ": expected contiguous 4-D tensors, found ",
-             t->str());
-  ZT_CHECK(x.dtype() == out.dtype(), op, ": input and output must share a dtype, found ",
-           dtype_name(x.dtype()), " and ", dtype_name(out.dtype()));
-  const PoolDims d{x.size(0) * x.size(1), x.size(2), x.size(3), out.size(2), out.size(3)};
-  ZT_CHECK(out.size(0) == x.size(0) && out.size(1) == x.size(1) &&
-               d.oh == conv_output_size(d.h, g.kernel_h, g.stride_h, g.pad_h, g.dil_h) &&
-               d.ow == conv_output_size(d.w, g.kernel_w, g.stride_w, g.pad_w, g.dil_w),
-           op, ": output ", shape_str(out.shape()), " does not match input ", shape_str(x.shape()),
-           " for kernel (", g.kernel_h, ", ", g.kernel_w, ")");
-  return d;
-}
-
-void check_indices(const Tensor& indices, const Tensor& out, const char* op) {
-  ZT_CHECK(indices.dtype() == DType::i64 && indices.shape() == out.shape() && indices.is_contiguous(), op,
-           ": indices must be contiguous i64 of shape ", shape_str(out.shape()), ", found ", indices.str());
-}
 
 template <typename T>
 void max_pool_forward(const Tensor& out, const Tensor& indices, const Tensor& x, const PoolDims& d,
@@ -152,17 +129,12 @@ void avg_pool_backward(const Tensor& grad_x, const Tensor& grad_out, const PoolD
   });
 }
 
-void check_avg_geometry(const Pool2dGeometry& g, const char* op) {
-  ZT_CHECK(g.dil_h == 1 && g.dil_w == 1, op, ": average pooling has no dilation, found (", g.dil_h,
-           ", ", g.dil_w, ")");
-}
-
 }  // namespace
 
 void CpuBackend::max_pool2d(const Tensor& out, const Tensor& indices, const Tensor& x,
                             const Pool2dGeometry& geometry) {
   const PoolDims d = pool_dims(x, out, geometry, "max_pool2d");
-  check_indices(indices, out, "max_pool2d");
+  check_pool_indices(indices, out, "max_pool2d");
   if (out.numel() == 0) return;
   ZT_DISPATCH_FLOATING(x.dtype(), "max_pool2d",
                        [&]<typename T>() { max_pool_forward<T>(out, indices, x, d, geometry); });
@@ -171,14 +143,14 @@ void CpuBackend::max_pool2d(const Tensor& out, const Tensor& indices, const Tens
 void CpuBackend::max_pool2d_backward(const Tensor& grad_x, const Tensor& grad_out,
                                      const Tensor& indices, const Pool2dGeometry& geometry) {
   const PoolDims d = pool_dims(grad_x, grad_out, geometry, "max_pool2d_backward");
-  check_indices(indices, grad_out, "max_pool2d_backward");
+  check_pool_indices(indices, grad_out, "max_pool2d_backward");
   if (grad_x.numel() == 0) return;
   ZT_DISPATCH_FLOATING(grad_x.dtype(), "max_pool2d_backward",
                        [&]<typename T>() { max_pool_backward<T>(grad_x, grad_out, indices, d); });
 }
 
 void CpuBackend::avg_pool2d(const Tensor& out, const Tensor& x, const Pool2dGeometry& geometry) {
-  check_avg_geometry(geometry, "avg_pool2d");
+  check_avg_pool_geometry(geometry, "avg_pool2d");
   const PoolDims d = pool_dims(x, out, geometry, "avg_pool2d");
   if (out.numel() == 0) return;
   ZT_DISPATCH_FLOATING(x.dtype(), "avg_pool2d",
@@ -187,7 +159,7 @@ void CpuBackend::avg_pool2d(const Tensor& out, const Tensor& x, const Pool2dGeom
 
 void CpuBackend::avg_pool2d_backward(const Tensor& grad_x, const Tensor& grad_out,
                                      const Pool2dGeometry& geometry) {
-  check_avg_geometry(geometry, "avg_pool2d_backward");
+  check_avg_pool_geometry(geometry, "avg_pool2d_backward");
   const PoolDims d = pool_dims(grad_x, grad_out, geometry, "avg_pool2d_backward");
   if (grad_x.numel() == 0) return;
   ZT_DISPATCH_FLOATING(grad_x.dtype(), "avg_pool2d_backward",
