@@ -10,6 +10,7 @@
 #include <mutex>
 #include <vector>
 
+#include "core/gemm_problem.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device.h"
@@ -45,24 +46,7 @@ cublasHandle_t handle_for(int device) {
   return s.handle;
 }
 
-// A 2-D or 3-D tensor as (batch, rows, cols) with element strides (batch stride 0 when 2-D or
-// a batch of one).
-struct Dims3 {
-  int64_t batch, rows, cols;
-  int64_t batch_stride, row_stride, col_stride;
-};
-
-Dims3 dims3(const Tensor& t, const char* what) {
-  ZT_CHECK(t.dim() == 2 || t.dim() == 3, "gemm: ", what, " must be 2-D or 3-D, found shape ",
-           shape_str(t.shape()));
-  const int64_t nd = t.dim();
-  Dims3 d{1, t.size(nd - 2), t.size(nd - 1), 0, t.stride(nd - 2), t.stride(nd - 1)};
-  if (nd == 3) {
-    d.batch = t.size(0);
-    d.batch_stride = d.batch == 1 ? 0 : t.stride(0);
-  }
-  return d;
-}
+using Dims3 = GemmOperand;
 
 // One operand as cuBLAS takes it.
 struct Operand {
@@ -108,28 +92,16 @@ cudaDataType_t cuda_type(DType t) {
 
 void CudaBackend::gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool trans_a,
                        bool trans_b, double alpha, double beta) {
-  ZT_CHECK(is_floating(out.dtype()), "gemm: dtype ", dtype_name(out.dtype()),
-           " is not supported (expected f32, f64, f16 or bf16)");
-  ZT_CHECK(a.dtype() == out.dtype() && b.dtype() == out.dtype(), "gemm: operands must share out's dtype ",
-           dtype_name(out.dtype()), ", found a ", dtype_name(a.dtype()), " and b ", dtype_name(b.dtype()));
+  const GemmProblem p = describe_gemm(out, a, b, trans_a, trans_b);
   const int device = common_device("gemm", {&out, &a, &b});
   DeviceGuard guard(device);
-  const Dims3 od = dims3(out, "out"), ad = dims3(a, "a"), bd = dims3(b, "b");
-  const int64_t batch = od.batch, m = od.rows, n = od.cols, k = trans_a ? ad.rows : ad.cols;
-  const int64_t a_m = trans_a ? ad.cols : ad.rows;
-  const int64_t b_k = trans_b ? bd.cols : bd.rows, b_n = trans_b ? bd.rows : bd.cols;
-  ZT_CHECK(a_m == m && b_k == k && b_n == n, "gemm: shapes do not chain: out ", shape_str(out.shape()),
-           ", a ", shape_str(a.shape()), (trans_a ? " (transposed)" : ""), ", b ",
-           shape_str(b.shape()), (trans_b ? " (transposed)" : ""));
-  ZT_CHECK((ad.batch == 1 || ad.batch == batch) && (bd.batch == 1 || bd.batch == batch),
-           "gemm: batch sizes must be 1 or out's ", batch, ", found a ", shape_str(a.shape()), " and b ",
-           shape_str(b.shape()));
-  ZT_CHECK(od.col_stride == 1 || n == 1, "gemm: out must have unit stride in its last dim, found strides ",
-           shape_str(out.strides()));
+  const Dims3& od = p.out;
+  const Dims3& ad = p.a;
+  const Dims3& bd = p.b;
+  const int64_t batch = p.batch, m = p.m, n = p.n, k = p.k;
   const int64_t ldc = m == 1 ? std::max<int64_t>(n, 1) : od.row_stride;
   ZT_CHECK(ldc >= n, "gemm: out rows overlap: row stride ", od.row_stride, " < ", n, " columns");
-  ZT_CHECK(m <= INT_MAX && n <= INT_MAX && k <= INT_MAX && ldc <= INT_MAX && batch <= INT_MAX,
-           "gemm: sizes must fit in 32 bits for cuBLAS, found m=", m, " n=", n, " k=", k, " batch=", batch);
+  ZT_CHECK(ldc <= INT_MAX, "gemm: out's row stride ", ldc, " must fit in 32 bits for cuBLAS");
   if (batch == 0 || m == 0 || n == 0) return;
   if (k == 0) {  // out = beta * out
     if (beta == 0.0) return fill(out, 0.0);

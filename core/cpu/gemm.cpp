@@ -18,28 +18,12 @@
 
 #include "core/cpu/cpu_backend.h"
 #include "core/cpu/strided.h"
+#include "core/gemm_problem.h"
 
 namespace zt::cpu {
 namespace {
 
-// A 2-D or 3-D tensor as (batch, rows, cols) with element strides; batch stride 0 when the
-// tensor is 2-D or has a batch of one.
-struct Dims3 {
-  int64_t batch, rows, cols;
-  int64_t batch_stride, row_stride, col_stride;
-};
-
-Dims3 dims3(const Tensor& t, const char* what) {
-  ZT_CHECK(t.dim() == 2 || t.dim() == 3, "gemm: ", what, " must be 2-D or 3-D, found shape ",
-           shape_str(t.shape()));
-  const int64_t nd = t.dim();
-  Dims3 d{1, t.size(nd - 2), t.size(nd - 1), 0, t.stride(nd - 2), t.stride(nd - 1)};
-  if (nd == 3) {
-    d.batch = t.size(0);
-    d.batch_stride = d.batch == 1 ? 0 : t.stride(0);
-  }
-  return d;
-}
+using Dims3 = GemmOperand;
 
 // One GEMM operand as BLAS consumes it (row-major order).
 template <typename T>
@@ -199,27 +183,11 @@ void gemm_half(const GemmSizes& s, const Tensor& out, const Dims3& od, const Ten
 
 void CpuBackend::gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool trans_a,
                       bool trans_b, double alpha, double beta) {
-  ZT_CHECK(is_floating(out.dtype()), "gemm: dtype ", dtype_name(out.dtype()),
-           " is not supported (expected f32, f64, f16 or bf16)");
-  ZT_CHECK(a.dtype() == out.dtype() && b.dtype() == out.dtype(), "gemm: operands must share out's dtype ",
-           dtype_name(out.dtype()), ", found a ", dtype_name(a.dtype()), " and b ", dtype_name(b.dtype()));
-  const Dims3 od = dims3(out, "out"), ad = dims3(a, "a"), bd = dims3(b, "b");
-  const GemmSizes s{od.batch, od.rows, od.cols, trans_a ? ad.rows : ad.cols};
-  const int64_t a_m = trans_a ? ad.cols : ad.rows;
-  const int64_t b_k = trans_b ? bd.cols : bd.rows, b_n = trans_b ? bd.rows : bd.cols;
-  ZT_CHECK(a_m == s.m && b_k == s.k && b_n == s.n, "gemm: shapes do not chain: out ",
-           shape_str(out.shape()), ", a ", shape_str(a.shape()), (trans_a ? " (transposed)" : ""),
-           ", b ", shape_str(b.shape()), (trans_b ? " (transposed)" : ""));
-  ZT_CHECK((ad.batch == 1 || ad.batch == s.batch) && (bd.batch == 1 || bd.batch == s.batch),
-           "gemm: batch sizes must be 1 or out's ", s.batch, ", found a ", shape_str(a.shape()),
-           " and b ", shape_str(b.shape()));
-  ZT_CHECK(od.col_stride == 1 || s.n == 1, "gemm: out must have unit stride in its last dim, found strides ",
-           shape_str(out.strides()));
-  ZT_CHECK(s.m <= INT_MAX && s.n <= INT_MAX && s.k <= INT_MAX && od.row_stride <= INT_MAX,
-           "gemm: matrix dims must fit in 32 bits for BLAS, found m=", s.m, " n=", s.n, " k=", s.k);
-  // BLAS reads a and b while writing out: an overlap would silently corrupt the result.
-  ZT_CHECK(!out.shares_storage(a) && !out.shares_storage(b),
-           "gemm: out must not share memory with a or b (write the product to a new tensor)");
+  const GemmProblem p = describe_gemm(out, a, b, trans_a, trans_b);
+  const Dims3& od = p.out;
+  const Dims3& ad = p.a;
+  const Dims3& bd = p.b;
+  const GemmSizes s{p.batch, p.m, p.n, p.k};
   if (s.batch == 0 || s.m == 0 || s.n == 0) return;
   if (s.k == 0) return scale_out(out, beta);
 
