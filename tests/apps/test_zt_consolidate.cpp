@@ -3,6 +3,8 @@
 // model; --help and bad arguments.
 #include <doctest/doctest.h>
 
+#include "temp_dir.h"
+
 #include <stdlib.h>
 
 #include <memory>
@@ -19,14 +21,8 @@ using namespace zt;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/zt_consolidate_XXXXXX";
-    REQUIRE(mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { remove_tree(path); }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("zt_consolidate") {}
 };
 
 std::string bytes_of(const Tensor& t) {

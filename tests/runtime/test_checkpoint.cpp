@@ -4,6 +4,8 @@
 // test_checkpoint_reshard.cpp.
 #include <doctest/doctest.h>
 
+#include "temp_dir.h"
+
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -26,14 +28,8 @@ using namespace zt;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/zt_checkpoint_XXXXXX";
-    REQUIRE(mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { remove_tree(path); }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("zt_checkpoint") {}
 };
 
 std::string bytes_of(const Tensor& t) {

@@ -4,6 +4,8 @@
 // SIGKILL, after which `latest` still names a loadable checkpoint.
 #include <doctest/doctest.h>
 
+#include "temp_dir.h"
+
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -23,14 +25,8 @@ using namespace zt;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/zt_reshard_XXXXXX";
-    REQUIRE(mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { remove_tree(path); }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("zt_reshard") {}
 };
 
 std::vector<double> values(const Tensor& t) { return raw::to(raw::contiguous(t), DType::f64).to_vector<double>(); }

@@ -3,6 +3,8 @@
 // bit-exact), corrupt files with the error each must give, and loading weights into a Module.
 #include <doctest/doctest.h>
 
+#include "temp_dir.h"
+
 #include <stdlib.h>
 
 #include <cstring>
@@ -84,14 +86,8 @@ std::string bytes_of(const Tensor& t) {
   return std::string(static_cast<const char*>(c.raw_data()), c.nbytes());
 }
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/zt_safetensors_XXXXXX";
-    REQUIRE(mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { remove_tree(path); }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("zt_safetensors") {}
 };
 
 void check_parse_error(const std::string& bytes, const std::vector<std::string>& fragments) {
