@@ -181,6 +181,88 @@ void save(zt::Engine& engine, const zt::DataLoader& loader, const std::string& d
   if (lead) std::printf("saved checkpoint %s/%s\n", dir.c_str(), tag.c_str());
 }
 
+// input -> hidden -> classes with a ReLU between, on `device`.
+std::shared_ptr<zt::Sequential> make_model(int64_t features, int64_t hidden, int64_t classes, zt::Device device) {
+  auto model = std::make_shared<zt::Sequential>();
+  model->push_back(std::make_shared<zt::Linear>(features, hidden));
+  model->push_back(std::make_shared<zt::ReLU>());
+  model->push_back(std::make_shared<zt::Linear>(hidden, classes));
+  model->to(device);
+  return model;
+}
+
+// This rank's slice of every global batch: micro-batches of the config's size, seeded order.
+zt::DataLoader make_loader(const Splits& data, const zt::Config& config, zt::Communicator& world) {
+  zt::DataLoaderOptions options;
+  options.batch_size = config.train_micro_batch_size_per_gpu;
+  options.world_size = world.size();
+  options.rank = world.rank();
+  options.seed = uint64_t(config.seed);
+  options.drop_last = true;
+  return zt::DataLoader(data.train, options);
+}
+
+// The last lines: skipped steps, throughput of this process's steps, held-out accuracy.
+void print_summary(zt::Engine& engine, zt::Module& model, const Splits& data, zt::Device device,
+                   int64_t step, int64_t steps_run, double seconds, double last_loss) {
+  if (engine.skipped_steps() > 0)
+    std::printf("%lld of %lld steps skipped for non-finite gradients\n", (long long)engine.skipped_steps(),
+                (long long)step);
+  const EvalResult final_eval = evaluate(model, *data.test, device, engine.dtype());
+  std::printf("done: %lld steps in %.2f s (%.0f samples/s), final loss %.4f, "
+              "held-out accuracy %.2f%% on %lld samples\n",
+              (long long)step, seconds, steps_run * engine.train_batch_size() / std::max(seconds, 1e-9),
+              last_loss, 100 * final_eval.accuracy, (long long)data.test->size());
+}
+
+// The run's first lines: data, model, batch, optimizer, device, dtype, accumulation, ranks.
+void print_header(const MlpOptions& o, const Splits& data, const zt::Config& config, int64_t num_parameters,
+                  zt::Device device, zt::DType dtype, int ranks) {
+  std::printf("zt-mlp: %s, %lld train / %lld held-out samples, MLP %lld -> %lld -> %lld "
+              "(%lld parameters), batch %lld, %s lr %g, device %s, %s\n",
+              data.name.c_str(), (long long)data.train->size(), (long long)data.test->size(),
+              (long long)data.features, (long long)o.hidden, (long long)data.classes,
+              (long long)num_parameters, (long long)config.train_batch_size, config.optimizer.type.c_str(),
+              config.optimizer.lr, device.str().c_str(), zt::dtype_name(dtype));
+  if (!o.config.empty()) std::printf("config: %s\n", config.origin.c_str());
+  if (config.gradient_accumulation_steps > 1)
+    std::printf("gradient accumulation: %lld micro-batches of %lld per step\n",
+                (long long)config.gradient_accumulation_steps, (long long)config.train_micro_batch_size_per_gpu);
+  if (ranks > 1)
+    std::printf("data parallel: %d ranks x %lld samples per step\n", ranks,
+                (long long)(config.train_batch_size / ranks));
+}
+
+// One line on stdout and one CSV row (when a CSV path is given) per logged step.
+class StepLog {
+ public:
+  explicit StepLog(const std::string& csv_path) {
+    if (csv_path.empty()) return;
+    csv_.open(csv_path);
+    ZT_CHECK(csv_.good(), "--csv: cannot write '", csv_path, "'");
+    csv_ << "step,epoch,loss,lr,samples_per_s,val_loss,val_accuracy\n";
+  }
+
+  void write(int64_t step, int64_t max_steps, int64_t epoch, double loss, double lr, double rate,
+             const EvalResult* val) {
+    std::printf("step %6lld/%lld | epoch %lld | loss %.4f | lr %.2e | %.0f samples/s", (long long)step,
+                (long long)max_steps, (long long)epoch, loss, lr, rate);
+    if (val) std::printf(" | val loss %.4f | val acc %.2f%%", val->loss, 100 * val->accuracy);
+    std::printf("\n");
+    std::fflush(stdout);
+    if (!csv_.is_open()) return;
+    char loss_text[32];  // every bit of the double, so resumed runs can be compared exactly
+    std::snprintf(loss_text, sizeof loss_text, "%.17g", loss);
+    csv_ << step << "," << epoch << "," << loss_text << "," << lr << "," << rate << ",";
+    if (val) csv_ << val->loss << "," << val->accuracy;
+    else csv_ << ",";
+    csv_ << "\n";
+  }
+
+ private:
+  std::ofstream csv_;
+};
+
 int run(const MlpOptions& o, const zt::ArgParser& args, const std::shared_ptr<zt::Communicator>& comm) {
   zt::Communicator& world = *comm;
   const int ranks = world.size();
@@ -199,11 +281,7 @@ int run(const MlpOptions& o, const zt::ArgParser& args, const std::shared_ptr<zt
   data_options.seed = int64_t(seed);
   Splits data = load_data(data_options);
 
-  auto model = std::make_shared<zt::Sequential>();
-  model->push_back(std::make_shared<zt::Linear>(data.features, o.hidden));
-  model->push_back(std::make_shared<zt::ReLU>());
-  model->push_back(std::make_shared<zt::Linear>(o.hidden, data.classes));
-  model->to(device);
+  auto model = make_model(data.features, o.hidden, data.classes, device);
   const int64_t num_parameters = model->num_parameters();
   // The engine converts the model to the config's dtype, broadcasts rank 0's weights when there
   // are several ranks and averages their gradients. The app prints its own lines (its CSV
@@ -214,13 +292,7 @@ int run(const MlpOptions& o, const zt::ArgParser& args, const std::shared_ptr<zt
   auto engine = zt::initialize(model, config, init);
   const int64_t accumulation = config.gradient_accumulation_steps;
 
-  zt::DataLoaderOptions loader_opts;
-  loader_opts.batch_size = config.train_micro_batch_size_per_gpu;
-  loader_opts.world_size = ranks;
-  loader_opts.rank = world.rank();
-  loader_opts.seed = seed;
-  loader_opts.drop_last = true;
-  zt::DataLoader loader(data.train, loader_opts);
+  zt::DataLoader loader = make_loader(data, config, world);
   if (!o.load.empty()) {
     restore_loader(loader, engine->load_checkpoint(o.load), o.load);
     if (lead)
@@ -231,27 +303,8 @@ int run(const MlpOptions& o, const zt::ArgParser& args, const std::shared_ptr<zt
   const int64_t max_steps = o.steps > 0 ? o.steps : epochs * steps_per_epoch;
   const int64_t print_every = args.given("--print-every") || o.config.empty() ? o.print_every : config.steps_per_print;
 
-  if (lead) {
-    std::printf("zt-mlp: %s, %lld train / %lld held-out samples, MLP %lld -> %lld -> %lld "
-                "(%lld parameters), batch %lld, %s lr %g, device %s, %s\n",
-                data.name.c_str(), (long long)data.train->size(), (long long)data.test->size(),
-                (long long)data.features, (long long)o.hidden, (long long)data.classes,
-                (long long)num_parameters, (long long)config.train_batch_size, config.optimizer.type.c_str(),
-                config.optimizer.lr, device.str().c_str(), zt::dtype_name(engine->dtype()));
-    if (!o.config.empty()) std::printf("config: %s\n", config.origin.c_str());
-    if (accumulation > 1)
-      std::printf("gradient accumulation: %lld micro-batches of %lld per step\n", (long long)accumulation,
-                  (long long)config.train_micro_batch_size_per_gpu);
-    if (ranks > 1)
-      std::printf("data parallel: %d ranks x %lld samples per step\n", ranks,
-                  (long long)(config.train_batch_size / ranks));
-  }
-  std::ofstream csv;
-  if (!o.csv.empty() && lead) {
-    csv.open(o.csv);
-    ZT_CHECK(csv.good(), "--csv: cannot write '", o.csv, "'");
-    csv << "step,epoch,loss,lr,samples_per_s,val_loss,val_accuracy\n";
-  }
+  if (lead) print_header(o, data, config, num_parameters, device, engine->dtype(), ranks);
+  StepLog log(lead ? o.csv : std::string());
 
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
@@ -284,22 +337,7 @@ int run(const MlpOptions& o, const zt::ArgParser& args, const std::shared_ptr<zt
       EvalResult val;
       const bool validate = epoch_end || last;
       if (validate && lead) val = evaluate(*model, *data.test, device, engine->dtype());
-      if (lead) {
-        std::printf("step %6lld/%lld | epoch %lld | loss %.4f | lr %.2e | %.0f samples/s",
-                    (long long)step, (long long)max_steps, (long long)epoch + 1, last_loss,
-                    engine->lr(), rate);
-        if (validate) std::printf(" | val loss %.4f | val acc %.2f%%", val.loss, 100 * val.accuracy);
-        std::printf("\n");
-        std::fflush(stdout);
-      }
-      if (csv.is_open()) {
-        char loss_text[32];  // every bit of the double, so resumed runs can be compared exactly
-        std::snprintf(loss_text, sizeof loss_text, "%.17g", last_loss);
-        csv << step << "," << epoch + 1 << "," << loss_text << "," << engine->lr() << "," << rate << ",";
-        if (validate) csv << val.loss << "," << val.accuracy;
-        else csv << ",";
-        csv << "\n";
-      }
+      if (lead) log.write(step, max_steps, epoch + 1, last_loss, engine->lr(), rate, validate ? &val : nullptr);
       window_start = Clock::now();
       window_samples = 0;
     }
@@ -311,14 +349,7 @@ int run(const MlpOptions& o, const zt::ArgParser& args, const std::shared_ptr<zt
   if (!o.save.empty() && saved_step != step) save(*engine, loader, o.save, lead);
   const double total = std::chrono::duration<double>(Clock::now() - start).count();
   if (!lead) return 0;
-  if (engine->skipped_steps() > 0)
-    std::printf("%lld of %lld steps skipped for non-finite gradients\n", (long long)engine->skipped_steps(),
-                (long long)step);
-  const EvalResult final_eval = evaluate(*model, *data.test, device, engine->dtype());
-  std::printf("done: %lld steps in %.2f s (%.0f samples/s), final loss %.4f, "
-              "held-out accuracy %.2f%% on %lld samples\n",
-              (long long)step, total, (step - first_step) * config.train_batch_size / std::max(total, 1e-9), last_loss,
-              100 * final_eval.accuracy, (long long)data.test->size());
+  print_summary(*engine, *model, data, device, step, step - first_step, total, last_loss);
   return 0;
 }
 
