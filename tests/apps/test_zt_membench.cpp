@@ -1,0 +1,119 @@
+// zt-membench under mpirun -np 2: per-rank model-state bytes of ZeRO stages 0-2 match the ZeRO
+// formula, shrink with the stage, and land in the CSV and SVG; --estimate runs without MPI.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "apps/mpi_runner.h"
+
+using zt::test::bin_dir;
+using zt::test::mpirun_prefix;
+using zt::test::run_command;
+
+namespace {
+
+// The CSV as rows of cells keyed by the header's column names.
+std::vector<std::map<std::string, std::string>> read_csv(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  auto split = [](const std::string& line) {
+    std::vector<std::string> cells(1);
+    for (char c : line) {
+      if (c == ',') cells.emplace_back();
+      else cells.back() += c;
+    }
+    return cells;
+  };
+  std::string line;
+  std::getline(in, line);
+  const std::vector<std::string> header = split(line);
+  std::vector<std::map<std::string, std::string>> rows;
+  while (std::getline(in, line)) {
+    const std::vector<std::string> cells = split(line);
+    REQUIRE(cells.size() == header.size());
+    std::map<std::string, std::string> row;
+    for (size_t i = 0; i < header.size(); ++i) row[header[i]] = cells[i];
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+double num(const std::map<std::string, std::string>& row, const std::string& column) {
+  REQUIRE(row.count(column) == 1);
+  return std::stod(row.at(column));
+}
+
+size_t count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("zt-membench on 2 ranks: stages 0-2 match the ZeRO formula and shrink with the stage") {
+  const auto dir = std::filesystem::temp_directory_path();
+  const auto csv = dir / "zt_membench_np2.csv", svg = dir / "zt_membench_np2.svg";
+  std::filesystem::remove(csv);
+  std::filesystem::remove(svg);
+  // 4 x Linear(500, 500): Psi = 4 * (250000 + 500) = 1,002,000 parameters.
+  auto r = run_command(mpirun_prefix(2) + " " + bin_dir() + "/zt-membench --width 500 --depth 4 --steps 2 "
+                       "--stages 0,1,2,3 --csv " + csv.string() + " --svg " + svg.string());
+  REQUIRE_MESSAGE(r.run.exit_code == 0, r.run.output);
+  CHECK(r.seconds < 20);
+  CHECK(r.run.output.find("ZeRO stage 3: skipped") != std::string::npos);
+
+  const auto rows = read_csv(csv);
+  REQUIRE(rows.size() == 6);
+  std::map<int, double> measured;  // stage -> rank 0's model states
+  for (int stage : {0, 1, 2}) {
+    for (int rank : {0, 1}) {
+      CAPTURE(stage);
+      CAPTURE(rank);
+      const auto& row = rows.at(size_t(stage * 2 + rank));
+      REQUIRE(num(row, "stage") == stage);
+      REQUIRE(num(row, "rank") == rank);
+      CHECK(num(row, "params") == 1002000);
+      // f32 formula with N = 2: 16Psi, 8Psi + 8Psi/2 = 12Psi, 4Psi + 12Psi/2 = 10Psi.
+      const double psi = 1002000, factor[] = {16, 12, 10};
+      CHECK(num(row, "predicted_model_state_bytes") == doctest::Approx(factor[stage] * psi));
+      const double m = num(row, "measured_model_state_bytes");
+      CHECK(std::fabs(m / (factor[stage] * psi) - 1) < 0.05);
+      CHECK(num(row, "parameters_bytes") + num(row, "gradients_bytes") + num(row, "optimizer_state_bytes") ==
+            doctest::Approx(m));
+      if (rank == 0) measured[stage] = m;
+    }
+  }
+  CHECK(measured[2] < measured[1]);
+  CHECK(measured[1] < measured[0]);
+
+  std::ifstream in(svg);
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string s = text.str();
+  CHECK(s.rfind("<svg", 0) == 0);
+  CHECK(count(s, "<g class=\"stage\"") == 3);
+  CHECK(s.find("</svg>") != std::string::npos);
+}
+
+TEST_CASE("zt-membench --estimate prints the three predictions without MPI ranks") {
+  auto r = run_command(bin_dir() + "/zt-membench --estimate --width 500 --depth 4 --ranks 2 --batch 8");
+  REQUIRE_MESSAGE(r.run.exit_code == 0, r.run.output);
+  // Psi = 1,002,000; MiB = 2^20 bytes: 16Psi, 12Psi, 10Psi; activations 8*500*4*4*2 = 128000 bytes.
+  CHECK(r.run.output.find("stage 0: model states 15.289 MiB") != std::string::npos);
+  CHECK(r.run.output.find("stage 1: model states 11.467 MiB") != std::string::npos);
+  CHECK(r.run.output.find("stage 2: model states 9.556 MiB") != std::string::npos);
+  CHECK(r.run.output.find("= 0.122 MiB") != std::string::npos);
+}
+
+TEST_CASE("zt-membench rejects a stage it does not know") {
+  auto r = run_command(bin_dir() + "/zt-membench --estimate --stages 0,4");
+  CHECK(r.run.exit_code != 0);
+  CHECK(r.run.output.find("--stages: expected a comma-separated list of ZeRO stages 0..3, found '4'") !=
+        std::string::npos);
+}
