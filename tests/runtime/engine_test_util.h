@@ -1,6 +1,7 @@
 // Helpers of the engine tests: a small MLP with fixed initial weights, a fixed regression batch
 // and configs written inline.
 #pragma once
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +15,24 @@
 #include "runtime/config.h"
 
 namespace zt::test {
+
+// A temporary file for lines a component prints, read back as text; closed (and deleted) at
+// the end of the test.
+struct LogFile {
+  std::FILE* f = std::tmpfile();
+  LogFile() = default;
+  LogFile(const LogFile&) = delete;
+  LogFile& operator=(const LogFile&) = delete;
+  ~LogFile() { std::fclose(f); }
+  std::string text() const {
+    std::fflush(f);
+    std::rewind(f);
+    std::string s;
+    char buf[512];
+    while (size_t n = std::fread(buf, 1, sizeof buf, f)) s.append(buf, n);
+    return s;
+  }
+};
 
 // Linear(4, 8) -> ReLU -> Linear(8, 3), the same weights for the same seed.
 inline std::shared_ptr<Sequential> small_mlp(uint64_t seed = 7) {

@@ -15,6 +15,7 @@
 
 using namespace zt;
 using zt::test::json_config;
+using zt::test::LogFile;
 using zt::test::regression_batch;
 using zt::test::rows;
 using zt::test::small_mlp;
@@ -32,20 +33,6 @@ double max_diff(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
   for (size_t i = 0; i < a.size(); ++i) d = std::max(d, raw::max_abs_diff(a[i], b[i]));
   return d;
 }
-
-// A log file for the engine's lines, read back as text.
-struct LogFile {
-  std::FILE* f = std::tmpfile();
-  ~LogFile() { std::fclose(f); }
-  std::string text() const {
-    std::fflush(f);
-    std::rewind(f);
-    std::string s;
-    char buf[512];
-    while (size_t n = std::fread(buf, 1, sizeof buf, f)) s.append(buf, n);
-    return s;
-  }
-};
 
 const char* kSgd = R"("optimizer": {"type": "SGD", "params": {"lr": 0.1, "momentum": 0.9}})";
 

@@ -16,15 +16,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_stream(std::FILE* f) {
-  std::fflush(f);
-  std::rewind(f);
-  std::string s;
-  char buf[512];
-  while (size_t n = std::fread(buf, 1, sizeof buf, f)) s.append(buf, n);
-  return s;
-}
-
 std::vector<std::string> read_lines(const fs::path& path) {
   std::ifstream in(path);
   std::vector<std::string> lines;
@@ -62,7 +53,8 @@ TEST_CASE("monitor: the line and the CSV row") {
 
   const fs::path csv = fs::temp_directory_path() / "zt_monitor_test" / "rows.csv";
   fs::remove_all(csv.parent_path());
-  std::FILE* out = std::tmpfile();
+  test::LogFile out_log;
+  std::FILE* out = out_log.f;
   {
     Monitor m(MonitorOptions{10, csv.string(), false, true, 0, out});
     CHECK(m.reports_at(20));
@@ -71,9 +63,8 @@ TEST_CASE("monitor: the line and the CSV row") {
     m.skipped_step(21, "loss scale 1024 -> 512");
     m.progress(21);  // not a terminal: no bar
   }
-  CHECK(read_stream(out) == Monitor::format_line(r, false) + "\n" +
+  CHECK(out_log.text() == Monitor::format_line(r, false) + "\n" +
                                 "step 21 skipped: non-finite gradients; loss scale 1024 -> 512\n");
-  std::fclose(out);
   const auto lines = read_lines(csv);
   REQUIRE(lines.size() == 2);
   CHECK(lines[0] == Monitor::csv_header());
@@ -83,22 +74,23 @@ TEST_CASE("monitor: the line and the CSV row") {
 TEST_CASE("monitor: ranks other than 0 write nothing") {
   const fs::path csv = fs::temp_directory_path() / "zt_monitor_rank1.csv";
   fs::remove(csv);
-  std::FILE* out = std::tmpfile();
+  test::LogFile out_log;
+  std::FILE* out = out_log.f;
   {
     Monitor m(MonitorOptions{1, csv.string(), true, false, 0, out});
     m.report(sample_record());
     m.skipped_step(3, "");
   }
-  CHECK(read_stream(out).empty());
+  CHECK(out_log.text().empty());
   CHECK_FALSE(fs::exists(csv));
-  std::fclose(out);
 }
 
 TEST_CASE("monitor: the engine prints every steps_per_print steps and fills csv_monitor") {
   const fs::path dir = fs::temp_directory_path() / "zt_engine_monitor";
   fs::remove_all(dir);
   const auto data = zt::test::regression_batch(8);
-  std::FILE* out = std::tmpfile();
+  test::LogFile out_log;
+  std::FILE* out = out_log.f;
   InitOptions options;
   options.log = out;
   auto e = initialize(zt::test::small_mlp(), zt::test::json_config(R"({"train_batch_size": 8,
@@ -116,8 +108,7 @@ TEST_CASE("monitor: the engine prints every steps_per_print steps and fills csv_
     }
     losses.push_back(sum / 2);
   }
-  const std::string text = read_stream(out);
-  std::fclose(out);
+  const std::string text = out_log.text();
   CHECK(text.find("step 2 | loss ") != std::string::npos);
   CHECK(text.find("step 4 | loss ") != std::string::npos);
   CHECK(text.find("step 3 |") == std::string::npos);
