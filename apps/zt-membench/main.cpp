@@ -293,7 +293,7 @@ int run(const BenchOptions& o, const std::shared_ptr<zt::Communicator>& comm) {
                 "1-2: 4Psi/N) that the formula does not count\n");
   for (int s : stages) {
     if (s == 3) {
-      if (lead) std::printf("ZeRO stage 3: skipped (not implemented in zerotrain; no numbers)\n");
+      if (lead) std::printf("ZeRO stage 3: skipped (this build has stages 0-2 only; no numbers)\n");
       continue;
     }
     const std::vector<Measure> all = gather(*comm, run_stage(s, o, comm));
