@@ -19,6 +19,12 @@ inline std::string bin_dir() {
   return d ? d : "";
 }
 
+// The source tree (ZT_SOURCE_DIR, set by CTest), for the configs/ the tests run apps with.
+inline std::string source_dir() {
+  const char* d = std::getenv("ZT_SOURCE_DIR");
+  return d ? d : ".";
+}
+
 inline AppRun run_app(const std::string& app, const std::string& args) {
   AppRun r;
   const std::string cmd = bin_dir() + "/" + app + " " + args + " 2>&1";
