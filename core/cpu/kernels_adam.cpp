@@ -1,21 +1,102 @@
-// CPU fused Adam/AdamW step (ops.def: adam_step): one pass over contiguous buffers, in place,
-// OpenMP over chunks. The per-element arithmetic is the fused loop optim/adam.cpp used before
-// this op, operation for operation in the param's dtype, so results are bitwise the
-// same; decay mode and the optional model copy are template parameters so the inner loop has no
+// CPU fused Adam/AdamW step (ops.def: adam_step): one pass over contiguous buffers, in place, one
+// contiguous span per OpenMP thread. f32 params run the AVX-512 or AVX2 kernel the CPU supports
+// (Note [CPU Adam kernels] in core/cpu/kernels_adam_simd.h), else the scalar loop here, which is
+// the reference: every level gives its results bit for bit. f64 params always take the scalar
+// loop. Decay mode and the optional model copy are template parameters so the inner loop has no
 // data-dependent branches.
+#include "core/cpu/kernels_adam.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
 
 #include "core/adam_scalars.h"
 #include "core/cpu/cpu_backend.h"
+#include "core/cpu/kernels_adam_simd.h"
 #include "core/cpu/strided.h"
 
 namespace zt::cpu {
+
+// ---- the instruction set ----
+
+const char* cpu_isa_name(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::scalar: return "scalar";
+    case CpuIsa::avx2: return "avx2";
+    case CpuIsa::avx512: return "avx512";
+  }
+  return "unknown";
+}
+
+CpuIsa parse_cpu_isa(const std::string& name) {
+  for (CpuIsa isa : {CpuIsa::scalar, CpuIsa::avx2, CpuIsa::avx512})
+    if (name == cpu_isa_name(isa)) return isa;
+  ZT_FAIL("unknown CPU instruction set level '", name, "' (expected scalar, avx2 or avx512)");
+}
+
+std::string cpu_missing_features(CpuIsa isa) {
+  std::string missing;
+  auto need = [&](bool has, const char* feature) {
+    if (!has) missing += missing.empty() ? feature : std::string(" ") + feature;
+  };
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (isa == CpuIsa::avx2) need(__builtin_cpu_supports("avx2"), "avx2");
+  if (isa == CpuIsa::avx512) need(__builtin_cpu_supports("avx512f"), "avx512f");
+  if (isa != CpuIsa::scalar) need(__builtin_cpu_supports("f16c"), "f16c");
+#else
+  if (isa != CpuIsa::scalar) need(false, "x86-64");
+#endif
+  return missing;
+}
+
+bool cpu_supports(CpuIsa isa) { return cpu_missing_features(isa).empty(); }
+
+namespace {
+
+constexpr int kAutomatic = -1;
+std::atomic<int> g_forced_isa{kAutomatic};
+
+void check_supported(CpuIsa isa, const char* source) {
+  const std::string missing = cpu_missing_features(isa);
+  ZT_CHECK(missing.empty(), source, " asks for the ", cpu_isa_name(isa), " Adam kernel, but this CPU lacks ", missing);
+}
+
+// The environment's choice, else the best supported; looked up once.
+CpuIsa automatic_isa() {
+  static const CpuIsa isa = [] {
+    if (const char* env = std::getenv("ZT_CPU_ISA"); env && *env) {
+      const CpuIsa wanted = parse_cpu_isa(env);
+      check_supported(wanted, "ZT_CPU_ISA");
+      return wanted;
+    }
+    if (cpu_supports(CpuIsa::avx512)) return CpuIsa::avx512;
+    return cpu_supports(CpuIsa::avx2) ? CpuIsa::avx2 : CpuIsa::scalar;
+  }();
+  return isa;
+}
+
+}  // namespace
+
+CpuIsa adam_isa() {
+  const int forced = g_forced_isa.load(std::memory_order_relaxed);
+  return forced == kAutomatic ? automatic_isa() : CpuIsa(forced);
+}
+
+void force_adam_isa(std::optional<CpuIsa> isa) {
+  if (isa) check_supported(*isa, "force_adam_isa");
+  g_forced_isa.store(isa ? int(*isa) : kAutomatic, std::memory_order_relaxed);
+}
+
+// ---- the kernels ----
+
 namespace {
 
 // kDecay: 0 none, 1 L2 (g += wd * p), 2 decoupled (p *= 1 - lr * wd). M: model copy element
-// type, or void for none. All pointers (n).
-// The loop is branch-free apart from sqrt's errno guard (the build keeps -fmath-errno, under which
-// GCC does not vectorise it); the pass is memory-bound either way: 28 bytes per f32 element.
+// type, or void for none. All pointers (n). The reference every vector level reproduces.
 template <int kDecay, typename T, typename G, typename M>
 void adam_range(T* __restrict p, const G* __restrict g, T* __restrict m, T* __restrict v, M* __restrict copy,
                 int64_t begin, int64_t end, const AdamScalars<T>& s) {
@@ -37,48 +118,110 @@ void adam_range(T* __restrict p, const G* __restrict g, T* __restrict m, T* __re
   }
 }
 
-// Chunks of a few pages per OpenMP iteration: each thread streams its own contiguous span.
-constexpr int64_t kChunk = 16384;
+// Below this many elements one thread does the whole pass (a parallel region costs microseconds).
+constexpr int64_t kParallelMin = 65536;
+
+// Calls fn(begin, end) on one contiguous span per OpenMP thread, spans a multiple of 64 elements
+// (whole cache lines for aligned buffers, whole vectors for every level).
+template <typename Fn>
+void for_each_thread_span(int64_t n, const Fn& fn) {
+  if (n < kParallelMin || omp_get_max_threads() == 1) return fn(int64_t(0), n);
+#pragma omp parallel
+  {
+    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t per_thread = ((n + threads - 1) / threads + 63) / 64 * 64;
+    const int64_t begin = std::min(n, t * per_thread), end = std::min(n, begin + per_thread);
+    if (begin < end) fn(begin, end);
+  }
+}
 
 template <int kDecay, typename T, typename G, typename M>
-void adam_all(T* p, const G* g, T* m, T* v, M* copy, int64_t n, const AdamScalars<T>& s) {
-  const int64_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) if (n > 4 * kChunk)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t begin = c * kChunk, end = begin + kChunk < n ? begin + kChunk : n;
-    adam_range<kDecay>(p, g, m, v, copy, begin, end, s);
-  }
+void adam_scalar(const AdamF32Args& a, int64_t begin, int64_t end) {
+  adam_range<kDecay, T, G, M>(a.param, static_cast<const G*>(a.grad), a.exp_avg, a.exp_avg_sq,
+                              static_cast<M*>(a.model_copy), begin, end, a.s);
 }
 
-template <typename T, typename G, typename M>
-void adam_dispatch_decay(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
-                         M* copy, int kind, const AdamScalars<T>& s) {
-  T* p = typed_data<T>(param);
-  const G* g = typed_data<G>(grad);
-  T* m = typed_data<T>(exp_avg);
-  T* v = typed_data<T>(exp_avg_sq);
+template <int kDecay, typename G>
+void adam_scalar_with_copy(const AdamF32Args& a, int64_t begin, int64_t end) {
+  if (!a.model_copy) return adam_scalar<kDecay, float, G, void>(a, begin, end);
+  if (a.copy_dtype == DType::bf16) return adam_scalar<kDecay, float, G, BFloat16>(a, begin, end);
+  adam_scalar<kDecay, float, G, Half>(a, begin, end);
+}
+
+template <int kDecay>
+void adam_scalar_with_grad(const AdamF32Args& a, int64_t begin, int64_t end) {
+  if (a.grad_dtype == DType::bf16) return adam_scalar_with_copy<kDecay, BFloat16>(a, begin, end);
+  if (a.grad_dtype == DType::f16) return adam_scalar_with_copy<kDecay, Half>(a, begin, end);
+  adam_scalar_with_copy<kDecay, float>(a, begin, end);
+}
+
+void adam_f32_range_scalar(const AdamF32Args& a, int64_t begin, int64_t end) {
+  if (a.decay_kind == 1) return adam_scalar_with_grad<1>(a, begin, end);
+  if (a.decay_kind == 2) return adam_scalar_with_grad<2>(a, begin, end);
+  adam_scalar_with_grad<0>(a, begin, end);
+}
+
+using AdamF32RangeKernel = void (*)(const AdamF32Args&, int64_t, int64_t);
+
+AdamF32RangeKernel f32_kernel_for(CpuIsa isa) {
+#if defined(__x86_64__)
+  switch (isa) {
+    case CpuIsa::avx512: return adam_f32_range_avx512;
+    case CpuIsa::avx2: return adam_f32_range_avx2;
+    case CpuIsa::scalar: break;
+  }
+#endif
+  return adam_f32_range_scalar;
+}
+
+void adam_f32(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+              const Tensor& model_copy, int kind, const AdamScalars<float>& s) {
+  const DType gt = grad.dtype();
+  ZT_CHECK(gt == DType::f32 || gt == DType::bf16 || gt == DType::f16,
+           "adam_step: grad must be f32, f16 or bf16 for an f32 param, found ", dtype_name(gt));
+  const DType ct = model_copy.defined() ? model_copy.dtype() : DType::bf16;
+  ZT_CHECK(ct == DType::bf16 || ct == DType::f16, "adam_step: model_copy must be f16 or bf16, found ",
+           dtype_name(ct));
+  const AdamF32Args args{typed_data<float>(param),
+                         grad.raw_data(),
+                         typed_data<float>(exp_avg),
+                         typed_data<float>(exp_avg_sq),
+                         model_copy.defined() ? model_copy.raw_data() : nullptr,
+                         gt,
+                         ct,
+                         kind,
+                         s};
+  const AdamF32RangeKernel kernel = f32_kernel_for(adam_isa());
+  for_each_thread_span(param.numel(), [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
+}
+
+// f64 params: the scalar loop, f64 grads, an optional 16-bit copy.
+template <int kDecay>
+void adam_f64_with_copy(double* p, const double* g, double* m, double* v, const Tensor& model_copy, int64_t n,
+                        const AdamScalars<double>& s) {
+  auto run = [&]<typename M>(M* copy) {
+    for_each_thread_span(n, [&](int64_t begin, int64_t end) {
+      adam_range<kDecay, double, double, M>(p, g, m, v, copy, begin, end, s);
+    });
+  };
+  if (!model_copy.defined()) return run(static_cast<void*>(nullptr));
+  if (model_copy.dtype() == DType::bf16) return run(typed_data<BFloat16>(model_copy));
+  ZT_CHECK(model_copy.dtype() == DType::f16, "adam_step: model_copy must be f16 or bf16, found ",
+           dtype_name(model_copy.dtype()));
+  run(typed_data<Half>(model_copy));
+}
+
+void adam_f64(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+              const Tensor& model_copy, int kind, const AdamScalars<double>& s) {
+  ZT_CHECK(grad.dtype() == DType::f64, "adam_step: an f64 param takes an f64 grad, found ", dtype_name(grad.dtype()));
+  double* p = typed_data<double>(param);
+  const double* g = typed_data<double>(grad);
+  double* m = typed_data<double>(exp_avg);
+  double* v = typed_data<double>(exp_avg_sq);
   const int64_t n = param.numel();
-  if (kind == 1) {
-    adam_all<1>(p, g, m, v, copy, n, s);
-  } else if (kind == 2) {
-    adam_all<2>(p, g, m, v, copy, n, s);
-  } else {
-    adam_all<0>(p, g, m, v, copy, n, s);
-  }
-}
-
-template <typename T, typename G>
-void adam_dispatch_copy(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
-                        const Tensor& model_copy, int kind, const AdamScalars<T>& s) {
-  if (!model_copy.defined()) {
-    adam_dispatch_decay<T, G, void>(param, grad, exp_avg, exp_avg_sq, nullptr, kind, s);
-  } else if (model_copy.dtype() == DType::bf16) {
-    adam_dispatch_decay<T, G>(param, grad, exp_avg, exp_avg_sq, typed_data<BFloat16>(model_copy), kind, s);
-  } else {
-    ZT_CHECK(model_copy.dtype() == DType::f16, "adam_step: model_copy must be f16 or bf16, found ",
-             dtype_name(model_copy.dtype()));
-    adam_dispatch_decay<T, G>(param, grad, exp_avg, exp_avg_sq, typed_data<Half>(model_copy), kind, s);
-  }
+  if (kind == 1) return adam_f64_with_copy<1>(p, g, m, v, model_copy, n, s);
+  if (kind == 2) return adam_f64_with_copy<2>(p, g, m, v, model_copy, n, s);
+  adam_f64_with_copy<0>(p, g, m, v, model_copy, n, s);
 }
 
 }  // namespace
@@ -89,24 +232,13 @@ void CpuBackend::adam_step(const Tensor& param, const Tensor& grad, const Tensor
   ZT_CHECK(param.is_contiguous() && grad.is_contiguous() && exp_avg.is_contiguous() && exp_avg_sq.is_contiguous(),
            "adam_step: expected contiguous buffers, found param ", param.str(), ", grad ", grad.str());
   const int kind = weight_decay == 0 ? 0 : (decoupled ? 2 : 1);
-  const DType pt = param.dtype(), gt = grad.dtype();
-  if (pt == DType::f64) {
-    ZT_CHECK(gt == DType::f64, "adam_step: an f64 param takes an f64 grad, found ", dtype_name(gt));
-    adam_dispatch_copy<double, double>(param, grad, exp_avg, exp_avg_sq, model_copy, kind,
-                                       adam_scalars<double>(lr, beta1, beta2, eps, weight_decay, step));
-    return;
-  }
+  const DType pt = param.dtype();
+  if (pt == DType::f64)
+    return adam_f64(param, grad, exp_avg, exp_avg_sq, model_copy, kind,
+                    adam_scalars<double>(lr, beta1, beta2, eps, weight_decay, step));
   ZT_CHECK(pt == DType::f32, "adam_step: param must be f32 or f64, found ", dtype_name(pt));
-  const AdamScalars<float> s = adam_scalars<float>(lr, beta1, beta2, eps, weight_decay, step);
-  if (gt == DType::f32) {
-    adam_dispatch_copy<float, float>(param, grad, exp_avg, exp_avg_sq, model_copy, kind, s);
-  } else if (gt == DType::bf16) {
-    adam_dispatch_copy<float, BFloat16>(param, grad, exp_avg, exp_avg_sq, model_copy, kind, s);
-  } else if (gt == DType::f16) {
-    adam_dispatch_copy<float, Half>(param, grad, exp_avg, exp_avg_sq, model_copy, kind, s);
-  } else {
-    ZT_FAIL("adam_step: grad must be f32, f16 or bf16 for an f32 param, found ", dtype_name(gt));
-  }
+  adam_f32(param, grad, exp_avg, exp_avg_sq, model_copy, kind,
+           adam_scalars<float>(lr, beta1, beta2, eps, weight_decay, step));
 }
 
 }  // namespace zt::cpu
