@@ -1,0 +1,124 @@
+// GPT training throughput (issue 7): GPT-2 124M shapes by default (12 layers, 12 heads, 768 wide,
+// context 1024, vocab 50304), bf16 with fp32 master weights and AdamW through the engine, on
+// random tokens. Prints tokens/s, model FLOP/s, MFU against --peak-tflops (989: the H200's dense
+// bf16 peak) counting 6 N + 12 L T C FLOPs per token, and the allocator's peak memory.
+// bench/torch_gpt.py measures the same model and batch in PyTorch (eager and torch.compile) for
+// the ratio; scripts/gpu_bench.sh runs both in one call.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "autograd/autograd.h"
+#include "autograd/ops.h"
+#include "core/allocator.h"
+#include "core/backend.h"
+#include "core/factory.h"
+#include "nn/gpt.h"
+#include "runtime/args.h"
+#include "runtime/config.h"
+#include "runtime/engine.h"
+
+namespace {
+
+struct Options {
+  int64_t n_layer = 12, n_head = 12, n_embd = 768, block_size = 1024, vocab = 50304;
+  int64_t batch = 8;    // sequences per step
+  int64_t steps = 20;   // timed steps
+  int64_t warmup = 5;   // untimed steps first (allocator caches, cuBLAS heuristics)
+  std::string dtype = "bf16";
+  std::string device;
+  double peak_tflops = 989.0;
+  bool checkpoint_activations = false;
+};
+
+int run(const Options& o) {
+  const bool have_cuda = zt::has_backend(zt::DeviceType::CUDA);
+  const zt::Device device = zt::Device::parse(o.device.empty() ? (have_cuda ? "cuda" : "cpu") : o.device);
+  ZT_CHECK(zt::has_backend(device.type), "--device ", device.str(), ": not available in this build or machine");
+  ZT_CHECK(o.dtype == "bf16" || o.dtype == "f32", "--dtype: expected bf16 or f32, found '", o.dtype, "'");
+  nlohmann::json config = {{"train_batch_size", o.batch},
+                           {"gradient_clipping", 1.0},
+                           {"steps_per_print", 1000000},
+                           {"optimizer", {{"type", "AdamW"}, {"params", {{"lr", 6e-4}, {"betas", {0.9, 0.95}},
+                                                                          {"weight_decay", 0.1}}}}}};
+  if (o.dtype == "bf16") config["bf16"] = {{"enabled", true}};
+  const zt::Config cfg = zt::config_from_app_defaults(config, zt::ConfigOptions{});
+
+  zt::GPTConfig gc;
+  gc.n_layer = o.n_layer;
+  gc.n_head = o.n_head;
+  gc.n_embd = o.n_embd;
+  gc.block_size = o.block_size;
+  gc.vocab_size = o.vocab;
+  gc.checkpoint_activations = o.checkpoint_activations;
+  zt::Generator gen(1234);
+  auto model = std::make_shared<zt::GPT>(gc, &gen);
+  model->to(device);
+  zt::InitOptions init;
+  init.monitor = false;
+  auto engine = zt::initialize(model, cfg, init);
+
+  const zt::Tensor tokens = zt::raw::to(
+      zt::randint(0, o.vocab, {o.batch, o.block_size + 1}, zt::TensorOptions(zt::DType::i64), &gen), device);
+  const zt::Tensor x = zt::raw::contiguous(zt::raw::narrow(tokens, 1, 0, o.block_size));
+  const zt::Tensor y = zt::raw::contiguous(zt::raw::narrow(tokens, 1, 1, o.block_size));
+  auto step = [&] {
+    zt::Tensor loss = zt::cross_entropy(engine->forward(x), y);
+    engine->backward(loss);
+    engine->step();
+    return loss;
+  };
+  std::printf("bench_gpt: GPT %lld layers, %lld heads, %lld wide, context %lld, vocab %lld: %.1fM parameters | "
+              "batch %lld x %lld tokens, %s, AdamW, device %s\n",
+              (long long)o.n_layer, (long long)o.n_head, (long long)o.n_embd, (long long)o.block_size,
+              (long long)o.vocab, double(model->num_parameters()) / 1e6, (long long)o.batch, (long long)o.block_size,
+              o.dtype.c_str(), device.str().c_str());
+  double first_loss = 0;
+  for (int64_t i = 0; i < o.warmup; ++i) {
+    const double l = step().item();  // item() waits for the device
+    if (i == 0) first_loss = l;
+  }
+  zt::allocator_for(device).reset_peak();
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  zt::Tensor last;
+  for (int64_t i = 0; i < o.steps; ++i) last = step();
+  const double last_loss = last.item();
+  const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  const double tokens_per_s = double(o.steps * o.batch * o.block_size) / secs;
+  const double flops = tokens_per_s * model->flops_per_token(o.block_size);
+  const zt::MemoryStats mem = zt::allocator_for(device).stats();
+  std::printf("zerotrain: %.1f ms/step, %.0f tokens/s, %.1f TFLOP/s model, MFU %.1f%% of %.0f TFLOP/s, "
+              "peak memory %.2f GiB (loss %.3f -> %.3f)\n",
+              1e3 * secs / double(o.steps), tokens_per_s, flops / 1e12, 100 * flops / (o.peak_tflops * 1e12),
+              o.peak_tflops, double(mem.total.peak) / double(int64_t(1) << 30), first_loss, last_loss);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  zt::ArgParser args("bench_gpt", "GPT training throughput through the engine (tokens/s, MFU, peak memory).");
+  args.add("--n-layer", &o.n_layer, "Transformer blocks");
+  args.add("--n-head", &o.n_head, "attention heads");
+  args.add("--n-embd", &o.n_embd, "width");
+  args.add("--block-size", &o.block_size, "context length");
+  args.add("--vocab", &o.vocab, "vocabulary size");
+  args.add("--batch", &o.batch, "sequences per step");
+  args.add("--steps", &o.steps, "timed steps");
+  args.add("--warmup", &o.warmup, "untimed steps first");
+  args.add("--dtype", &o.dtype, "bf16 (fp32 masters) or f32");
+  args.add("--device", &o.device, "cpu or cuda (default: cuda when present)");
+  args.add("--peak-tflops", &o.peak_tflops, "the device's dense peak for MFU (H200 bf16: 989)");
+  args.add_switch("--checkpoint-activations", &o.checkpoint_activations, "recompute block activations in backward");
+  try {
+    if (!args.parse(argc, argv)) return 0;
+    return run(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_gpt: error: %s\n", e.what());
+    return 1;
+  }
+}
