@@ -3,6 +3,7 @@
 // autograd/ops_*.cpp. Non-differentiable helpers (comparisons, argmax) are re-exported here so
 // model code needs one namespace.
 #pragma once
+#include <optional>
 #include <vector>
 
 #include "core/factory.h"
@@ -96,6 +97,12 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
 Tensor embedding(const Tensor& weight, const Tensor& indices);
 // Drops with probability p when training; identity otherwise. gen: default_generator() if null.
 Tensor dropout(const Tensor& x, double p, bool training, Generator* gen = nullptr);
+// Attention over q, k, v (B, H, T, D), 1 <= D <= 128: softmax(q k^T * scale) v with scale
+// 1/sqrt(D) unless given, key j <= query i when causal. Fused (core/ops.def attention_forward):
+// no (T, T) matrix, forward or backward. The result is a (B, H, T, D) view of (B, T, H, D)
+// memory, so merging heads afterwards is free.
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = true,
+                                    std::optional<double> scale = std::nullopt);
 enum class Reduction { mean, sum, none };
 // logits (N, C) or (..., C), target i64 (N) or (...); mean over non-ignored targets.
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index = -100,

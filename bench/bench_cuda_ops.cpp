@@ -2,10 +2,12 @@
 // same run, with CUDA events, warm-up and the median of repeats, on random data (never zeros)
 // sized to fill the chip. GEMM against cublasGemmEx called directly (TFLOP/s); memory-bound ops
 // against cudaMemcpy device-to-device (effective bandwidth counting the fewest bytes each op must
-// move); host overhead of a small autograd op. Prints a summary table last.
+// move); fused causal attention against the unfused composition (TFLOP/s); host overhead of a
+// small autograd op. Prints a summary table last.
 // Built only with the CUDA backend (bench/CMakeLists.txt); exits 0 with a message without a GPU.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -183,6 +185,58 @@ void bench_adamw(Bench& b, bool mixed) {
                     elem * double(n), ms);
 }
 
+// ---- fused attention ----
+
+// Causal attention FLOPs: Q K^T and P V over the lower triangle, 2 * 2 B H T^2 D / 2. The
+// backward counts 2.5 times that (FlashAttention's convention), so forward + backward is 3.5x.
+double causal_attention_flops(int64_t B, int64_t H, int64_t T, int64_t D) {
+  return 2.0 * double(B * H) * double(T) * double(T) * double(D);
+}
+
+// The fused op (zt::scaled_dot_product_attention) against the unfused composition nn's
+// CausalSelfAttention falls back to (matmul, mask, softmax, matmul), both through autograd, on
+// GPT-2 shapes in bf16. TFLOP/s count the causal FLOPs for both, so the ratio is the speed-up.
+void bench_attention(Bench& b, int64_t batch) {
+  const int64_t B = b.quick ? batch / 4 : batch, H = 12, T = 1024, D = 64;
+  const DType dt = DType::bf16;
+  const double scale = 1.0 / std::sqrt(double(D));
+  const Tensor q = zt::randn({B, H, T, D}, on_gpu(dt)), k = zt::randn({B, H, T, D}, on_gpu(dt));
+  const Tensor v = zt::randn({B, H, T, D}, on_gpu(dt)), g = zt::randn({B, H, T, D}, on_gpu(dt));
+  const Tensor ql = zt::detach(q), kl = zt::detach(k), vl = zt::detach(v);
+  for (const Tensor& t : {ql, kl, vl}) zt::set_requires_grad(t);
+  std::vector<double> mask_values(size_t(T * T), 0.0);
+  for (int64_t i = 0; i < T; ++i)
+    for (int64_t j = i + 1; j < T; ++j) mask_values[size_t(i * T + j)] = -INFINITY;
+  const Tensor mask = zt::raw::to(zt::from_vector<double>(mask_values, {T, T}, dt), zt::Device::cuda(kDevice));
+  auto unfused = [&](const Tensor& q_, const Tensor& k_, const Tensor& v_) {
+    Tensor att = zt::add(zt::mul(zt::matmul(q_, k_, false, true), scale), mask);  // (B, H, T, T)
+    return zt::matmul(zt::softmax(att, -1), v_);
+  };
+  auto fused = [&](const Tensor& q_, const Tensor& k_, const Tensor& v_) {
+    return zt::scaled_dot_product_attention(q_, k_, v_, true, scale);
+  };
+  auto fwd_bwd = [&](auto attention) {
+    for (const Tensor& t : {ql, kl, vl}) zt::set_grad(t, Tensor());
+    zt::backward(attention(ql, kl, vl), g);
+  };
+  const ref::TimingOptions opts{3, 10, 3};
+  const double flops = causal_attention_flops(B, H, T, D);
+  const std::string shape = " B=" + std::to_string(B) + " H=12 T=1024 D=64";
+  auto add_row = [&](const std::string& name, double work, double ms_fused, double ms_unfused) {
+    const double tf = work / ms_fused / 1e9, tf_ref = work / ms_unfused / 1e9;  // TFLOP/s
+    b.rows.push_back({name, fmt("%.1f", tf, " TFLOP/s"), fmt("unfused %.1f", tf_ref, " TFLOP/s"), tf / tf_ref, 1.0});
+    print_row(b.rows.back());
+  };
+  zt::NoGradGuard no_grad;
+  const double fwd_fused = ref::time_ms(kDevice, opts, [&] { fused(q, k, v); });
+  const double fwd_unfused = ref::time_ms(kDevice, opts, [&] { unfused(q, k, v); });
+  add_row("attention fwd bf16" + shape, flops, fwd_fused, fwd_unfused);
+  zt::EnableGradGuard grad_on;
+  const double fb_fused = ref::time_ms(kDevice, opts, [&] { fwd_bwd(fused); });
+  const double fb_unfused = ref::time_ms(kDevice, opts, [&] { fwd_bwd(unfused); });
+  add_row("attention fwd+bwd bf16" + shape, 3.5 * flops, fb_fused, fb_unfused);
+}
+
 // ---- host overhead ----
 
 // Host microseconds per call of fn over `calls` calls and one device sync at the end (median
@@ -234,7 +288,7 @@ void print_summary(const Bench& b) {
   std::printf("%d of %zu rows below target\n", failed, b.rows.size());
 }
 
-void run(Bench& b, bool gemm, bool memory, bool overhead) {
+void run(Bench& b, bool gemm, bool memory, bool attention, bool overhead) {
   if (memory) {
     std::printf("== device copy bandwidth (the ceiling) ==\n");
     bench_copy(b);  // the memory rows are ratios to copy_bw
@@ -262,6 +316,11 @@ void run(Bench& b, bool gemm, bool memory, bool overhead) {
     bench_adamw(b, false);
     bench_adamw(b, true);
   }
+  if (attention) {
+    std::printf("== fused attention vs unfused (matmul, mask, softmax, matmul), causal ==\n");
+    bench_attention(b, 8);
+    bench_attention(b, 16);
+  }
   if (overhead) {
     std::printf("== host overhead of a small op ==\n");
     bench_overhead(b);
@@ -272,12 +331,13 @@ void run(Bench& b, bool gemm, bool memory, bool overhead) {
 
 int main(int argc, char** argv) {
   Bench b;
-  bool gemm = true, memory = true, overhead = true;
+  bool gemm = true, memory = true, attention = true, overhead = true;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
-      std::printf("usage: bench_cuda_ops [--quick] [--only gemm|memory|overhead]\n"
-                  "  CUDA op roofline: GEMM vs cuBLAS, memory-bound ops vs cudaMemcpy, host overhead;\n"
+      std::printf("usage: bench_cuda_ops [--quick] [--only gemm|memory|attention|overhead]\n"
+                  "  CUDA op roofline: GEMM vs cuBLAS, memory-bound ops vs cudaMemcpy, fused attention vs\n"
+                  "  unfused, host overhead;\n"
                   "  --quick uses a quarter of the sizes (smoke run, numbers not representative)\n");
       return 0;
     }
@@ -287,6 +347,7 @@ int main(int argc, char** argv) {
       const std::string what = argv[++i];
       gemm = what == "gemm";
       memory = what == "memory";
+      attention = what == "attention";
       overhead = what == "overhead";
     } else {
       std::fprintf(stderr, "bench_cuda_ops: unknown argument '%s' (try --help)\n", arg.c_str());
@@ -298,7 +359,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   try {
-    run(b, gemm, memory, overhead);
+    run(b, gemm, memory, attention, overhead);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     print_summary(b);

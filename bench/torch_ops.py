@@ -135,6 +135,27 @@ def bench_cross_entropy(b, dtype):
     b.bandwidth(f"cross_entropy fwd+bwd {dname(dtype)}{shape}", 2 * lb + small, time_ms(fwd_bwd))
 
 
+def bench_attention(b, batch):
+    """F.scaled_dot_product_attention(is_causal=True) on bench_cuda_ops' shapes and FLOP count:
+    2 * 2 B H T^2 D / 2 forward (the causal half), 2.5x that backward; through autograd."""
+    B = batch // 4 if b.quick else batch
+    H, T, D = 12, 1024, 64
+    q, k, v, g = (torch.randn(B, H, T, D, device="cuda", dtype=torch.bfloat16) for _ in range(4))
+    flops = 2 * B * H * T * T * D
+    shape = f" B={B} H={H} T={T} D={D}"
+    with torch.no_grad():
+        ms = time_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True), warmup=3)
+    b.row(f"attention fwd bf16{shape}", f"{flops / (ms * 1e-3) / 1e12:.1f} TFLOP/s")
+    leaves = [t.detach().requires_grad_(True) for t in (q, k, v)]
+
+    def fwd_bwd():
+        out = F.scaled_dot_product_attention(*leaves, is_causal=True)
+        torch.autograd.grad(out, leaves, g)
+
+    ms = time_ms(fwd_bwd, warmup=3)
+    b.row(f"attention fwd+bwd bf16{shape}", f"{3.5 * flops / (ms * 1e-3) / 1e12:.1f} TFLOP/s")
+
+
 def bench_overhead(b):
     x = torch.randn(4, 4, device="cuda")
     y = torch.randn(4, 4, device="cuda")
@@ -190,6 +211,9 @@ def main():
     for fn in (bench_softmax, bench_layer_norm, bench_cross_entropy):
         for dtype in (torch.bfloat16, torch.float32):
             safe(fn, b, dtype)
+    print("== fused attention (F.scaled_dot_product_attention, causal) ==")
+    for batch in (8, 16):
+        safe(bench_attention, b, batch)
     print("== host overhead ==")
     safe(bench_overhead, b)
     print(f"\n== summary (torch_ops.py, {torch.cuda.get_device_name()}) ==")

@@ -87,6 +87,22 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
 Tensor cross_entropy_backward(const Tensor& grad_loss, const Tensor& logits, const Tensor& target,
                               int64_t ignore_index = -100);
 
+// ---- attention (core/ops.def: attention_forward/backward; Note [Attention layout]) ----
+struct AttentionResult {
+  Tensor out;  // (B, H, T, D), a view of (B, T, H, D) memory
+  Tensor lse;  // (B, H, T): f32, or f64 for f64 inputs
+};
+// softmax(scale * q k^T) v over q, k, v (B, H, T, D) of one floating dtype, 1 <= D <= 128, with
+// key j <= query i when causal; fused (no (T, T) matrix). Inputs are used as they are when their
+// last dim has unit stride (the views of a qkv projection), copied otherwise.
+AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal);
+struct AttentionGrads {
+  Tensor q, k, v;  // (B, H, T, D) each, views of (B, T, H, D) memory
+};
+// The gradients of attention() from grad_out and that call's inputs, out and lse.
+AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
+                                  const Tensor& out, const Tensor& lse, double scale, bool causal);
+
 // ---- indexing ----
 Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index);
 void index_add_(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src);

@@ -5,11 +5,12 @@
 #include <limits>
 
 #include "autograd/ops.h"
+#include "core/attention_checks.h"
 
 namespace zt {
 
 CausalSelfAttention::CausalSelfAttention(const CausalSelfAttentionOptions& o)
-    : n_embd_(o.n_embd), n_head_(o.n_head) {
+    : n_embd_(o.n_embd), n_head_(o.n_head), fused_(o.fused) {
   ZT_CHECK(o.n_embd > 0 && o.n_head > 0 && o.n_embd % o.n_head == 0,
            "CausalSelfAttention: expected n_embd divisible by n_head (both positive), found n_embd=",
            o.n_embd, " n_head=", o.n_head);
@@ -36,19 +37,30 @@ const Tensor& CausalSelfAttention::causal_mask(int64_t T, DType dtype, Device de
   return mask_;
 }
 
+bool CausalSelfAttention::uses_fused() const {
+  const bool dropout_active = is_training() && attn_dropout_->p() > 0.0;
+  return fused_ && !dropout_active && n_embd_ / n_head_ <= kMaxAttentionHeadDim;
+}
+
+Tensor CausalSelfAttention::unfused_attention(const Tensor& q, const Tensor& k, const Tensor& v) {
+  const int64_t T = q.size(2), hs = q.size(3);
+  Tensor att = mul(matmul(q, k, false, true), 1.0 / std::sqrt(double(hs)));  // (B, nh, T, T)
+  att = add(att, causal_mask(T, att.dtype(), att.device()));                  // broadcast (T, T)
+  att = (*attn_dropout_)(softmax(att, -1));
+  return matmul(att, v);  // (B, nh, T, hs)
+}
+
 Tensor CausalSelfAttention::forward(const Tensor& x) {
   ZT_CHECK(x.dim() == 3 && x.size(2) == n_embd_, "CausalSelfAttention: expected input (B, T, ",
            n_embd_, "), found ", shape_str(x.shape()));
   const int64_t B = x.size(0), T = x.size(1), C = n_embd_, nh = n_head_, hs = C / nh;
   std::vector<Tensor> qkv = split((*qkv_)(x), C, 2);  // 3 x (B, T, C)
-  auto heads = [&](const Tensor& t) {                  // (B, T, C) -> (B, nh, T, hs)
+  auto heads = [&](const Tensor& t) {                  // (B, T, C) -> (B, nh, T, hs), a view
     return transpose(reshape(t, {B, T, nh, hs}), 1, 2);
   };
   Tensor q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);
-  Tensor att = mul(matmul(q, k, false, true), 1.0 / std::sqrt(double(hs)));  // (B, nh, T, T)
-  att = add(att, causal_mask(T, att.dtype(), att.device()));                  // broadcast (T, T)
-  att = (*attn_dropout_)(softmax(att, -1));
-  Tensor y = matmul(att, v);                              // (B, nh, T, hs)
+  // The fused output is (B, T, nh, hs) memory already, so the contiguous() below copies nothing.
+  Tensor y = uses_fused() ? scaled_dot_product_attention(q, k, v, true) : unfused_attention(q, k, v);
   y = reshape(contiguous(transpose(y, 1, 2)), {B, T, C});  // merge heads: (B, T, C)
   return (*resid_dropout_)((*proj_)(y));
 }

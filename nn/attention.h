@@ -1,5 +1,7 @@
-// CausalSelfAttention: GPT's multi-head self-attention with a causal mask, unfused (matmul,
-// mask, softmax, matmul). It is the reference the fused CUDA attention is checked against.
+// CausalSelfAttention: GPT's multi-head self-attention with a causal mask. It runs the fused
+// attention op (scaled_dot_product_attention: no (T, T) matrix) whenever the attention weights see
+// no dropout (eval mode or p = 0); otherwise, or when asked to, the unfused composition (matmul,
+// mask, softmax, dropout, matmul), which is also the reference the fused path is tested against.
 #pragma once
 #include <memory>
 
@@ -16,6 +18,7 @@ struct CausalSelfAttentionOptions {
   double dropout = 0.0;  // on the attention weights and on the output
   bool bias = true;      // biases of the qkv and output projections
   Generator* generator = nullptr;  // for the Linear inits (default_generator() when null)
+  bool fused = true;  // false: always the unfused path (to compare the two)
 };
 
 class CausalSelfAttention : public Module {
@@ -26,13 +29,20 @@ class CausalSelfAttention : public Module {
   Tensor forward(const Tensor& x) override;
   int64_t n_embd() const { return n_embd_; }
   int64_t n_head() const { return n_head_; }
+  void set_fused(bool on) { fused_ = on; }
+  // Whether the next forward takes the fused path: allowed, no attention-weight dropout active,
+  // and a head size the fused kernels take (<= kMaxAttentionHeadDim).
+  bool uses_fused() const;
 
  private:
   // (T, T) with 0 on and below the diagonal and -inf above; rebuilt only when T, the dtype or
   // the device changes. Not a buffer: it is derived, so it stays out of state dicts.
   const Tensor& causal_mask(int64_t T, DType dtype, Device device);
+  // (B, nh, T, hs) each -> (B, nh, T, hs): softmax(q k^T / sqrt(hs) + mask), dropout, @ v.
+  Tensor unfused_attention(const Tensor& q, const Tensor& k, const Tensor& v);
 
   int64_t n_embd_, n_head_;
+  bool fused_;
   std::shared_ptr<Linear> qkv_, proj_;
   std::shared_ptr<Dropout> attn_dropout_, resid_dropout_;
   Tensor mask_;

@@ -7,6 +7,7 @@
 #include <map>
 #include <sstream>
 
+#include "core/attention_checks.h"
 #include "core/backend.h"
 #include "tests/cuda/parity_util.h"
 
@@ -658,6 +659,123 @@ int case_adam_step() {
   return ran;
 }
 
+// Fused attention, (B, H, T, D): T = 1 and T cut mid-tile (17, 33, 77, 129, 257), D = 32, 64,
+// 128, one padded on the tensor-core path (40) and one without 16-byte rows (20: element
+// loads). Layouts: separate contiguous tensors, or q/k/v as the strided slices of one
+// (B, T, 3, H, D) qkv buffer with outputs in (B, T, H, D) memory (what nn::CausalSelfAttention
+// passes), that buffer also shifted by one element (misaligned: the element-load path at D = 64).
+// The sums run in another order on the GPU, and the tensor cores take P and dS rounded to 16 bits:
+// dQ = sum_j dS_ij K_j cancels (sum_j dS_ij = 0), so its bf16 error reaches ~10 units of bf16's
+// rounding (4e-2 in a warp-level emulation of the kernels on these shapes); an indexing or
+// masking error is O(1).
+struct AttentionCase {
+  int64_t B, H, T, D;
+};
+const AttentionCase kAttentionCases[] = {{2, 3, 1, 32}, {1, 2, 17, 64}, {2, 2, 129, 128}, {1, 2, 257, 64},
+                                         {1, 2, 77, 40}, {2, 1, 33, 20}};
+enum class AttentionLayout { separate, packed, packed_shifted };
+constexpr AttentionLayout kAttentionLayouts[] = {AttentionLayout::separate, AttentionLayout::packed,
+                                                 AttentionLayout::packed_shifted};
+const char* attention_layout_name(AttentionLayout l) {
+  return l == AttentionLayout::separate ? "separate" : l == AttentionLayout::packed ? "packed" : "packed+1";
+}
+
+double attention_tolerance(DType dt, bool backward) {
+  switch (dt) {
+    case DType::f32: return 1e-4;
+    case DType::f64: return 1e-10;
+    case DType::f16: return backward ? 1e-2 : 5e-3;
+    default: return backward ? 8e-2 : 2e-2;  // bf16
+  }
+}
+
+// A (B, H, T, D) view of `base` on both sides.
+Pair heads_view(const Pair& base, const AttentionCase& c, const Shape& strides, int64_t offset) {
+  Pair p;
+  for (int s = 0; s < 2; ++s)
+    p.side[s] = Tensor::view_of(base[s].storage(), {c.B, c.H, c.T, c.D}, strides, offset, base.dtype());
+  return p;
+}
+
+// q, k, v in the given layout, random in [-2, 2).
+std::vector<Pair> attention_inputs(const AttentionCase& c, DType dt, AttentionLayout l, uint64_t seed) {
+  if (l == AttentionLayout::separate) {
+    const Shape s{c.B, c.H, c.T, c.D};
+    return {random_pair(s, dt, Layout::contiguous, -2, 2, seed), random_pair(s, dt, Layout::contiguous, -2, 2, seed + 1),
+            random_pair(s, dt, Layout::contiguous, -2, 2, seed + 2)};
+  }
+  const int64_t shift = l == AttentionLayout::packed_shifted ? 1 : 0, row = 3 * c.H * c.D;
+  const Pair base = random_pair({c.B * c.T * row + shift}, dt, Layout::contiguous, -2, 2, seed);
+  const Shape strides{c.T * row, c.D, row, 1};  // (B, T, 3, H, D) memory seen as (B, H, T, D)
+  return {heads_view(base, c, strides, shift), heads_view(base, c, strides, shift + c.H * c.D),
+          heads_view(base, c, strides, shift + 2 * c.H * c.D)};
+}
+
+// An output in the layout's memory order: (B, H, T, D), or (B, T, H, D) seen as (B, H, T, D).
+Pair attention_output(const AttentionCase& c, DType dt, AttentionLayout l) {
+  if (l == AttentionLayout::separate) return output_pair({c.B, c.H, c.T, c.D}, dt);
+  const Pair base = output_pair({c.B, c.T, c.H, c.D}, dt);
+  return heads_view(base, c, {c.T * c.H * c.D, c.D, c.H * c.D, 1}, 0);
+}
+
+std::string attention_label(const char* op, DType dt, const AttentionCase& c, AttentionLayout l, bool causal) {
+  return label(op, dtype_name(dt), "B H T D", c.B, c.H, c.T, c.D, attention_layout_name(l), causal ? "causal" : "full");
+}
+
+int case_attention_forward() {
+  int ran = 0;
+  for (DType dt : kFloatTypes)
+    for (const AttentionCase& c : kAttentionCases)
+      for (AttentionLayout l : kAttentionLayouts)
+        for (bool causal : {true, false}) {
+          const std::vector<Pair> in = attention_inputs(c, dt, l, 191);
+          Pair out = attention_output(c, dt, l), lse = output_pair({c.B, c.H, c.T}, attention_lse_dtype(dt));
+          const double scale = 1.0 / std::sqrt(double(c.D));
+          ran += run_parity(attention_label("attention_forward", dt, c, l, causal),
+                            [&](Backend& be, int i) {
+                              be.attention_forward(out[i], lse[i], in[0][i], in[1][i], in[2][i], scale, causal);
+                            },
+                            {&out, &lse}, attention_tolerance(dt, false));
+        }
+  return ran;
+}
+
+int case_attention_backward() {
+  int ran = 0;
+  for (DType dt : kFloatTypes)
+    for (const AttentionCase& c : kAttentionCases)
+      for (AttentionLayout l : kAttentionLayouts)
+        for (bool causal : {true, false}) {
+          const std::vector<Pair> in = attention_inputs(c, dt, l, 192);
+          const Pair grad_out = random_pair({c.B, c.H, c.T, c.D}, dt, Layout::contiguous, -1, 1, 195);
+          const double scale = 1.0 / std::sqrt(double(c.D));
+          // The forward's out and lse, computed on the CPU and mirrored, so both sides start equal.
+          Pair out = attention_output(c, dt, l), lse = output_pair({c.B, c.H, c.T}, attention_lse_dtype(dt));
+          cpu_be().attention_forward(out[0], lse[0], in[0][0], in[1][0], in[2][0], scale, causal);
+          gpu_be().copy(out.side[1], out[0]);
+          gpu_be().copy(lse.side[1], lse[0]);
+          Pair gq = attention_output(c, dt, l), gk = attention_output(c, dt, l), gv = attention_output(c, dt, l);
+          // With T = 1 each row's one key has weight 1: dQ and dK are exactly 0 on the CPU while the
+          // GPU's rounding leaves ~1e-7, which no relative bound accepts. They must be small instead
+          // (the inputs are O(1), so a wrong kernel gives O(1) values).
+          const bool one_key = c.T == 1;
+          const double tol = attention_tolerance(dt, true);
+          const std::string what = attention_label("attention_backward", dt, c, l, causal);
+          const bool compared = run_parity(
+              what,
+              [&](Backend& be, int i) {
+                be.attention_backward(gq[i], gk[i], gv[i], grad_out[i], in[0][i], in[1][i], in[2][i], out[i], lse[i],
+                                      scale, causal);
+              },
+              one_key ? std::vector<const Pair*>{&gv} : std::vector<const Pair*>{&gq, &gk, &gv}, tol);
+          ran += compared;
+          if (compared && one_key)
+            for (const Pair* g : {&gq, &gk})
+              for (double x : host_values((*g)[1])) CHECK_MESSAGE(std::fabs(x) <= tol, what << ": " << x << " for 0");
+        }
+  return ran;
+}
+
 // The registry: one parity case per op of core/ops.def.
 const std::map<OpId, int (*)()>& parity_cases() {
   static const std::map<OpId, int (*)()> cases = {
@@ -683,6 +801,8 @@ const std::map<OpId, int (*)()>& parity_cases() {
       {OpId::index_select, case_index_select},
       {OpId::index_add, case_index_add},
       {OpId::dropout, case_dropout},
+      {OpId::attention_forward, case_attention_forward},
+      {OpId::attention_backward, case_attention_backward},
       {OpId::adam_step, case_adam_step},
       {OpId::conv2d_forward, case_conv2d_forward},
       {OpId::conv2d_backward_input, case_conv2d_backward_input},
