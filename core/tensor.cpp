@@ -46,7 +46,13 @@ bool Tensor::is_contiguous() const {
 }
 
 void* Tensor::raw_data() const {
-  auto* base = static_cast<char*>(impl().storage->data());
+  const StorageImpl& storage = *impl().storage;
+  // Note [Released storage] in core/storage.h: the memory is gone until materialized again.
+  ZT_CHECK(!storage.released(), "storage released (ZeRO-3 partitioned parameter not gathered): ", str(),
+           " views ", storage.bytes(), " bytes of ", memory_category_name(storage.category()),
+           " memory that were freed; ZeRO stage 3 gathers a module's parameters only inside its forward "
+           "and backward (read them through the module, or gather them first)");
+  auto* base = static_cast<char*>(storage.data());
   return base ? base + offset() * int64_t(element_size()) : nullptr;
 }
 

@@ -10,17 +10,13 @@
 #include "core/ops.h"
 #include "runtime/builders.h"
 #include "zero/zero_optimizer.h"
+#include "zero/zero_stage3.h"
 
 namespace zt {
 
 namespace {
 
-// The ZeRO stage 1/2 optimizer when the config asks for one, else null.
-ZeroOptimizer* zero_of(PrecisionOptimizer& precision) { return dynamic_cast<ZeroOptimizer*>(&precision); }
-
-bool zero_sharded(const Config& config) {
-  return config.zero_optimization.stage == 1 || config.zero_optimization.stage == 2;
-}
+bool zero_sharded(const Config& config) { return config.zero_optimization.stage >= 1; }
 
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -53,7 +49,7 @@ Engine::Engine(std::shared_ptr<Module> model, const Config& config, InitOptions 
   // The model computes in the config's dtype; its f32 parameters live on as the masters.
   if (dtype_ != DType::f32) model_->to(dtype_);
   // DataParallel holds the parameter tensors: build it after the dtype move.
-  // ZeRO stages 1 and 2 reduce gradients themselves (zero/zero_optimizer.h).
+  // ZeRO stages 1-3 reduce gradients themselves (zero/sharded_optimizer.h).
   if (world > 1 && !zero_sharded(config_)) dp_ = std::make_unique<DataParallel>(model_, comm_);
   build_precision(std::move(originals));
   build_optimizer(options);
@@ -72,11 +68,25 @@ Engine::Engine(std::shared_ptr<Module> model, const Config& config, InitOptions 
 Engine::~Engine() = default;
 
 void Engine::build_precision(std::vector<Tensor> originals) {
-  if (zero_sharded(config_)) {
+  const ZeroConfig& z = config_.zero_optimization;
+  std::unique_ptr<ShardedOptimizer> sharded;
+  if (z.stage == 3) {
+    Stage3Options so;
+    so.reduce_bucket_size = z.reduce_bucket_size;
+    so.prefetch_bucket_size = z.stage3_prefetch_bucket_size;
+    so.max_live_parameters = z.stage3_max_live_parameters;
+    so.param_persistence_threshold = z.stage3_param_persistence_threshold;
+    sharded =
+        std::make_unique<ZeroStage3Optimizer>(model_, comm_, so, build_loss_scaler(config_), std::move(originals));
+  } else if (zero_sharded(config_)) {
     ZeroOptions zo;
-    zo.stage = int(config_.zero_optimization.stage);
-    zo.reduce_bucket_size = config_.zero_optimization.reduce_bucket_size;
-    precision_ = std::make_unique<ZeroOptimizer>(model_, comm_, zo, build_loss_scaler(config_), std::move(originals));
+    zo.stage = int(z.stage);
+    zo.reduce_bucket_size = z.reduce_bucket_size;
+    sharded = std::make_unique<ZeroOptimizer>(model_, comm_, zo, build_loss_scaler(config_), std::move(originals));
+  }
+  if (sharded) {
+    sharded_ = sharded.get();
+    precision_ = std::move(sharded);
     return;
   }
   MixedPrecisionOptions mp;
@@ -124,13 +134,14 @@ void Engine::backward(const Tensor& loss) {
     ++losses_;
   }
   const Tensor scaled = mul(loss, precision_->loss_scale() / double(config_.gradient_accumulation_steps));
-  if (ZeroOptimizer* zero = zero_of(*precision_)) zero->set_syncing(is_gradient_accumulation_boundary());
+  if (sharded_) sharded_->set_syncing(is_gradient_accumulation_boundary());
   if (dp_ && !is_gradient_accumulation_boundary()) {
     auto no_sync = dp_->no_sync();
     zt::backward(scaled);
   } else {
     zt::backward(scaled);
   }
+  if (sharded_) sharded_->after_backward();
 }
 
 bool Engine::is_gradient_accumulation_boundary() const {
@@ -155,9 +166,9 @@ void Engine::take_step() {
     ScopedTimer timer(times_.reduction);
     dp_->finish_gradient_reduction();
   }
-  if (ZeroOptimizer* zero = zero_of(*precision_)) {
+  if (sharded_) {
     ScopedTimer timer(times_.reduction);
-    zero->finish_gradient_reduction();
+    sharded_->finish_gradient_reduction();
   }
   ScopedTimer timer(times_.step);
   const bool finite = precision_->unscale_gradients();

@@ -9,13 +9,15 @@
 //
 // The engine orchestrates parts that live in their own files: the model's data parallelism
 // (parallel/data_parallel.h), the precision optimizer with its master weights and loss scaler
-// (zero/mixed_precision.h), the optimizer and schedule built from the config
+// (zero/mixed_precision.h; ZeRO stages 1-3 shard it: zero/sharded_optimizer.h, chosen by
+// zero_optimization.stage), the optimizer and schedule built from the config
 // (runtime/builders.h), and the monitor (runtime/monitor.h).
 //
 // Note [Engine step]
 // backward(loss) multiplies the loss by loss_scale / gradient_accumulation_steps and runs
 // backward; off the accumulation boundary it runs inside DataParallel::no_sync, so gradients
-// accumulate locally and are reduced once. step() off the boundary only counts the micro-step.
+// accumulate locally and are reduced once (a ZeRO optimizer is told set_syncing(boundary) before
+// and after_backward() after every backward). step() off the boundary only counts the micro-step.
 // At the boundary: finish the gradient reduction, unscale into the fp32 masters, check every
 // gradient for inf/NaN (non-finite: skip the update, log one line, leave the schedule where it
 // is, count a skipped step; the dynamic loss scale backs off), clip by gradient_clipping,
@@ -25,6 +27,9 @@
 // Checkpoints (runtime/checkpoint.h) hold the model, the fp32 masters, the optimizer state, the
 // schedule, the loss scaler, the default RNG's state and the step counters, plus the program's
 // client_state (its data-loader position, for one). save and load are called on every rank.
+// With ZeRO each rank writes its shard per parameter (runtime/zero_checkpoint.h), so the
+// checkpoint loads at another data-parallel size; ZeRO-3 writes the partitioned weights the same
+// way, or gathered whole when zero_optimization.stage3_gather_16bit_weights_on_model_save is set.
 //
 // With fp16 or bf16 enabled, initialize converts the model to that dtype; the parameters it had
 // in f32 become the fp32 masters, so an optimizer built over them by the program keeps working.
@@ -44,6 +49,7 @@
 #include "runtime/config.h"
 #include "runtime/monitor.h"
 #include "zero/mixed_precision.h"
+#include "zero/sharded_optimizer.h"
 
 namespace zt {
 
@@ -123,6 +129,7 @@ class Engine {
   std::shared_ptr<Communicator> comm_;
   std::unique_ptr<DataParallel> dp_;
   std::unique_ptr<PrecisionOptimizer> precision_;
+  ShardedOptimizer* sharded_ = nullptr;  // precision_ when ZeRO stage >= 1 shards it
   std::shared_ptr<Optimizer> optimizer_;
   std::shared_ptr<LRSchedule> scheduler_;
   std::unique_ptr<Monitor> monitor_;

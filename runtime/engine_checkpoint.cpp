@@ -40,11 +40,15 @@ TensorDict Engine::master_state() const {
 
 void Engine::save_checkpoint(const std::string& dir, const std::string& tag, const nlohmann::json& client_state) {
   CheckpointState state;
-  state.model = model_->state_dict();
-  auto* zero = dynamic_cast<const ZeroOptimizer*>(precision_.get());
-  if (!zero) state.master = master_state();
-  state.optimizer = optimizer_->state_dict();
-  if (zero) add_zero_fragments(*zero, state);  // ZeRO 1/2: each rank writes its shard
+  if (sharded_) {  // each rank writes its shard (runtime/zero_checkpoint.h)
+    state.model = sharded_->model_state(config_.zero_optimization.stage3_gather_16bit_weights_on_model_save);
+    state.optimizer = optimizer_->state_dict();
+    add_zero_fragments(*sharded_, state);
+  } else {
+    state.model = model_->state_dict();
+    state.master = master_state();
+    state.optimizer = optimizer_->state_dict();
+  }
   const Generator& rng = default_generator();
   state.scalars = {{"global_step", global_step_},
                    {"global_samples", global_samples_},
@@ -62,10 +66,10 @@ nlohmann::json Engine::load_checkpoint(const std::string& dir, const std::string
   const int rank = comm_ ? comm_->rank() : 0, world = comm_ ? comm_->size() : 1;
   const TensorDict expected = model_->state_dict();
   CheckpointState state = load_checkpoint_files(dir, tag, rank, world, comm_.get(), &expected);
-  model_->load_state_dict(state.model);
-  if (auto* zero = dynamic_cast<ZeroOptimizer*>(precision_.get())) {
-    load_zero_state(*zero, state, *optimizer_);
+  if (sharded_) {
+    load_zero_state(*sharded_, state, *optimizer_);
   } else {
+    model_->load_state_dict(state.model);
     const TensorDict masters = master_state();
     for (const auto& [name, master] : masters) {
       const Tensor* saved = state.master.find(name);

@@ -1,23 +1,27 @@
-// Checkpoints of ZeRO stages 1 and 2 (zero/zero_optimizer.h): each rank writes its shard of the
-// fp32 masters and of the optimizer state as fragments (Note [Checkpoint fragments] in
-// runtime/checkpoint.h) and reads its shard back.
+// Checkpoints of ZeRO stages 1-3 (zero/sharded_optimizer.h): each rank writes its shard of the
+// fp32 masters and of the optimizer state, and at stage 3 of the partitioned weights, as
+// fragments (Note [Checkpoint fragments] in runtime/checkpoint.h), and reads its shard back.
 //
-// Masters are saved per parameter ("master/<name>", the part of the parameter inside this rank's
-// flat range), so they do not depend on the data-parallel size. The optimizer's tensors belong to
-// the flat shard: "optim/<key>" is a flat (Np,) tensor of which each rank writes [rank*S, +S); Np
-// depends on the data-parallel size, so loading them needs the size they were saved at.
+// Everything is saved per parameter, through the shard's pieces (Note [ZeRO checkpoint pieces]):
+// "master/<param>", "model/<state_dict name>" (stage 3, weights not gathered) and
+// "optim/<optimizer key>/<param>" (e.g. "optim/state.0.0.exp_avg/fc1.weight"; the optimizer steps
+// one shard tensor, key state.0.0.*, whose elements belong to many parameters). No entry depends on
+// the data-parallel size or the stage, so a checkpoint saved by any ZeRO stage at N ranks loads
+// into any stage at M ranks.
 #pragma once
 #include "optim/optimizer.h"
 #include "runtime/checkpoint.h"
-#include "zero/zero_optimizer.h"
+#include "zero/sharded_optimizer.h"
 
 namespace zt {
 
-// Moves this rank's masters (separate fp32 masters only; an f32 model's are its weights) and the
-// optimizer tensors of state.optimizer into state.fragments.
-void add_zero_fragments(const ZeroOptimizer& zero, CheckpointState& state);
-// After the model's weights were loaded: this rank's masters (from the saved masters, else from
-// the weights) and its shard of the optimizer state.
-void load_zero_state(ZeroOptimizer& zero, const CheckpointState& state, Optimizer& optimizer);
+// Moves this rank's masters (separate fp32 masters only; an f32 model's are its weights), its
+// pieces of the partitioned weights missing from state.model, and the optimizer tensors of
+// state.optimizer into state.fragments.
+void add_zero_fragments(const ShardedOptimizer& zero, CheckpointState& state);
+// This rank's part of the weights (ShardedOptimizer::load_model_state), its masters (from the
+// saved masters, else from the weights) and its shard of the optimizer state; the optimizer
+// entries are checked before anything is loaded.
+void load_zero_state(ShardedOptimizer& zero, const CheckpointState& state, Optimizer& optimizer);
 
 }  // namespace zt

@@ -3,7 +3,6 @@
 #include "zero/zero_optimizer.h"
 
 #include <algorithm>
-#include <cmath>
 #include <map>
 
 #include "autograd/autograd.h"
@@ -13,31 +12,14 @@
 
 namespace zt {
 
-namespace {
-
-int64_t round_up(int64_t n, int64_t multiple) { return (n + multiple - 1) / multiple * multiple; }
-
-}  // namespace
-
 ZeroOptimizer::ZeroOptimizer(std::shared_ptr<Module> module, std::shared_ptr<Communicator> comm,
                              ZeroOptions options, LossScaler scaler, std::vector<Tensor> originals)
-    : module_(std::move(module)), comm_(std::move(comm)), options_(options), scaler_(scaler) {
-  for (const Tensor& t : originals) originals_.push_back(t.impl_ptr().get());
-  ZT_CHECK(module_ != nullptr, "ZeroOptimizer: expected a module, found null");
+    : ShardedOptimizer(std::move(module), std::move(comm), scaler, originals), options_(options) {
   ZT_CHECK(options_.stage == 1 || options_.stage == 2, "ZeroOptimizer: expected ZeRO stage 1 or 2, found ",
-           options_.stage);
+           options_.stage, " (stage 3 is ZeroStage3Optimizer, zero/zero_stage3.h)");
   ZT_CHECK(options_.reduce_bucket_size > 0, "ZeroOptimizer: reduce_bucket_size must be positive, found ",
            options_.reduce_bucket_size);
-  std::vector<std::pair<std::string, Tensor>> named;
-  for (auto& [name, p] : module_->named_parameters())
-    if (requires_grad(p)) named.emplace_back(name, p);
-  ZT_CHECK(!named.empty(), "ZeroOptimizer: the model has no parameters that require grad");
-  dtype_ = named.front().second.dtype();
-  for (const auto& [name, p] : named)
-    ZT_CHECK(p.dtype() == dtype_ && p.device() == named.front().second.device(),
-             "ZeroOptimizer: expected every parameter in one dtype and on one device (",
-             dtype_name(dtype_), ", ", named.front().second.device().str(), "), found '", name, "' ", p.str());
-  build_flat(named);
+  build_flat(trainable_parameters("ZeroOptimizer"));
   build_buckets();
   for (size_t i = 0; i < params_.size(); ++i)
     params_[i].hook = register_grad_ready_hook(params_[i].tensor, [this, i](const Tensor&) { on_grad_ready(i); });
@@ -50,20 +32,20 @@ ZeroOptimizer::~ZeroOptimizer() {
 void ZeroOptimizer::build_flat(const std::vector<std::pair<std::string, Tensor>>& named) {
   NoGradGuard no_grad;
   const Device device = named.front().second.device();
+  const DType dtype = named.front().second.dtype();
   int64_t offset = 0;
   for (const auto& [name, p] : named) {
     Param param;
     param.name = name;
     param.offset = offset;
     params_.push_back(std::move(param));
-    offset = round_up(offset + p.numel(), kZeroAlign);
+    offset = zero_round_up(offset + p.numel(), kZeroAlign);
     numel_ += p.numel();
   }
-  padded_ = round_up(std::max<int64_t>(offset, 1), int64_t(world()) * kZeroAlign);
-  shard_ = padded_ / world();
+  padded_ = zero_round_up(std::max<int64_t>(offset, 1), int64_t(world()) * kZeroAlign);
   {
     MemoryCategoryScope scope(MemoryCategory::parameters);
-    flat_ = zeros({padded_}, TensorOptions(dtype_, device));
+    flat_ = zeros({padded_}, TensorOptions(dtype, device));
   }
   flat_.set_memory_category(MemoryCategory::parameters);
   std::map<std::string, size_t> index;
@@ -84,17 +66,12 @@ void ZeroOptimizer::build_flat(const std::vector<std::pair<std::string, Tensor>>
   });
   for (const auto& [name, p] : module_->named_parameters()) {
     auto it = index.find(name);
-    if (it != index.end()) params_[it->second].tensor = p;
+    if (it == index.end()) continue;
+    params_[it->second].tensor = p;
+    add_known_parameter(p);
   }
-  const Tensor mine = raw::narrow(flat_, 0, int64_t(rank()) * shard_, shard_);
-  separate_ = dtype_ != DType::f32;
-  if (separate_) {
-    MemoryCategoryScope scope(MemoryCategory::optimizer_state);
-    master_ = raw::clone(raw::to(mine, DType::f32));
-    master_.set_memory_category(MemoryCategory::optimizer_state);
-  } else {
-    master_ = mine;
-  }
+  const int64_t S = padded_ / world();
+  init_master(raw::narrow(flat_, 0, int64_t(rank()) * S, S));
   MemoryCategoryScope scope(MemoryCategory::gradients);
   const TensorOptions grad_options(dtype_, device);
   if (options_.stage == 1) flat_grad_ = zeros({padded_}, grad_options);
@@ -138,22 +115,6 @@ void ZeroOptimizer::build_buckets() {
     }
     bucket.pending = int64_t(bucket.params.size());
   }
-}
-
-void ZeroOptimizer::bind(Optimizer& optimizer) const {
-  ZT_CHECK(optimizer.step_count() == 0, "initialize: the optimizer has already taken ", optimizer.step_count(),
-           " steps; its state belongs to other tensors. Pass a fresh optimizer");
-  ZT_CHECK(optimizer.param_groups().size() == 1, "initialize: ZeRO stage ", options_.stage,
-           " steps one flat shard, so the optimizer must have one parameter group; found ",
-           optimizer.param_groups().size());
-  ParamGroup& group = optimizer.param_groups().front();
-  for (const Tensor& t : group.params) {
-    bool found = t.same_impl(master_);
-    for (const Param& p : params_) found = found || t.same_impl(p.tensor);
-    for (const TensorImpl* o : originals_) found = found || t.impl_ptr().get() == o;
-    ZT_CHECK(found, "initialize: the optimizer holds a tensor ", t.str(), " that is not a parameter of the model");
-  }
-  group.params = {master_};
 }
 
 void ZeroOptimizer::set_syncing(bool syncing) {
@@ -237,6 +198,19 @@ std::vector<ZeroOptimizer::ParamRange> ZeroOptimizer::layout() const {
   return out;
 }
 
+Tensor ZeroOptimizer::parameter_shard() const { return raw::narrow(flat_, 0, shard_begin(), shard_); }
+
+std::vector<ShardPiece> ZeroOptimizer::shard_pieces() const {
+  std::vector<ShardPiece> out;
+  const int64_t begin = shard_begin();
+  for (const Param& p : params_) {
+    const int64_t n = p.tensor.numel();
+    const int64_t a = std::max(begin, p.offset), b = std::min(begin + shard_, p.offset + n);
+    if (a < b) out.push_back(ShardPiece{p.name, p.tensor.shape(), a - p.offset, a - begin, b - a});
+  }
+  return out;
+}
+
 Tensor ZeroOptimizer::gradient_shard() const {
   if (!reduced_) return Tensor();
   if (options_.stage == 2) return grad_shard_;
@@ -244,37 +218,8 @@ Tensor ZeroOptimizer::gradient_shard() const {
 }
 
 bool ZeroOptimizer::unscale_gradients() {
-  NoGradGuard no_grad;
   finish_gradient_reduction();
-  Tensor g = gradient_shard();
-  if (separate_) {
-    if (g.defined()) raw::copy_(master_grad_, g);
-    else raw::fill_(master_grad_, 0.0);
-  } else if (g.defined()) {
-    master_grad_ = g;
-  } else {
-    master_grad_ = zeros({shard_}, TensorOptions(DType::f32, flat_.device()));
-  }
-  const double inverse = 1.0 / scaler_.scale();
-  if (inverse != 1.0) raw::binary_(BinaryOp::mul, master_grad_, inverse);
-  set_grad(master_, master_grad_);
-  // Every rank must agree on skipping: the flag is the maximum over ranks of "this shard is bad".
-  Tensor bad = full({1}, raw::all_finite(master_grad_) ? 0.0 : 1.0, TensorOptions(DType::f32, Device::cpu()));
-  if (world() > 1) comm_->all_reduce(bad, CommReduceOp::max);
-  return bad.item() == 0.0;
-}
-
-double ZeroOptimizer::clip_gradients(double max_norm) {
-  ZT_CHECK(max_norm >= 0, "ZeroOptimizer::clip_gradients: expected max_norm >= 0, found ", max_norm);
-  NoGradGuard no_grad;
-  ZT_CHECK(master_grad_.defined(), "ZeroOptimizer::clip_gradients: call unscale_gradients() first");
-  const Tensor g64 = raw::to(master_grad_, DType::f64);
-  Tensor sum_sq = raw::to(raw::reshape(raw::reduce(ReduceOp::sum, raw::mul(g64, g64), {0}), {1}), Device::cpu());
-  if (world() > 1) comm_->all_reduce(sum_sq, CommReduceOp::sum);
-  const double total = std::sqrt(sum_sq.item());
-  const double coef = max_norm / (total + 1e-6);
-  if (coef < 1.0) raw::binary_(BinaryOp::mul, master_grad_, coef);
-  return total;
+  return unscale_into_master(gradient_shard());
 }
 
 void ZeroOptimizer::step(Optimizer& optimizer) {
@@ -291,8 +236,7 @@ void ZeroOptimizer::step(Optimizer& optimizer) {
 
 void ZeroOptimizer::zero_grad() {
   for (const Param& p : params_) set_grad(p.tensor, Tensor());
-  set_grad(master_, Tensor());
-  if (!separate_) master_grad_ = Tensor();
+  clear_master_grad(/*keep_buffer=*/true);
   reduced_ = false;
 }
 

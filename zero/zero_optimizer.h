@@ -1,6 +1,7 @@
 // ZeRO stages 1 and 2 (DESIGN.md §5): the model's parameters live in one flat buffer, each rank
 // keeps fp32 masters and optimizer state only for its shard of it, and (stage 2) only its shard
-// of the gradients. Implements PrecisionOptimizer, so the engine drives it as it drives stage 0.
+// of the gradients. A ShardedOptimizer (zero/sharded_optimizer.h), so the engine drives it as it
+// drives stage 3; what the stages share (bind, masters, unscale, clipping) lives there.
 //
 // Note [ZeRO flat layout]
 // The parameters that require grad (registration order; one dtype) are packed into a flat buffer
@@ -41,12 +42,9 @@
 
 #include "nn/module.h"
 #include "parallel/communicator.h"
-#include "zero/mixed_precision.h"
+#include "zero/sharded_optimizer.h"
 
 namespace zt {
-
-// Flat offsets and shard sizes are multiples of this many elements (64 bytes of f32).
-inline constexpr int64_t kZeroAlign = 16;
 
 struct ZeroOptions {
   int stage = 1;                              // 1 or 2
@@ -54,7 +52,7 @@ struct ZeroOptions {
   bool broadcast_parameters = true;           // start every rank from rank 0's values
 };
 
-class ZeroOptimizer final : public PrecisionOptimizer {
+class ZeroOptimizer final : public ShardedOptimizer {
  public:
   // Collective over comm (null: a world of one). Replaces the module's parameters with views of
   // the flat buffer and registers a grad-ready hook on each; build it after the dtype move.
@@ -63,33 +61,26 @@ class ZeroOptimizer final : public PrecisionOptimizer {
   ZeroOptimizer(std::shared_ptr<Module> module, std::shared_ptr<Communicator> comm, ZeroOptions options,
                 LossScaler scaler, std::vector<Tensor> originals = {});
   ~ZeroOptimizer() override;
-  ZeroOptimizer(const ZeroOptimizer&) = delete;
-  ZeroOptimizer& operator=(const ZeroOptimizer&) = delete;
 
-  // One tensor: this rank's fp32 master shard (S,).
-  std::vector<Tensor> master_parameters() const override { return {master_}; }
-  // The optimizer must have one group holding every parameter; it then holds the master shard.
-  void bind(Optimizer& optimizer) const override;
-  LossScaler& loss_scaler() override { return scaler_; }
   bool unscale_gradients() override;
-  double clip_gradients(double max_norm) override;
   void step(Optimizer& optimizer) override;
   void zero_grad() override;
 
   // See Note [ZeRO gradient reduction]. finish_gradient_reduction launches what is left and waits;
   // a no-op when no gradient arrived since the last call or while not syncing.
-  void set_syncing(bool syncing);
-  void finish_gradient_reduction();
+  void set_syncing(bool syncing) override;
+  void finish_gradient_reduction() override;
 
-  int stage() const { return options_.stage; }
-  int64_t numel() const { return numel_; }             // parameters' elements (unpadded)
-  int64_t padded_numel() const { return padded_; }     // Np
-  int64_t shard_numel() const { return shard_; }       // S
+  int stage() const override { return options_.stage; }
+  Tensor parameter_shard() const override;
+  std::vector<ShardPiece> shard_pieces() const override;
+
+  int64_t numel() const { return numel_; }  // parameters' elements (unpadded); padded_numel() is Np
   const Tensor& flat_parameters() const { return flat_; }
   // This rank's reduced gradient shard (S,) in the compute dtype; undefined before a reduction.
   Tensor gradient_shard() const;
   int64_t num_buckets() const { return int64_t(buckets_.size()); }
-  // Checkpoints: where each parameter lies in the flat buffer, and this rank's range of it.
+  // Where each parameter lies in the flat buffer.
   struct ParamRange {
     std::string name;
     Shape shape;
@@ -97,8 +88,6 @@ class ZeroOptimizer final : public PrecisionOptimizer {
   };
   std::vector<ParamRange> layout() const;
   int64_t shard_begin() const { return int64_t(rank()) * shard_; }
-  const Tensor& master_shard() const { return master_; }
-  bool has_separate_masters() const { return separate_; }
 
  private:
   struct Param {
@@ -124,24 +113,14 @@ class ZeroOptimizer final : public PrecisionOptimizer {
   // Copies the part of every parameter gradient that falls in flat range [lo, lo+len) into dst.
   void pack(int64_t lo, int64_t len, const Tensor& dst) const;
   void reset_pass();
-  int world() const { return comm_ ? comm_->size() : 1; }
-  int rank() const { return comm_ ? comm_->rank() : 0; }
 
-  std::shared_ptr<Module> module_;
-  std::shared_ptr<Communicator> comm_;
   ZeroOptions options_;
-  LossScaler scaler_;
-  std::vector<const TensorImpl*> originals_;  // identities only: the tensors are not kept alive
   std::vector<Param> params_;
   std::vector<Bucket> buckets_;  // in launch order
-  int64_t numel_ = 0, padded_ = 0, shard_ = 0;
-  DType dtype_ = DType::f32;
+  int64_t numel_ = 0, padded_ = 0;
   Tensor flat_;         // (Np,) compute dtype: the parameters
   Tensor flat_grad_;    // stage 1: (Np,) compute dtype
   Tensor grad_shard_;   // stage 2: (S,) compute dtype
-  Tensor master_;       // (S,) f32
-  Tensor master_grad_;  // (S,) f32 (a view of the reduced shard for f32 models)
-  bool separate_ = false;
   bool syncing_ = true;
   bool reduced_ = false;  // a finished reduction holds this step's gradients
   size_t next_bucket_ = 0;

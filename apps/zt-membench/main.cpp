@@ -1,5 +1,5 @@
-// zt-membench: measures the per-rank memory of ZeRO stages 0, 1 and 2 on a real training run and
-// sets it beside the ZeRO paper's prediction for the model states (DESIGN.md §5).
+// zt-membench: measures the per-rank memory of ZeRO stages 0-3 on a real training run and sets it
+// beside the ZeRO paper's prediction for the model states (DESIGN.md §5).
 //
 // Note [zt-membench measurements]
 // For each stage a fresh MLP (depth x Linear(W, W), ReLU between) is trained for --steps steps
@@ -11,17 +11,21 @@
 //              into the parameters' gradients in place, so their size after backward is the
 //              size after the reduction). After the step, stage 0 frees them.
 //   parameters, optimizer_state: in use after the step (Adam allocates m and v on its first step).
+//              At stage 3 that is the parameter shard alone: every unit gathered for forward and
+//              backward has been released again (stage3_param_persistence_threshold keeps units of
+//              at most 100,000 elements gathered; the bench's Linear layers are larger).
 //   peak: the high-water mark of all categories during the last step, activations included.
 //   step_ms: wall time of the last step (forward, backward, reduction, optimizer step).
 // The model states are parameters + gradients + optimizer_state. The prediction (Ψ the unpadded
 // parameter count, N the ranks, Adam):
-//   bf16 (fp32 masters): stage 0: 16Ψ, stage 1: 4Ψ + 12Ψ/N, stage 2: 2Ψ + 14Ψ/N
-//   f32:                 stage 0: 16Ψ, stage 1: 8Ψ + 8Ψ/N,  stage 2: 4Ψ + 12Ψ/N
-// ZeRO pads the flat parameter buffer to a multiple of N x 16 elements, so stages 1 and 2 hold a
-// few padded elements more than Ψ. With bf16 every stage also keeps fp32 master gradients for
-// the unscaled gradients (stage 0: 4Ψ, stages 1 and 2: 4Ψ/N), which the paper's formula does not
-// count: bf16 ratios above 1 by that much are expected, and the output says so.
-// ZeRO stage 3 does not exist in zerotrain: asked for, it is reported as skipped.
+//   bf16 (fp32 masters): stage 0: 16Ψ, stage 1: 4Ψ + 12Ψ/N, stage 2: 2Ψ + 14Ψ/N, stage 3: 16Ψ/N
+//   f32:                 stage 0: 16Ψ, stage 1: 8Ψ + 8Ψ/N,  stage 2: 4Ψ + 12Ψ/N, stage 3: 16Ψ/N
+// (f32 counts 4 bytes of parameters and gradients and 8 of Adam's moments, the master being the
+// parameter itself.) ZeRO pads the flat parameter buffer (stage 3: each module's unit) to a
+// multiple of N x 16 elements, so stages 1-3 hold a few padded elements more than Ψ. With bf16
+// stages 0-2 also keep fp32 master gradients for the unscaled gradients (stage 0: 4Ψ, stages 1
+// and 2: 4Ψ/N), which the paper's formula does not count: bf16 ratios above 1 by that much are
+// expected, and the output says so. Stage 3 allocates them for the optimizer step only.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -41,7 +45,7 @@
 #include "runtime/args.h"
 #include "runtime/config.h"
 #include "runtime/engine.h"
-#include "zero/zero_optimizer.h"
+#include "zero/sharded_optimizer.h"
 
 namespace {
 
@@ -49,7 +53,7 @@ struct BenchOptions {
   std::string model = "mlp";
   int64_t width = 512;
   int64_t depth = 4;
-  std::string stages = "0,1,2";
+  std::string stages = "0,1,2,3";
   std::string dtype = "f32";
   int64_t steps = 2;
   int64_t batch = 8;  // per rank
@@ -68,16 +72,17 @@ constexpr int kMeasureFields = 6;
 
 const char* kFormulaHelp =
     "Predicted model states per rank (Psi = parameter count, N = ranks, Adam):\n"
-    "  bf16 (fp32 masters): stage 0: 16Psi, stage 1: 4Psi + 12Psi/N, stage 2: 2Psi + 14Psi/N\n"
-    "  f32:                 stage 0: 16Psi, stage 1: 8Psi + 8Psi/N,  stage 2: 4Psi + 12Psi/N\n"
+    "  bf16 (fp32 masters): stage 0: 16Psi, stage 1: 4Psi + 12Psi/N, stage 2: 2Psi + 14Psi/N, stage 3: 16Psi/N\n"
+    "  f32:                 stage 0: 16Psi, stage 1: 8Psi + 8Psi/N,  stage 2: 4Psi + 12Psi/N, stage 3: 16Psi/N\n"
     "Measured on the last step (CPU allocator categories): gradients after the reduction and\n"
     "before the update; parameters and optimizer state after the step; peak over the step.\n"
     "Activations (--estimate): batch x width x depth x bytes(dtype) x 2 (each layer keeps its\n"
-    "input and its output for backward). ZeRO stage 3 does not exist in zerotrain and is skipped.";
+    "input and its output for backward).";
 
 double predicted_model_state(int stage, bool bf16, double psi, int ranks) {
   const double n = ranks;
   if (stage == 0) return 16 * psi;
+  if (stage == 3) return 16 * psi / n;
   if (bf16) return stage == 1 ? 4 * psi + 12 * psi / n : 2 * psi + 14 * psi / n;
   return stage == 1 ? 8 * psi + 8 * psi / n : 4 * psi + 12 * psi / n;
 }
@@ -131,7 +136,7 @@ Measure run_stage(int stage, const BenchOptions& o, const std::shared_ptr<zt::Co
     init.monitor = false;
     return zt::initialize(make_mlp(o.width, o.depth), make_config(stage, o, comm->size()), init);
   }();
-  auto* zero = dynamic_cast<zt::ZeroOptimizer*>(&engine->precision());
+  auto* zero = dynamic_cast<zt::ShardedOptimizer*>(&engine->precision());
   m.padded = double(zero ? zero->padded_numel() : 0);
   const zt::DType dtype = engine->dtype();
   for (int64_t step = 0; step < o.steps; ++step) {
@@ -178,7 +183,7 @@ struct Row {
 void print_stage_table(int stage, const std::vector<Measure>& ranks, double predicted, double psi) {
   std::printf("ZeRO stage %d (measured after the step; gradients after the reduction, before the update)\n", stage);
   if (ranks[0].padded > 0 && ranks[0].padded != psi)
-    std::printf("  flat buffer padded to %.0f elements (Psi = %.0f unpadded)\n", ranks[0].padded, psi);
+    std::printf("  sharded buffers padded to %.0f elements (Psi = %.0f unpadded)\n", ranks[0].padded, psi);
   std::printf("  %4s %12s %12s %12s %12s %12s %8s %10s %10s\n", "rank", "params MiB", "grads MiB", "optim MiB",
               "states MiB", "predict MiB", "ratio", "peak MiB", "step ms");
   for (size_t r = 0; r < ranks.size(); ++r) {
@@ -266,10 +271,6 @@ void print_estimate(const BenchOptions& o, const std::vector<int>& stages, int r
               (long long)o.batch);
   std::printf("activations: batch x width x depth x %d bytes x 2 = %.3f MiB\n", bf16 ? 2 : 4, mib(act));
   for (int s : stages) {
-    if (s == 3) {
-      std::printf("stage 3: skipped (ZeRO stage 3 does not exist in zerotrain)\n");
-      continue;
-    }
     const double p = predicted_model_state(s, bf16, psi, ranks);
     std::printf("stage %d: model states %.3f MiB, with activations %.3f MiB\n", s, mib(p), mib(p + act));
   }
@@ -286,16 +287,12 @@ int run(const BenchOptions& o, const std::shared_ptr<zt::Communicator>& comm) {
                 "%lld steps, batch %lld per rank\nprediction (%s): %s\n",
                 (long long)o.depth, (long long)o.width, (long long)o.width, psi, o.dtype.c_str(), comm->size(),
                 (long long)o.steps, (long long)o.batch, o.dtype.c_str(),
-                bf16 ? "stage 0: 16Psi, 1: 4Psi + 12Psi/N, 2: 2Psi + 14Psi/N"
-                     : "stage 0: 16Psi, 1: 8Psi + 8Psi/N, 2: 4Psi + 12Psi/N");
+                bf16 ? "stage 0: 16Psi, 1: 4Psi + 12Psi/N, 2: 2Psi + 14Psi/N, 3: 16Psi/N"
+                     : "stage 0: 16Psi, 1: 8Psi + 8Psi/N, 2: 4Psi + 12Psi/N, 3: 16Psi/N");
   if (lead && bf16)
     std::printf("note: with bf16 the measured gradients include fp32 master gradients (stage 0: 4Psi, stages "
-                "1-2: 4Psi/N) that the formula does not count\n");
+                "1-2: 4Psi/N) that the formula does not count; stage 3 holds them during the update only\n");
   for (int s : stages) {
-    if (s == 3) {
-      if (lead) std::printf("ZeRO stage 3: skipped (this build has stages 0-2 only; no numbers)\n");
-      continue;
-    }
     const std::vector<Measure> all = gather(*comm, run_stage(s, o, comm));
     const double predicted = predicted_model_state(s, bf16, psi, comm->size());
     if (lead) print_stage_table(s, all, predicted, psi);
@@ -322,12 +319,12 @@ void check_options(const BenchOptions& o) {
 int main(int argc, char** argv) {
   BenchOptions o;
   zt::ArgParser args("zt-membench",
-                     std::string("Measures per-rank memory of ZeRO stages 0-2 (run under mpirun -np N) and\n"
+                     std::string("Measures per-rank memory of ZeRO stages 0-3 (run under mpirun -np N) and\n"
                                  "compares the model states with the ZeRO formula.\n") + kFormulaHelp);
   args.add("--model", &o.model, "model to build (mlp: depth x Linear(width, width))");
   args.add("--width", &o.width, "MLP width W");
   args.add("--depth", &o.depth, "MLP depth D (number of Linear layers)");
-  args.add("--stages", &o.stages, "comma-separated ZeRO stages to measure (3 is reported as skipped)");
+  args.add("--stages", &o.stages, "comma-separated ZeRO stages to measure (0-3)");
   args.add("--dtype", &o.dtype, "f32 or bf16 (bf16 params with fp32 masters)");
   args.add("--steps", &o.steps, "training steps per stage; the last one is measured");
   args.add("--batch", &o.batch, "samples per rank per step");

@@ -203,12 +203,11 @@ zt::DataLoader make_loader(const Splits& data, const zt::Config& config, zt::Com
 }
 
 // The last lines: skipped steps, throughput of this process's steps, held-out accuracy.
-void print_summary(zt::Engine& engine, zt::Module& model, const Splits& data, zt::Device device,
-                   int64_t step, int64_t steps_run, double seconds, double last_loss) {
+void print_summary(zt::Engine& engine, const EvalResult& final_eval, const Splits& data, int64_t step,
+                   int64_t steps_run, double seconds, double last_loss) {
   if (engine.skipped_steps() > 0)
     std::printf("%lld of %lld steps skipped for non-finite gradients\n", (long long)engine.skipped_steps(),
                 (long long)step);
-  const EvalResult final_eval = evaluate(model, *data.test, device, engine.dtype());
   std::printf("done: %lld steps in %.2f s (%.0f samples/s), final loss %.4f, "
               "held-out accuracy %.2f%% on %lld samples\n",
               (long long)step, seconds, steps_run * engine.train_batch_size() / std::max(seconds, 1e-9),
@@ -336,7 +335,8 @@ int run(const MlpOptions& o, const zt::ArgParser& args, const std::shared_ptr<zt
       const double rate = window_samples / std::max(secs, 1e-9);
       EvalResult val;
       const bool validate = epoch_end || last;
-      if (validate && lead) val = evaluate(*model, *data.test, device, engine->dtype());
+      // Every rank evaluates: under ZeRO stage 3 the forward gathers parameters collectively.
+      if (validate) val = evaluate(*model, *data.test, device, engine->dtype());
       if (lead) log.write(step, max_steps, epoch + 1, last_loss, engine->lr(), rate, validate ? &val : nullptr);
       window_start = Clock::now();
       window_samples = 0;
@@ -348,8 +348,9 @@ int run(const MlpOptions& o, const zt::ArgParser& args, const std::shared_ptr<zt
   }
   if (!o.save.empty() && saved_step != step) save(*engine, loader, o.save, lead);
   const double total = std::chrono::duration<double>(Clock::now() - start).count();
+  const EvalResult final_eval = evaluate(*model, *data.test, device, engine->dtype());  // on every rank
   if (!lead) return 0;
-  print_summary(*engine, *model, data, device, step, step - first_step, total, last_loss);
+  print_summary(*engine, final_eval, data, step, step - first_step, total, last_loss);
   return 0;
 }
 

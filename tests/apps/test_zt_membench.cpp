@@ -1,4 +1,4 @@
-// zt-membench under mpirun -np 2: per-rank model-state bytes of ZeRO stages 0-2 match the ZeRO
+// zt-membench under mpirun -np 2: per-rank model-state bytes of ZeRO stages 0-3 match the ZeRO
 // formula, shrink with the stage, and land in the CSV and SVG; --estimate runs without MPI.
 #include <doctest/doctest.h>
 
@@ -56,7 +56,7 @@ size_t count(const std::string& text, const std::string& what) {
 
 }  // namespace
 
-TEST_CASE("zt-membench on 2 ranks: stages 0-2 match the ZeRO formula and shrink with the stage") {
+TEST_CASE("zt-membench on 2 ranks: stages 0-3 match the ZeRO formula and shrink with the stage") {
   const auto dir = std::filesystem::temp_directory_path();
   const auto csv = dir / "zt_membench_np2.csv", svg = dir / "zt_membench_np2.svg";
   std::filesystem::remove(csv);
@@ -66,12 +66,12 @@ TEST_CASE("zt-membench on 2 ranks: stages 0-2 match the ZeRO formula and shrink 
                        "--stages 0,1,2,3 --csv " + csv.string() + " --svg " + svg.string());
   REQUIRE_MESSAGE(r.run.exit_code == 0, r.run.output);
   CHECK(r.seconds < 20);
-  CHECK(r.run.output.find("ZeRO stage 3: skipped") != std::string::npos);
+  CHECK(r.run.output.find("ZeRO stage 3 (measured after the step") != std::string::npos);
 
   const auto rows = read_csv(csv);
-  REQUIRE(rows.size() == 6);
+  REQUIRE(rows.size() == 8);
   std::map<int, double> measured;  // stage -> rank 0's model states
-  for (int stage : {0, 1, 2}) {
+  for (int stage : {0, 1, 2, 3}) {
     for (int rank : {0, 1}) {
       CAPTURE(stage);
       CAPTURE(rank);
@@ -79,8 +79,8 @@ TEST_CASE("zt-membench on 2 ranks: stages 0-2 match the ZeRO formula and shrink 
       REQUIRE(num(row, "stage") == stage);
       REQUIRE(num(row, "rank") == rank);
       CHECK(num(row, "params") == 1002000);
-      // f32 formula with N = 2: 16Psi, 8Psi + 8Psi/2 = 12Psi, 4Psi + 12Psi/2 = 10Psi.
-      const double psi = 1002000, factor[] = {16, 12, 10};
+      // f32 formula with N = 2: 16Psi, 8Psi + 8Psi/2 = 12Psi, 4Psi + 12Psi/2 = 10Psi, 16Psi/2 = 8Psi.
+      const double psi = 1002000, factor[] = {16, 12, 10, 8};
       CHECK(num(row, "predicted_model_state_bytes") == doctest::Approx(factor[stage] * psi));
       const double m = num(row, "measured_model_state_bytes");
       CHECK(std::fabs(m / (factor[stage] * psi) - 1) < 0.05);
@@ -89,6 +89,7 @@ TEST_CASE("zt-membench on 2 ranks: stages 0-2 match the ZeRO formula and shrink 
       if (rank == 0) measured[stage] = m;
     }
   }
+  CHECK(measured[3] < measured[2]);
   CHECK(measured[2] < measured[1]);
   CHECK(measured[1] < measured[0]);
 
@@ -97,17 +98,18 @@ TEST_CASE("zt-membench on 2 ranks: stages 0-2 match the ZeRO formula and shrink 
   text << in.rdbuf();
   const std::string s = text.str();
   CHECK(s.rfind("<svg", 0) == 0);
-  CHECK(count(s, "<g class=\"stage\"") == 3);
+  CHECK(count(s, "<g class=\"stage\"") == 4);
   CHECK(s.find("</svg>") != std::string::npos);
 }
 
-TEST_CASE("zt-membench --estimate prints the three predictions without MPI ranks") {
+TEST_CASE("zt-membench --estimate prints the four predictions without MPI ranks") {
   auto r = run_command(bin_dir() + "/zt-membench --estimate --width 500 --depth 4 --ranks 2 --batch 8");
   REQUIRE_MESSAGE(r.run.exit_code == 0, r.run.output);
-  // Psi = 1,002,000; MiB = 2^20 bytes: 16Psi, 12Psi, 10Psi; activations 8*500*4*4*2 = 128000 bytes.
+  // Psi = 1,002,000; MiB = 2^20 bytes: 16Psi, 12Psi, 10Psi, 8Psi; activations 8*500*4*4*2 = 128000 bytes.
   CHECK(r.run.output.find("stage 0: model states 15.289 MiB") != std::string::npos);
   CHECK(r.run.output.find("stage 1: model states 11.467 MiB") != std::string::npos);
   CHECK(r.run.output.find("stage 2: model states 9.556 MiB") != std::string::npos);
+  CHECK(r.run.output.find("stage 3: model states 7.645 MiB") != std::string::npos);
   CHECK(r.run.output.find("= 0.122 MiB") != std::string::npos);
 }
 
