@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# GPU benchmark (issue 3): builds bench_cuda_ops with the CUDA backend for sm_90 when needed,
-# runs it and then bench/torch_ops.py (PyTorch reference numbers, when PyTorch is installed),
-# with their logs in $OUT (else <build>/gpu_bench), and prints both summary tables last.
-#   BUILD_DIR (default build-gpu), CUDA_ARCH (default 90), BENCH_ARGS (e.g. --quick)
+# GPU machine benchmarks, each beside its reference in the same call, logs in $OUT (else
+# <build>/gpu_bench), summaries printed last. BENCHES picks them (default "ops gpt cpu_adam"):
+#   ops       bench_cuda_ops (op roofline vs raw cuBLAS / cudaMemcpy) and bench/torch_ops.py
+#   gpt       bench_gpt (GPT-2 124M bf16 training, tokens/s and MFU) and bench/torch_gpt.py
+#             (eager and torch.compile); GPT_ARGS adds flags to both (e.g. "--batch 16")
+#   cpu_adam  bench_cpu_adam over ADAM_NUMEL fp32 parameters (default 1e9) on all host cores and
+#             bench/torch_cpu_adam.py with the same threads
+#   BUILD_DIR (default build-gpu), CUDA_ARCH (default 90), BENCH_ARGS (e.g. --quick, for ops)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/cuda/bin:$PATH"
@@ -24,26 +28,47 @@ if [ ! -f "$build_dir/build.ninja" ]; then
     -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90}" >"$log_dir/configure.log" 2>&1 \
     || { tail -n 30 "$log_dir/configure.log"; exit 1; }
 fi
-if ! ninja -C "$build_dir" bench_cuda_ops >"$log_dir/build.log" 2>&1; then
+benches=${BENCHES:-ops gpt cpu_adam}
+if ! ninja -C "$build_dir" bench_cuda_ops bench_gpt bench_cpu_adam >"$log_dir/build.log" 2>&1; then
   tail -n 40 "$log_dir/build.log"
   exit 1
 fi
 
-# shellcheck disable=SC2086  # BENCH_ARGS is a list of flags
-"$build_dir/bin/bench_cuda_ops" ${BENCH_ARGS:-} 2>&1 | tee "$log_dir/bench_cuda_ops.log"
-[ "${PIPESTATUS[0]}" -eq 0 ] || failed=1
-
-if command -v python3 >/dev/null 2>&1; then
-  # shellcheck disable=SC2086
-  python3 bench/torch_ops.py ${BENCH_ARGS:-} 2>&1 | tee "$log_dir/torch_ops.log"
+# run LOG COMMAND...: the command's output to the terminal and to $log_dir/LOG.
+run() {
+  local log=$1
+  shift
+  echo "== $*" | tee "$log_dir/$log"
+  "$@" 2>&1 | tee -a "$log_dir/$log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || failed=1
-else
-  echo "python3 not found: no PyTorch reference" | tee "$log_dir/torch_ops.log"
-fi
+}
+have_torch() { python3 -c "import torch" >/dev/null 2>&1; }
+
+# shellcheck disable=SC2086  # BENCH_ARGS and GPT_ARGS are lists of flags
+for b in $benches; do
+  case $b in
+    ops)
+      run bench_cuda_ops.log "$build_dir/bin/bench_cuda_ops" ${BENCH_ARGS:-}
+      have_torch && run torch_ops.log python3 bench/torch_ops.py ${BENCH_ARGS:-} ;;
+    gpt)
+      run bench_gpt.log "$build_dir/bin/bench_gpt" ${GPT_ARGS:-}
+      have_torch && run torch_gpt.log python3 bench/torch_gpt.py ${GPT_ARGS:-} ;;
+    cpu_adam)
+      threads=$(nproc)
+      run bench_cpu_adam.log env OMP_NUM_THREADS="$threads" OMP_PROC_BIND=spread \
+        "$build_dir/bin/bench_cpu_adam" --numel "${ADAM_NUMEL:-1e9}" --steps 5
+      have_torch && run torch_cpu_adam.log env OMP_NUM_THREADS="$threads" \
+        python3 bench/torch_cpu_adam.py --numel "${ADAM_NUMEL:-1e9}" --steps 3 ;;
+    *) echo "unknown bench '$b' in BENCHES (expected ops, gpt, cpu_adam)"; failed=1 ;;
+  esac
+done
 
 echo
-echo "gpu_bench tables (logs in $log_dir)"
-sed -n '/^== summary/,$p' "$log_dir/bench_cuda_ops.log"
-echo
-sed -n '/^== summary/,$p' "$log_dir/torch_ops.log"
+echo "gpu_bench summaries (logs in $log_dir)"
+for f in bench_cuda_ops torch_ops; do
+  [ -f "$log_dir/$f.log" ] && sed -n '/^== summary/,$p' "$log_dir/$f.log" && echo
+done
+for f in bench_gpt torch_gpt bench_cpu_adam torch_cpu_adam; do
+  [ -f "$log_dir/$f.log" ] && tail -n 6 "$log_dir/$f.log" && echo
+done
 exit "$failed"
