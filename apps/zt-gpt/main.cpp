@@ -301,7 +301,8 @@ void train(const Run& r, zt::GPT& model) {
   auto window_start = start;
   const int64_t first_step = engine.global_step();
   int64_t window_tokens = 0, saved_step = -1;
-  double last_loss = 0, last_val = initial_val;
+  double last_loss = 0, last_val = initial_val, best_val = initial_val;
+  int64_t best_step = first_step;
   for (int64_t step = first_step + 1; step <= o.steps; ++step) {
     const double lr = engine.lr();
     const zt::Batch global = r.data.get_batch(zt::TextSplit::train, engine.train_batch_size(), o.block_size, data_gen);
@@ -320,7 +321,13 @@ void train(const Run& r, zt::GPT& model) {
       const double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
       StepLog s{step, global_mean(r.world, step_loss.item()), lr, double(window_tokens) / std::max(secs, 1e-9)};
       last_loss = s.loss;
-      if (evaluate) s.val_loss = last_val = estimate_loss(r, zt::TextSplit::val);
+      if (evaluate) {
+        s.val_loss = last_val = estimate_loss(r, zt::TextSplit::val);
+        if (last_val < best_val) {
+          best_val = last_val;
+          best_step = step;
+        }
+      }
       if (lead) logger.log(s, zt::allocator_for(r.device).stats().total.peak);
       window_start = Clock::now();
       window_tokens = 0;
@@ -345,6 +352,8 @@ void train(const Run& r, zt::GPT& model) {
               (long long)(last_step - first_step), total, tokens_per_s,
               tokens_per_s * model.flops_per_token(o.block_size), last_loss, last_val, initial_val,
               double(zt::allocator_for(r.device).stats().total.peak) / (1 << 20));
+  // Small corpora overfit late in a run (nanoGPT keeps the best-val checkpoint for them).
+  std::printf("best validation: %.4f at step %lld\n", best_val, (long long)best_step);
 }
 
 int run(const GptOptions& o, const zt::ArgParser& args, const std::shared_ptr<zt::Communicator>& comm) {
