@@ -1,7 +1,14 @@
-// CUDA GEMM through cuBLAS (cublasGemmStridedBatchedEx): f32 (TF32 only when switched on),
-// f16/bf16 with f32 accumulation, f64. Transposed views go to cuBLAS as transpose flags without
-// a copy; one cuBLAS handle per device, bound to the device's current stream, with its own
-// workspace. Shapes and layouts as in Note [GEMM operand layout] (core/cpu/gemm.cpp).
+// CUDA GEMM through cuBLAS: f32 (TF32 only when switched on), f16/bf16 with f32 accumulation,
+// f64. Plain (unbatched) f16/bf16/TF32 problems go through cuBLASLt with a cached heuristic
+// choice (cuda/gemm_lt.h; ZT_CUBLASLT=0 sends them to cublasGemmEx), the rest through
+// cublasGemmEx / cublasGemmStridedBatchedEx. Transposed views go to cuBLAS as transpose flags
+// without a copy; one cuBLAS handle per device, bound to the device's current stream, with its
+// own workspace (shared with cuBLASLt: both queue on that one stream). Shapes and layouts as in
+// Note [GEMM operand layout] (core/cpu/gemm.cpp).
+//
+// No bias epilogue (CUBLASLT_EPILOGUE_BIAS): the gemm op of core/ops.def has no bias operand,
+// and nn's Linear adds its bias with a separate broadcast add; fusing it needs a gemm-with-bias
+// op in core/ops.def first.
 //
 // cuBLAS is column-major: the row-major out (M, N) is the column-major out^T (N, M), so we ask
 // for out^T = op(b)^T @ op(a)^T, with b in cuBLAS's first operand slot and a in its second.
@@ -14,6 +21,7 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device.h"
+#include "cuda/gemm_lt.h"
 
 namespace zt::cuda {
 namespace {
@@ -22,11 +30,14 @@ constexpr size_t kWorkspaceBytes = size_t(32) << 20;  // cuBLAS's recommendation
 
 struct HandleSlot {
   cublasHandle_t handle = nullptr;
-  void* workspace = nullptr;
+  cudaStream_t stream = nullptr;  // the stream the handle is bound to (once `bound`)
+  bool bound = false;
+  void* workspace = nullptr;      // kWorkspaceBytes, used by work on `stream` only
 };
 
-// The cuBLAS handle of `device` (created on first use, kept for the process).
-cublasHandle_t handle_for(int device) {
+// The cuBLAS handle of `device` (created on first use, kept for the process), bound to the
+// device's current stream with the workspace; rebound if that stream ever changes.
+HandleSlot handle_for(int device) {
   static std::mutex mutex;
   static std::vector<HandleSlot> slots;
   std::lock_guard<std::mutex> lock(mutex);
@@ -36,14 +47,18 @@ cublasHandle_t handle_for(int device) {
   if (!s.handle) {
     DeviceGuard guard(device);
     ZT_CUBLAS_CHECK(cublasCreate(&s.handle));
-    ZT_CUBLAS_CHECK(cublasSetStream(s.handle, current_stream(device)));  // resets the workspace
     ZT_CUDA_CHECK(cudaMalloc(&s.workspace, kWorkspaceBytes));
-    ZT_CUBLAS_CHECK(cublasSetWorkspace(s.handle, s.workspace, kWorkspaceBytes));
     // Products accumulate in f32 (CUBLAS_COMPUTE_32F below); split-K partial sums may be reduced
     // in the output precision, as PyTorch allows by default for f16/bf16.
     ZT_CUBLAS_CHECK(cublasSetMathMode(s.handle, CUBLAS_DEFAULT_MATH));
   }
-  return s.handle;
+  if (cudaStream_t stream = current_stream(device); !s.bound || s.stream != stream) {
+    ZT_CUBLAS_CHECK(cublasSetStream(s.handle, stream));  // resets the workspace: set it after
+    ZT_CUBLAS_CHECK(cublasSetWorkspace(s.handle, s.workspace, kWorkspaceBytes));
+    s.stream = stream;
+    s.bound = true;
+  }
+  return s;
 }
 
 using Dims3 = GemmOperand;
@@ -111,14 +126,23 @@ void CudaBackend::gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool
   ZT_CHECK(ao.ld <= INT_MAX && bo.ld <= INT_MAX, "gemm: leading dims must fit in 32 bits, found ",
            ao.ld, " and ", bo.ld);
   const cudaDataType_t type = cuda_type(out.dtype());
-  cublasHandle_t handle = handle_for(device);
+  const HandleSlot slot = handle_for(device);
+  cublasHandle_t handle = slot.handle;
   const bool f64 = out.dtype() == DType::f64;
-  const cublasComputeType_t compute = f64 ? CUBLAS_COMPUTE_64F
-                                      : (out.dtype() == DType::f32 && allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32
-                                                                                  : CUBLAS_COMPUTE_32F);
+  const bool tf32 = out.dtype() == DType::f32 && allow_tf32();
+  const cublasComputeType_t compute =
+      f64 ? CUBLAS_COMPUTE_64F : (tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F);
   const float alpha_f = float(alpha), beta_f = float(beta);
   const void* alpha_p = f64 ? static_cast<const void*>(&alpha) : static_cast<const void*>(&alpha_f);
   const void* beta_p = f64 ? static_cast<const void*>(&beta) : static_cast<const void*>(&beta_f);
+  const bool tensor_core = out.dtype() == DType::f16 || out.dtype() == DType::bf16 || tf32;
+  if (batch == 1 && tensor_core && lt_enabled()) {
+    // The cublasGemmEx call below in cuBLASLt's terms: b in the first slot, a in the second.
+    const LtGemm g{.type = type, .compute = compute, .op_a = bo.op, .op_b = ao.op, .m = n, .n = m, .k = k,
+                   .a = bo.data, .lda = bo.ld, .b = ao.data, .ldb = ao.ld, .d = out.raw_data(), .ldd = ldc,
+                   .alpha = alpha_f, .beta = beta_f};
+    if (lt_matmul(device, slot.stream, g, slot.workspace, kWorkspaceBytes)) return;
+  }
   if (batch == 1) {  // the plain call: cuBLAS picks faster kernels for it than for a batch of one
     ZT_CUBLAS_CHECK(cublasGemmEx(handle, bo.op, ao.op, int(n), int(m), int(k), alpha_p, bo.data, type,
                                  int(bo.ld), ao.data, type, int(ao.ld), beta_p, out.raw_data(), type,

@@ -67,6 +67,24 @@ __device__ __forceinline__ D to_element(S v) {
   }
 }
 
+// Element j (0 .. 16 / sizeof(T) - 1) of 16 bytes of T (f16, bf16 or f32) held as four 32-bit
+// words, in the compute type: a bf16 is the upper half of an f32 (one shift or one mask), an f16
+// one conversion, an f32 the word itself. Kept packed, 16-bit rows take half the registers of
+// one element a register and skip the extraction (PRMT) before each conversion.
+template <typename T>
+__device__ __forceinline__ compute_t<T> packed_element(const uint4& u, int j) {
+  static_assert(sizeof(T) == 2 || sizeof(T) == 4, "packed_element takes f16, bf16 or f32");
+  const int i = sizeof(T) == 4 ? j : j / 2;
+  const uint32_t w = i == 0 ? u.x : (i == 1 ? u.y : (i == 2 ? u.z : u.w));
+  if constexpr (sizeof(T) == 4) {
+    return __uint_as_float(w);
+  } else if constexpr (std::is_same_v<T, BFloat16>) {
+    return __uint_as_float(j % 2 ? (w & 0xffff0000u) : (w << 16));
+  } else {
+    return __half2float(__ushort_as_half(static_cast<unsigned short>(j % 2 ? w >> 16 : w & 0xffffu)));
+  }
+}
+
 // ---- strided offsets ----
 
 inline constexpr int kMaxDims = 8;
@@ -177,6 +195,24 @@ __device__ __forceinline__ C block_reduce(C v, C* shared) {
     r = warp_sum(r);
   }
   return r;
+}
+
+// Two sums over the block in one reduction (two barriers instead of block_reduce's four for
+// two calls); every thread gets both. `shared` holds 64 values.
+template <typename C>
+__device__ __forceinline__ void block_reduce_sum2(C& a, C& b, C* shared) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int warps = (blockDim.x + 31) / 32;
+  a = warp_sum(a);
+  b = warp_sum(b);
+  __syncthreads();  // shared may still be read by a previous call
+  if (lane == 0) {
+    shared[warp] = a;
+    shared[32 + warp] = b;
+  }
+  __syncthreads();
+  a = warp_sum(lane < warps ? shared[lane] : C(0));
+  b = warp_sum(lane < warps ? shared[32 + lane] : C(0));
 }
 
 }  // namespace zt::cuda

@@ -3,6 +3,8 @@
 // by two passes, stored in the dtype of the mean/rstd tensors (f32, or f64). Row kernels use
 // 16-byte loads and stores when the row length and alignment allow; rows that fit are held in
 // registers (read from memory once), longer ones stream (bench/NOTES.md has the measurements).
+// The backward stages grad_y and x through shared memory where they fit (Note [Staged row
+// kernels] in row_softmax.cuh): two rows in flight per block while it computes a third.
 #include <algorithm>
 
 #include "cuda/cuda_backend.h"
@@ -309,6 +311,124 @@ __global__ void layer_norm_backward_cached_kernel(T* gx, compute_t<T>* partial_w
   }
 }
 
+// Vectors per thread, rows in shared memory per block and the widest block of the staged
+// backward.
+constexpr int kStagedVecs = 4, kStages = 3, kMaxStagedBlock = 256;
+
+// The staged backward for rows of up to blockDim.x * K 16-byte vectors: the register-cached
+// kernel above (same columns per thread, same arithmetic, weight/bias sums in registers) with
+// grad_y and x arriving through shared memory: while a block computes row r, its copies of rows
+// r + gridDim.x and r + 2 * gridDim.x are in flight (kStages buffers of (2, K, blockDim.x)
+// vectors: grad_y, then x). The cached kernel measured 70% of copy bandwidth for bf16 (131072,
+// 4096) on the H200: its 16 KB per row were in flight only until they landed, then the block
+// reduced and computed with nothing loading. The two row sums share one reduction. At most 256
+// threads with 128 registers (no spills; the compiler keeps pass one's values for pass two as
+// far as they fit): four 128-thread blocks per SM for a bf16 row of 4096, where unbounded it
+// took 163 registers and three. Wider rows take the cached kernel.
+template <int K, bool kWb, typename T, typename S>
+__global__ void __launch_bounds__(kMaxStagedBlock, 2)
+    layer_norm_backward_staged_kernel(T* gx, compute_t<T>* partial_w, compute_t<T>* partial_b, const T* gy,
+                                      const T* x, const S* mean, const S* rstd, const T* w, int64_t rows,
+                                      int64_t cols) {
+  using A = compute_t<T>;
+  constexpr int V = 16 / int(sizeof(T));
+  using VT = Vec<T, V>;
+  __shared__ A shared[64];
+  extern __shared__ __align__(16) unsigned char ln_stages[];
+  VT* stages = reinterpret_cast<VT*>(ln_stages);  // (kStages, 2, K, blockDim.x) vectors
+  const int nvec = int(cols / V), nt = int(blockDim.x), tid = int(threadIdx.x);
+  const int64_t step = gridDim.x;
+  auto vec = [&](int k) { return k * nt + tid; };  // the thread's k-th vector of a row
+  auto col = [&](int k) { return int64_t(vec(k)) * V; };
+  auto slot = [&](int s, int q, int k) { return stages + ((s * 2 + q) * K + k) * nt + tid; };
+  // Queues the copies of row r's grad_y and x into buffer s as one group (empty past the last
+  // row, so that every iteration commits exactly one group).
+  auto issue = [&](int64_t r, int s) {
+    if (r < rows) {
+      const VT* g = reinterpret_cast<const VT*>(gy + r * cols);
+      const VT* xr = reinterpret_cast<const VT*>(x + r * cols);
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        if (vec(k) >= nvec) continue;
+        cp_async16(slot(s, 0, k), g + vec(k));
+        cp_async16(slot(s, 1, k), xr + vec(k));
+      }
+    }
+    cp_async_commit();
+  };
+  A acc_w[kWb ? K : 1][V], acc_b[kWb ? K : 1][V];
+  if constexpr (kWb) {
+#pragma unroll
+    for (int k = 0; k < K; ++k)
+#pragma unroll
+      for (int j = 0; j < V; ++j) acc_w[k][j] = acc_b[k][j] = A(0);
+  }
+  int64_t r = blockIdx.x;
+  for (int s = 0; s < kStages - 1; ++s) issue(r + s * step, s);
+  for (int s = 0; r < rows; r += step, s = s + 1 == kStages ? 0 : s + 1) {
+    // Buffer s - 1 was last read before the previous row's block reduction (its barriers).
+    issue(r + (kStages - 1) * step, s == 0 ? kStages - 1 : s - 1);
+    const A mu = A(mean[r]), inv = A(rstd[r]);
+    cp_async_wait<kStages - 1>();  // row r's group has landed
+    uint4 graw[K], xraw[K];  // packed: two 16-bit elements a register
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      if (vec(k) >= nvec) continue;
+      graw[k] = *reinterpret_cast<const uint4*>(slot(s, 0, k));
+      xraw[k] = *reinterpret_cast<const uint4*>(slot(s, 1, k));
+    }
+    // The weight's vector k (L1-resident: every row reads the same C elements), or none.
+    auto weight = [&](int k) { return w ? reinterpret_cast<const uint4*>(w)[vec(k)] : uint4{}; };
+    A sum_g = 0, sum_gx = 0;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      if (vec(k) >= nvec) continue;
+      const uint4 wraw = weight(k);
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A xhat = (packed_element<T>(xraw[k], j) - mu) * inv, gy_j = packed_element<T>(graw[k], j);
+        const A g = w ? gy_j * packed_element<T>(wraw, j) : gy_j;
+        sum_g += g;
+        sum_gx += g * xhat;
+      }
+    }
+    block_reduce_sum2(sum_g, sum_gx, shared);
+    const A mean_g = sum_g / A(cols), mean_gx = sum_gx / A(cols);
+    T* dr = gx + r * cols;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      if (vec(k) >= nvec) continue;
+      const uint4 wraw = weight(k);
+      VT out;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A xhat = (packed_element<T>(xraw[k], j) - mu) * inv, gy_j = packed_element<T>(graw[k], j);
+        const A g = w ? gy_j * packed_element<T>(wraw, j) : gy_j;
+        out.v[j] = to_element<T>(A(inv * (g - mean_g - xhat * mean_gx)));
+        if constexpr (kWb) {
+          acc_w[k][j] += gy_j * xhat;
+          acc_b[k][j] += gy_j;
+        }
+      }
+      *reinterpret_cast<VT*>(dr + col(k)) = out;
+    }
+  }
+  cp_async_wait<0>();
+  if constexpr (kWb) {
+    A* pw = partial_w + int64_t(blockIdx.x) * cols;
+    A* pb = partial_b + int64_t(blockIdx.x) * cols;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      if (vec(k) >= nvec) continue;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        pw[col(k) + j] = acc_w[k][j];
+        pb[col(k) + j] = acc_b[k][j];
+      }
+    }
+  }
+}
+
 constexpr int kColTile = 32, kRowGroups = 8;
 // Rows per chunk of the grad_weight/grad_bias sums, and the blocks the grid aims for.
 constexpr int64_t kWbRowChunk = 64, kWbTargetBlocks = 1024;
@@ -347,19 +467,46 @@ __global__ void layer_norm_backward_wb_kernel(Out* gw, Out* gb, const T* gy, con
   }
 }
 
-// gw[c] = sum over chunks of partial_w[chunk, c] (likewise gb), in chunk order.
+constexpr int kFinishGroups = 16;
+
+// gw[c] = sum over chunks of partial_w[chunk, c] (likewise gb). Block x owns 32 columns; its
+// kFinishGroups row groups each sum every kFinishGroups-th chunk, then meet in shared memory in
+// group order (a fixed order: the result does not depend on timing). A thread per column with
+// every chunk in one loop (16 blocks for 4096 columns) read the (528, 4096) partials of a bf16
+// backward at a small fraction of the bandwidth: about 0.1 ms, a tenth of the whole op.
 template <typename T, typename A>
 __global__ void layer_norm_wb_finish_kernel(T* gw, T* gb, const A* partial_w, const A* partial_b,
-                                            int64_t chunks, int64_t cols) {
-  ZT_GRID_STRIDE_LOOP(c, cols) {
-    A sw = 0, sb = 0;
-    for (int64_t k = 0; k < chunks; ++k) {
+                                            int64_t chunks, int64_t cols) {  // partials (chunks, C)
+  __shared__ A part_w[kFinishGroups][kColTile];
+  __shared__ A part_b[kFinishGroups][kColTile];
+  const int64_t c = int64_t(blockIdx.x) * kColTile + threadIdx.x;
+  A sw = 0, sb = 0;
+  if (c < cols) {
+    for (int64_t k = threadIdx.y; k < chunks; k += kFinishGroups) {
       sw += partial_w[k * cols + c];
       sb += partial_b[k * cols + c];
+    }
+  }
+  part_w[threadIdx.y][threadIdx.x] = sw;
+  part_b[threadIdx.y][threadIdx.x] = sb;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < cols) {
+    for (int k = 1; k < kFinishGroups; ++k) {
+      sw += part_w[k][threadIdx.x];
+      sb += part_b[k][threadIdx.x];
     }
     if (gw) gw[c] = to_element<T>(sw);
     if (gb) gb[c] = to_element<T>(sb);
   }
+}
+
+template <typename T, typename A>
+void launch_wb_finish(T* gw, T* gb, const A* partial_w, const A* partial_b, int64_t chunks, int64_t cols,
+                      cudaStream_t stream) {
+  const dim3 block{kColTile, kFinishGroups, 1};
+  const dim3 grid{unsigned((cols + kColTile - 1) / kColTile), 1, 1};
+  layer_norm_wb_finish_kernel<T, A><<<grid, block, 0, stream>>>(gw, gb, partial_w, partial_b, chunks, cols);
+  ZT_CUDA_LAUNCH_CHECK("layer_norm_wb_finish_kernel");
 }
 
 // grad_weight/grad_bias (either may be undefined) from grad_y, x and the saved statistics.
@@ -391,8 +538,7 @@ void launch_weight_bias_grads(const Tensor& grad_weight, const Tensor& grad_bias
       pw, pb, device_data<T>(grad_y), device_data<T>(x), device_data<S>(mean), device_data<S>(rstd), rows,
       cols, chunk);
   ZT_CUDA_LAUNCH_CHECK("layer_norm_backward_wb_kernel");
-  layer_norm_wb_finish_kernel<T, A><<<grid_for(cols), kBlockSize, 0, stream>>>(gw, gb, pw, pb, chunks, cols);
-  ZT_CUDA_LAUNCH_CHECK("layer_norm_wb_finish_kernel");
+  launch_wb_finish(gw, gb, pw, pb, chunks, cols, stream);
 }
 
 struct Rows {
@@ -442,6 +588,20 @@ int cached_block(int64_t cols, int v, int k = kCachedVecs) {
   return int(std::max<int64_t>(32, (threads + 31) / 32 * 32));
 }
 
+struct StagedLaunch {
+  int threads = 0;  // 0: the row is longer than kMaxStagedBlock * kStagedVecs vectors
+  size_t smem = 0;  // kStages buffers of grad_y and x rows
+};
+
+// Block size and shared memory of the staged backward for rows of `cols` elements of `elem`
+// bytes in 16-byte vectors (cols a multiple of the vector): kStagedVecs vectors a thread.
+StagedLaunch staged_launch(int64_t cols, size_t elem) {
+  const int64_t nvec = cols / int64_t(16 / elem);
+  const int64_t threads = std::max<int64_t>(32, ((nvec + kStagedVecs - 1) / kStagedVecs + 31) / 32 * 32);
+  if (threads > kMaxStagedBlock) return {};
+  return {int(threads), size_t(kStages) * 2 * kStagedVecs * size_t(threads) * 16};
+}
+
 // Dynamic shared memory the fused backward may take per block: the 48 KiB default limit (no
 // opt-in needed) less 1 KiB for the kernel's static block_reduce scratch, which counts against
 // the same limit (a (1, 5000) f32 row padded to 6144 columns failed to launch without it).
@@ -454,31 +614,46 @@ template <int V, typename T, typename S>
 bool launch_fused_backward(T* gx, T* gw, T* gb, const T* gy, const T* x, const S* mean, const S* rstd,
                            const T* w, int64_t rows, int64_t cols, int device, cudaStream_t stream) {
   using A = compute_t<T>;
-  // Register-cached rows with register weight/bias sums where the row fits (H200, (rows, 4096):
-  // 70% / 91% of copy bandwidth for bf16 / f32, against 54% / 81% for the streaming kernel
-  // with shared-memory sums); otherwise the streaming kernel.
+  // Staged rows where they fit (16-byte vectors, at most 1024 * kStagedVecs of them); else
+  // register-cached rows with register weight/bias sums (H200, (rows, 4096): 70% / 91% of copy
+  // bandwidth for bf16 / f32, against 54% / 81% for the streaming kernel with shared-memory
+  // sums); otherwise the streaming kernel.
   auto kernel = layer_norm_backward_cached_kernel<V, kCachedVecs, true, T, S>;
-  int block = cached_block(cols, V);
-  const bool cached = block > 0 && launchable(kernel, block);
-  if (!cached) {
-    kernel = layer_norm_backward_x_kernel<V, true, T, S>;
-    block = row_block(cols);
+  int block = 0;
+  size_t smem = 0;
+  int64_t grid = 0;
+  if constexpr (V > 1 && sizeof(T) <= 4) {
+    if (const StagedLaunch sl = staged_launch(cols, sizeof(T)); sl.threads > 0) {
+      auto staged = layer_norm_backward_staged_kernel<kStagedVecs, true, T, S>;
+      grid = resident_grid(staged, sl.threads, sl.smem, rows, device);
+      if (grid > 0) {
+        kernel = staged;
+        block = sl.threads;
+        smem = sl.smem;
+      }
+    }
   }
-  const int64_t step = int64_t(block) * V;
-  const size_t smem = cached ? 0 : size_t(2 * ((cols + step - 1) / step * step)) * sizeof(A);
-  if (smem > kFusedWbSmem) return false;
-  int per_sm = 0, sms = 0;
-  ZT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, block, smem));
-  ZT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  const int64_t grid = std::max<int64_t>(1, std::min<int64_t>(rows, int64_t(std::max(per_sm, 1)) * sms));
+  if (grid == 0) {
+    block = cached_block(cols, V);
+    const bool cached = block > 0 && launchable(kernel, block);
+    if (!cached) {
+      kernel = layer_norm_backward_x_kernel<V, true, T, S>;
+      block = row_block(cols);
+    }
+    const int64_t step = int64_t(block) * V;
+    smem = cached ? 0 : size_t(2 * ((cols + step - 1) / step * step)) * sizeof(A);
+    if (smem > kFusedWbSmem) return false;
+    int per_sm = 0;
+    ZT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, block, smem));
+    grid = std::max<int64_t>(1, std::min<int64_t>(rows, int64_t(std::max(per_sm, 1)) * sm_count(device)));
+  }
   // Partial sums (grid, C) for weight and bias, in the compute type.
   Tensor partials = Tensor::empty({2 * grid * cols}, TensorOptions(DTypeOf<A>::value, Device::cuda(device)));
   A* pw = device_data<A>(partials);
   A* pb = pw + grid * cols;
   kernel<<<unsigned(grid), block, smem, stream>>>(gx, pw, pb, gy, x, mean, rstd, w, rows, cols);
   ZT_CUDA_LAUNCH_CHECK("layer_norm_backward_x_kernel (fused weight/bias sums)");
-  layer_norm_wb_finish_kernel<T, A><<<grid_for(cols), kBlockSize, 0, stream>>>(gw, gb, pw, pb, grid, cols);
-  ZT_CUDA_LAUNCH_CHECK("layer_norm_wb_finish_kernel");
+  launch_wb_finish(gw, gb, pw, pb, grid, cols, stream);
   return true;
 }
 
@@ -569,9 +744,21 @@ void CudaBackend::layer_norm_backward(const Tensor& grad_x, const Tensor& grad_w
         auto launch_cached = [&](auto kernel, int block) {
           kernel<<<row_grid(rs.n), block, 0, stream>>>(gxp, nullptr, nullptr, gyp, xp, mp, rp, wp, rs.n, rs.c);
         };
+        // The staged kernel where it applies (not for f64), else as in launch_fused_backward.
+        int64_t staged_grid = 0;
+        if constexpr (sizeof(T) <= 4) {
+          const StagedLaunch sl = vec ? staged_launch(rs.c, sizeof(T)) : StagedLaunch{};
+          auto staged = layer_norm_backward_staged_kernel<kStagedVecs, false, T, S>;
+          staged_grid = sl.threads > 0 ? resident_grid(staged, sl.threads, sl.smem, rs.n, device) : 0;
+          if (staged_grid > 0)
+            staged<<<unsigned(staged_grid), sl.threads, sl.smem, stream>>>(gxp, nullptr, nullptr, gyp, xp, mp, rp,
+                                                                          wp, rs.n, rs.c);
+        }
         auto cached = vec ? layer_norm_backward_cached_kernel<kV, kCachedVecs, false, T, S>
                           : layer_norm_backward_cached_kernel<1, kCachedVecs, false, T, S>;
-        if (const int block = cached_block(rs.c, vec ? kV : 1); block > 0 && launchable(cached, block)) {
+        if (staged_grid > 0) {
+          // queued above
+        } else if (const int block = cached_block(rs.c, vec ? kV : 1); block > 0 && launchable(cached, block)) {
           launch_cached(cached, block);
         } else if (vec) {
           launch(layer_norm_backward_x_kernel<kV, false, T, S>);

@@ -1,0 +1,42 @@
+// cuBLASLt matmul for the plain (one matrix, no batch) GEMMs of cuda/gemm.cpp in f16, bf16 and
+// f32 with TF32: the algorithm cuBLASLt's heuristic ranks first for a shape, its layouts and its
+// pointer alignments is queried once and cached, then every call is one cublasLtMatmul. With
+// ZT_CUBLASLT_AUTOTUNE=1 in the environment the heuristic's first 8 candidates are instead timed
+// on the first call of each such problem with beta == 0 (one host wait) and the fastest kept:
+// off by default, as the choice then depends on timing and so may differ from run to run.
+// Problems are in cuBLAS's column-major terms (cuda/gemm.cpp maps the row-major ones).
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace zt::cuda {
+
+// D (m, n) = alpha * op_a(A) (m, k) @ op_b(B) (k, n) + beta * D, column-major, D updated in
+// place (it is also C). A, B and D are all of `type`; scaling and accumulation in f32.
+struct LtGemm {
+  cudaDataType_t type;          // CUDA_R_16F, CUDA_R_16BF or CUDA_R_32F
+  cublasComputeType_t compute;  // CUBLAS_COMPUTE_32F, or CUBLAS_COMPUTE_32F_FAST_TF32 for f32
+  cublasOperation_t op_a, op_b;
+  int64_t m, n, k;
+  const void* a;
+  int64_t lda;
+  const void* b;
+  int64_t ldb;
+  void* d;
+  int64_t ldd;
+  float alpha, beta;
+};
+
+// Whether cuda/gemm.cpp sends its plain f16/bf16/TF32 GEMMs here: yes, unless the environment
+// has ZT_CUBLASLT=0 (read once; for measuring one path against the other).
+bool lt_enabled();
+
+// Queues `g` on `stream` on the current device (`device`), with `workspace` (bytes of device
+// memory that only work on `stream` uses); false, with nothing queued, when cuBLASLt has no
+// algorithm for the problem (the caller then uses cublasGemmEx).
+bool lt_matmul(int device, cudaStream_t stream, const LtGemm& g, void* workspace, size_t workspace_bytes);
+
+}  // namespace zt::cuda
