@@ -157,6 +157,7 @@ class CpuAllocator final : public Allocator {
 };
 
 Allocator* g_allocators[kNumDeviceTypes] = {};
+Allocator* g_pinned_host = nullptr;
 
 }  // namespace
 
@@ -173,6 +174,9 @@ void register_allocator(DeviceType type, Allocator* allocator) {
   ZT_CHECK(type != DeviceType::CPU, "the CPU allocator is built in and cannot be replaced");
   g_allocators[int(type)] = allocator;
 }
+
+Allocator* pinned_host_allocator() { return g_pinned_host; }
+void register_pinned_host_allocator(Allocator* allocator) { g_pinned_host = allocator; }
 
 MemoryCategory current_memory_category() { return t_category; }
 

@@ -58,6 +58,12 @@ class Allocator {
 Allocator& allocator_for(Device device);
 void register_allocator(DeviceType type, Allocator* allocator);
 
+// The page-locked host allocator a GPU backend registered (cuda/pinned_allocator.h does when a GPU
+// is present), or null: host memory that device copies read and write at full speed. ZeRO-Offload
+// takes its host buffers from it when pin_memory is set, without naming a CUDA header.
+Allocator* pinned_host_allocator();
+void register_pinned_host_allocator(Allocator* allocator);
+
 // The category new allocations on this thread are tagged with (default: other), set for a
 // scope: `MemoryCategoryScope scope(MemoryCategory::activations);`.
 MemoryCategory current_memory_category();

@@ -110,6 +110,15 @@ PinnedAllocator& pinned_host_allocator() {
 }
 
 Allocator& pinned_allocator() { return pinned_host_allocator(); }
+
 int64_t pinned_host_alloc_calls() { return pinned_host_allocator().host_alloc_calls(); }
+
+namespace {
+// Code outside cuda/ (ZeRO-Offload) finds this allocator through zt::pinned_host_allocator().
+const bool registered = [] {
+  if (device_count() > 0) register_pinned_host_allocator(&pinned_host_allocator());
+  return true;
+}();
+}  // namespace
 
 }  // namespace zt::cuda

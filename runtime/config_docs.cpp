@@ -66,9 +66,10 @@ it came from with `zt-config --check FILE [--world-size N]`.
   supply is derived from the other two; any other unresolved `"auto"` is an error.
 - Keys under `optimizer.params` and `scheduler.params` apply only to the types named in italics.
 - Conflicting settings are errors naming both keys: `fp16` and `bf16` both enabled,
-  `offload_param` below stage 3, `offload_optimizer` at stage 0 (or `nvme` below stage 3), `nvme`
-  without `nvme_path`, `cpu_checkpointing` without `partition_activations`, `nesterov` without
-  momentum, a OneCycle minimum above its maximum, and an enabled `tensorboard`.
+  `offload_param` below stage 3, `offload_optimizer` at stage 0 (or with an optimizer other than
+  Adam/AdamW, or `sub_group_size` 0), `nvme` without `nvme_path`, `cpu_checkpointing` without
+  `partition_activations`, `nesterov` without momentum, a OneCycle minimum above its maximum, and
+  an enabled `tensorboard`.
 
 ## From C++
 

@@ -134,7 +134,9 @@ void check_conflicts(const SettingTable& t) {
   for (const std::string which : {"offload_optimizer", "offload_param"}) {
     const std::string device = "zero_optimization." + which + ".device";
     const std::string dev = t.text(device);
-    const int64_t needed = (which == "offload_param" || dev == "nvme") ? 3 : 1;
+    // The offloaded optimizer state steps on the CPU (or through NVMe) at stages 1-3 alike;
+    // parameters are partitioned only at stage 3.
+    const int64_t needed = which == "offload_param" ? 3 : 1;
     if (dev != "none" && zero_stage < needed) {
       t.fail(device + " \"" + dev + "\" needs " + stage + (needed == 3 ? " 3" : " >= 1") +
              ", got " + t.term(stage));
@@ -142,6 +144,18 @@ void check_conflicts(const SettingTable& t) {
     const std::string path = "zero_optimization." + which + ".nvme_path";
     if (dev == "nvme" && t.text(path).empty()) {
       t.fail(path + " is required when " + device + " is \"nvme\"");
+    }
+  }
+  const std::string offload = "zero_optimization.offload_optimizer.device";
+  if (t.text(offload) != "none") {
+    const std::string type = t.text("optimizer.type");
+    if (!type.empty() && type != "Adam" && type != "AdamW") {
+      t.fail(offload + " \"" + t.text(offload) + "\" steps the offloaded state with the CPU Adam, so it needs "
+             "optimizer.type Adam or AdamW, got " + t.term("optimizer.type"));
+    }
+    if (t.integer("zero_optimization.sub_group_size") < 1) {
+      t.fail("zero_optimization.sub_group_size must be at least 1 element with " + offload + " \"" +
+             t.text(offload) + "\", got " + t.term("zero_optimization.sub_group_size"));
     }
   }
   if (t.flag("activation_checkpointing.cpu_checkpointing") &&

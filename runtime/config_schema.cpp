@@ -300,11 +300,11 @@ std::vector<SchemaEntry> zero_entries() {
        "Stage 1/2 with offload: spread gradient copies over ranks round-robin.", "",
        ZT_FIELD(zero_optimization.round_robin_gradients)},
       {z + ".offload_optimizer", T::object, nullptr, {}, {}, 0, {},
-       "ZeRO-Offload of optimizer state and step (stages 1-3; nvme needs stage 3).", "", nullptr},
+       "ZeRO-Offload of the Adam state and step (stages 1-3; cpu or nvme).", "", nullptr},
   };
   for (auto& x : offload_entries(z + ".offload_optimizer", false)) e.push_back(std::move(x));
   e.push_back({z + ".offload_param", T::object, nullptr, {}, {}, 0, {},
-               "ZeRO-Infinity offload of parameters (stage 3 only).", "", nullptr});
+               "ZeRO-Infinity offload of parameters (stage 3 only; cpu, nvme not yet).", "", nullptr});
   for (auto& x : offload_entries(z + ".offload_param", true)) e.push_back(std::move(x));
   return e;
 }

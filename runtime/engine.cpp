@@ -8,9 +8,9 @@
 #include "autograd/ops.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "parallel/device_communicator.h"
 #include "runtime/builders.h"
-#include "zero/zero_optimizer.h"
-#include "zero/zero_stage3.h"
+#include "runtime/engine_zero.h"
 
 namespace zt {
 
@@ -38,23 +38,28 @@ class ScopedTimer {
 }  // namespace
 
 Engine::Engine(std::shared_ptr<Module> model, const Config& config, InitOptions options)
-    : model_(std::move(model)), config_(config), comm_(options.communicator) {
+    : model_(std::move(model)), config_(config), bootstrap_(options.communicator) {
   ZT_CHECK(model_ != nullptr, "initialize: expected a model, found null");
   ZT_CHECK(!model_->parameters().empty(), "initialize: the model has no parameters to train");
-  const int64_t world = comm_ ? comm_->size() : 1;
+  const int64_t world = bootstrap_ ? bootstrap_->size() : 1;
   ZT_CHECK(config_.world_size == world, "initialize: the config was resolved for a data-parallel size of ",
            config_.world_size, " but the communicator has ", world, " ranks; load it with world_size ", world);
+  // CPU tensors travel on the bootstrap itself, CUDA tensors on NCCL (collective).
+  comm_ = device_communicator(bootstrap_, model_->parameters().front().device());
   dtype_ = compute_dtype(config_);
   std::vector<Tensor> originals = model_->parameters();
+  // The program's optimizer groups, named before the dtype move replaces the tensors it holds.
+  std::vector<std::vector<std::string>> param_groups;
+  if (options.optimizer && zero_sharded(config_)) param_groups = parameter_group_names(*model_, *options.optimizer);
   // The model computes in the config's dtype; its f32 parameters live on as the masters.
   if (dtype_ != DType::f32) model_->to(dtype_);
   // DataParallel holds the parameter tensors: build it after the dtype move.
   // ZeRO stages 1-3 reduce gradients themselves (zero/sharded_optimizer.h).
   if (world > 1 && !zero_sharded(config_)) dp_ = std::make_unique<DataParallel>(model_, comm_);
-  build_precision(std::move(originals));
+  build_precision(std::move(originals), std::move(param_groups));
   build_optimizer(options);
   monitor_lines_ = options.monitor;
-  MonitorOptions mo = monitor_options_from_config(config_, !comm_ || comm_->rank() == 0);
+  MonitorOptions mo = monitor_options_from_config(config_, !bootstrap_ || bootstrap_->rank() == 0);
   if (!options.monitor) {
     mo.steps_per_print = 0;
     mo.csv_path.clear();
@@ -67,23 +72,9 @@ Engine::Engine(std::shared_ptr<Module> model, const Config& config, InitOptions 
 
 Engine::~Engine() = default;
 
-void Engine::build_precision(std::vector<Tensor> originals) {
-  const ZeroConfig& z = config_.zero_optimization;
-  std::unique_ptr<ShardedOptimizer> sharded;
-  if (z.stage == 3) {
-    Stage3Options so;
-    so.reduce_bucket_size = z.reduce_bucket_size;
-    so.prefetch_bucket_size = z.stage3_prefetch_bucket_size;
-    so.max_live_parameters = z.stage3_max_live_parameters;
-    so.param_persistence_threshold = z.stage3_param_persistence_threshold;
-    sharded =
-        std::make_unique<ZeroStage3Optimizer>(model_, comm_, so, build_loss_scaler(config_), std::move(originals));
-  } else if (zero_sharded(config_)) {
-    ZeroOptions zo;
-    zo.stage = int(z.stage);
-    zo.reduce_bucket_size = z.reduce_bucket_size;
-    sharded = std::make_unique<ZeroOptimizer>(model_, comm_, zo, build_loss_scaler(config_), std::move(originals));
-  }
+void Engine::build_precision(std::vector<Tensor> originals, std::vector<std::vector<std::string>> param_groups) {
+  std::unique_ptr<ShardedOptimizer> sharded =
+      build_sharded_optimizer(config_, model_, comm_, originals, std::move(param_groups));
   if (sharded) {
     sharded_ = sharded.get();
     precision_ = std::move(sharded);
@@ -107,6 +98,10 @@ void Engine::build_optimizer(InitOptions& options) {
              "); remove one of them");
     optimizer_ = options.optimizer;
     precision_->bind(*optimizer_);
+  } else if (sharded_) {  // one group per master range (Note [ZeRO parameter groups])
+    std::vector<ParamGroup> groups;
+    for (const Tensor& master : sharded_->master_parameters()) groups.push_back(ParamGroup{{master}});
+    optimizer_ = zt::build_optimizer(config_.optimizer, std::move(groups));
   } else {
     optimizer_ = zt::build_optimizer(config_.optimizer, {ParamGroup{precision_->master_parameters()}});
   }
@@ -189,9 +184,10 @@ void Engine::take_step() {
 void Engine::report() {
   double loss = 0;
   if (losses_ > 0) {
-    Tensor mean = raw::to(raw::mul(loss_sum_, 1.0 / double(losses_)), Device::cpu());
+    // Averaged on the model's device, where the communicator's collectives run.
+    Tensor mean = raw::to(raw::mul(loss_sum_, 1.0 / double(losses_)), device());
     if (comm_ && comm_->size() > 1) comm_->all_reduce(mean, CommReduceOp::avg);
-    loss = mean.item();
+    loss = raw::to(mean, Device::cpu()).item();
   }
   const double now = now_seconds();
   MonitorRecord r;

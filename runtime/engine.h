@@ -10,8 +10,15 @@
 // The engine orchestrates parts that live in their own files: the model's data parallelism
 // (parallel/data_parallel.h), the precision optimizer with its master weights and loss scaler
 // (zero/mixed_precision.h; ZeRO stages 1-3 shard it: zero/sharded_optimizer.h, chosen by
-// zero_optimization.stage), the optimizer and schedule built from the config
-// (runtime/builders.h), and the monitor (runtime/monitor.h).
+// zero_optimization.stage, built by runtime/engine_zero.h, with offload_optimizer/offload_param),
+// the optimizer and schedule built from the config (runtime/builders.h), and the monitor
+// (runtime/monitor.h). A program's optimizer may have several parameter groups (weight decay on
+// matrices only); ZeRO lays the parameters out by those groups (Note [ZeRO parameter groups]).
+//
+// Communicators: options.communicator is the bootstrap (MPI). Tensors travel on
+// device_communicator(bootstrap, model device) (parallel/device_communicator.h): the bootstrap
+// itself for a CPU model, NCCL for a CUDA one; DataParallel, ZeRO and the monitor's loss average
+// use it, the checkpoint files' synchronisation uses the bootstrap.
 //
 // Note [Engine step]
 // backward(loss) multiplies the loss by loss_scale / gradient_accumulation_steps and runs
@@ -117,7 +124,7 @@ class Engine {
   const StepTimes& step_times() const { return times_; }
 
  private:
-  void build_precision(std::vector<Tensor> originals);
+  void build_precision(std::vector<Tensor> originals, std::vector<std::vector<std::string>> param_groups);
   void build_optimizer(InitOptions& options);
   void take_step();
   void report();
@@ -126,7 +133,8 @@ class Engine {
   std::shared_ptr<Module> model_;
   Config config_;
   DType dtype_ = DType::f32;
-  std::shared_ptr<Communicator> comm_;
+  std::shared_ptr<Communicator> bootstrap_;  // the program's (MPI); checkpoint synchronisation
+  std::shared_ptr<Communicator> comm_;       // the model device's: DataParallel, ZeRO, the monitor
   std::unique_ptr<DataParallel> dp_;
   std::unique_ptr<PrecisionOptimizer> precision_;
   ShardedOptimizer* sharded_ = nullptr;  // precision_ when ZeRO stage >= 1 shards it

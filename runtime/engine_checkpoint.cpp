@@ -42,8 +42,7 @@ void Engine::save_checkpoint(const std::string& dir, const std::string& tag, con
   CheckpointState state;
   if (sharded_) {  // each rank writes its shard (runtime/zero_checkpoint.h)
     state.model = sharded_->model_state(config_.zero_optimization.stage3_gather_16bit_weights_on_model_save);
-    state.optimizer = optimizer_->state_dict();
-    add_zero_fragments(*sharded_, state);
+    add_zero_fragments(*sharded_, *optimizer_, state);
   } else {
     state.model = model_->state_dict();
     state.master = master_state();
@@ -58,14 +57,14 @@ void Engine::save_checkpoint(const std::string& dir, const std::string& tag, con
                    {"rng", {{"seed", rng.seed()}, {"offset", rng.offset()}}}};
   if (scheduler_) state.scalars["scheduler_last_step"] = scheduler_->last_step();
   state.client_state = client_state;
-  const int rank = comm_ ? comm_->rank() : 0, world = comm_ ? comm_->size() : 1;
-  save_checkpoint_files(dir, tag, rank, world, state, comm_.get());
+  const int rank = bootstrap_ ? bootstrap_->rank() : 0, world = bootstrap_ ? bootstrap_->size() : 1;
+  save_checkpoint_files(dir, tag, rank, world, state, bootstrap_.get());
 }
 
 nlohmann::json Engine::load_checkpoint(const std::string& dir, const std::string& tag) {
-  const int rank = comm_ ? comm_->rank() : 0, world = comm_ ? comm_->size() : 1;
+  const int rank = bootstrap_ ? bootstrap_->rank() : 0, world = bootstrap_ ? bootstrap_->size() : 1;
   const TensorDict expected = model_->state_dict();
-  CheckpointState state = load_checkpoint_files(dir, tag, rank, world, comm_.get(), &expected);
+  CheckpointState state = load_checkpoint_files(dir, tag, rank, world, bootstrap_.get(), &expected);
   if (sharded_) {
     load_zero_state(*sharded_, state, *optimizer_);
   } else {

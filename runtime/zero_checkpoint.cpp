@@ -1,6 +1,7 @@
 // ZeRO stage 1-3 checkpoint fragments (runtime/zero_checkpoint.h).
 #include "runtime/zero_checkpoint.h"
 
+#include <cstdio>
 #include <functional>
 #include <map>
 
@@ -33,13 +34,39 @@ void read_pieces(const std::vector<ShardPiece>& pieces, const Tensor& shard,
   }
 }
 
+// The group of an optimizer key "state.<group>.<index>.<name>" (Note [ZeRO parameter groups]).
+size_t key_group(const ShardedOptimizer& zero, const std::string& key) {
+  size_t group = 0, index = 0;
+  char name[64] = {0};
+  const size_t groups = zero.group_ranges().size();
+  ZT_CHECK(std::sscanf(key.c_str(), "state.%zu.%zu.%63s", &group, &index, name) == 3 && index == 0,
+           "ZeRO checkpoint: unexpected optimizer state key \"", key, "\"; expected \"state.<group>.0.<name>\" (ZeRO "
+           "steps one tensor per parameter group)");
+  ZT_CHECK(group < groups, "ZeRO checkpoint: optimizer state \"", key, "\" belongs to group ", group,
+           " but the optimizer has ", groups, " parameter group(s)");
+  return group;
+}
+
+// The pieces of `group`'s range, with shard offsets relative to the range's start.
+std::vector<ShardPiece> group_pieces(const ShardedOptimizer& zero, const std::vector<ShardPiece>& pieces,
+                                     size_t group) {
+  const GroupRange range = zero.group_ranges()[group];
+  std::vector<ShardPiece> out;
+  for (ShardPiece p : pieces) {
+    if (p.shard_offset < range.offset || p.shard_offset >= range.offset + range.length) continue;
+    p.shard_offset -= range.offset;
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
 }  // namespace
 
-void add_zero_fragments(const ShardedOptimizer& zero, CheckpointState& state) {
+void add_zero_fragments(const ShardedOptimizer& zero, const Optimizer& optimizer, CheckpointState& state) {
   NoGradGuard no_grad;
+  state.optimizer = zero.optimizer_state(optimizer);
   const std::vector<ShardPiece> pieces = zero.shard_pieces();
-  const int64_t S = zero.shard_numel();
-  if (zero.has_separate_masters()) add_pieces(pieces, zero.master_shard(), "master/", "", state);
+  if (zero.has_separate_masters()) add_pieces(pieces, zero.master_values(), "master/", "", state);
   // Stage 3 without gathered weights: every name of a partitioned parameter, from this rank's shard.
   const auto names = zero.partitioned_state_names();
   for (const auto& [name, owner] : names) {
@@ -51,9 +78,11 @@ void add_zero_fragments(const ShardedOptimizer& zero, CheckpointState& state) {
     }
   }
   for (const auto& [key, t] : state.optimizer.tensors) {
-    ZT_CHECK(t.numel() == S, "save_checkpoint: ZeRO optimizer state \"", key, "\" should hold this rank's shard of ",
-             S, " elements, found ", t.str());
-    add_pieces(pieces, raw::reshape(t, {S}), "optim/" + key + "/", "", state);
+    const size_t group = key_group(zero, key);
+    const int64_t n = zero.group_ranges()[group].length;
+    ZT_CHECK(t.numel() == n, "save_checkpoint: ZeRO optimizer state \"", key, "\" should hold this rank's ", n,
+             " elements of group ", group, ", found ", t.str());
+    add_pieces(group_pieces(zero, pieces, group), raw::reshape(t, {n}), "optim/" + key + "/", "", state);
   }
   state.optimizer.tensors = TensorDict();
 }
@@ -72,27 +101,29 @@ void load_zero_state(ShardedOptimizer& zero, const CheckpointState& state, Optim
     by_key[entry.substr(0, slash)][entry.substr(slash + 1)] = &t;
   }
   for (const auto& [key, params] : by_key)
-    for (const ShardPiece& p : pieces)
+    for (const ShardPiece& p : group_pieces(zero, pieces, key_group(zero, key)))
       ZT_CHECK(params.count(p.name), "load_checkpoint: the checkpoint has optimizer state \"", key,
-               "\" for some parameters but not for \"", p.name, "\"");
+               "\" for some parameters of its group but not for \"", p.name, "\" (saved with other parameter groups?)");
   zero.load_model_state(state.model);
-  if (zero.has_separate_masters()) {
-    // The weights just loaded, then the saved fp32 masters where the checkpoint has them.
-    raw::copy_(zero.master_shard(), zero.parameter_shard());
-    read_pieces(pieces, zero.master_shard(), [&](const std::string& name) { return state.master.find(name); });
-  }
+  // The weights just loaded, then the saved fp32 masters where the checkpoint has them (an f32
+  // model's masters are its weights; a separate master copy follows them).
+  Tensor masters = raw::clone(raw::to(raw::to(zero.parameter_shard(), Device::cpu()), DType::f32));
+  if (zero.has_separate_masters())
+    read_pieces(pieces, masters, [&](const std::string& name) { return state.master.find(name); });
+  zero.load_master_values(masters);
   OptimizerState mine;
   mine.scalars = state.optimizer.scalars;
   for (const auto& [key, params] : by_key) {
+    const size_t group = key_group(zero, key);
     Tensor shard;
     {
       MemoryCategoryScope scope(MemoryCategory::optimizer_state);
-      shard = zeros({zero.shard_numel()}, TensorOptions(params.begin()->second->dtype(), Device::cpu()));
+      shard = zeros({zero.group_ranges()[group].length}, TensorOptions(params.begin()->second->dtype(), Device::cpu()));
     }
-    read_pieces(pieces, shard, [&](const std::string& name) { return params.at(name); });
+    read_pieces(group_pieces(zero, pieces, group), shard, [&](const std::string& name) { return params.at(name); });
     mine.tensors.set(key, shard);
   }
-  optimizer.load_state_dict(mine);
+  zero.load_optimizer_state(optimizer, mine);
 }
 
 }  // namespace zt

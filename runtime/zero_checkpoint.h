@@ -4,10 +4,11 @@
 //
 // Everything is saved per parameter, through the shard's pieces (Note [ZeRO checkpoint pieces]):
 // "master/<param>", "model/<state_dict name>" (stage 3, weights not gathered) and
-// "optim/<optimizer key>/<param>" (e.g. "optim/state.0.0.exp_avg/fc1.weight"; the optimizer steps
-// one shard tensor, key state.0.0.*, whose elements belong to many parameters). No entry depends on
-// the data-parallel size or the stage, so a checkpoint saved by any ZeRO stage at N ranks loads
-// into any stage at M ranks.
+// "optim/<optimizer key>/<param>" (e.g. "optim/state.1.0.exp_avg/fc1.bias"; the optimizer steps
+// one tensor per parameter group, key state.<group>.0.*, whose elements belong to that group's
+// parameters: Note [ZeRO parameter groups]). No entry depends on the data-parallel size, the
+// stage or offload, so a checkpoint saved by any ZeRO stage at N ranks, offloaded or not, loads
+// into any stage at M ranks, offloaded or not.
 #pragma once
 #include "optim/optimizer.h"
 #include "runtime/checkpoint.h"
@@ -15,10 +16,11 @@
 
 namespace zt {
 
-// Moves this rank's masters (separate fp32 masters only; an f32 model's are its weights), its
-// pieces of the partitioned weights missing from state.model, and the optimizer tensors of
-// state.optimizer into state.fragments.
-void add_zero_fragments(const ShardedOptimizer& zero, CheckpointState& state);
+// Sets state.optimizer to the optimizer's state (ShardedOptimizer::optimizer_state) and moves
+// this rank's masters (separate fp32 masters only; an f32 model's are its weights), its pieces of
+// the partitioned weights missing from state.model, and the optimizer tensors into
+// state.fragments.
+void add_zero_fragments(const ShardedOptimizer& zero, const Optimizer& optimizer, CheckpointState& state);
 // This rank's part of the weights (ShardedOptimizer::load_model_state), its masters (from the
 // saved masters, else from the weights) and its shard of the optimizer state; the optimizer
 // entries are checked before anything is loaded.

@@ -101,7 +101,11 @@ void MixedPrecisionOptimizer::step(Optimizer& optimizer) {
 void MixedPrecisionOptimizer::zero_grad() {
   for (size_t i = 0; i < params_.size(); ++i) {
     set_grad(params_[i], Tensor());
-    if (separate_) set_grad(masters_[i], Tensor());
+    if (!separate_) continue;
+    set_grad(masters_[i], Tensor());
+    // The fp32 gradients live for the step only (as DeepSpeed's), so between steps the model
+    // states are the ZeRO paper's 16 bytes per parameter.
+    master_grads_[i] = Tensor();
   }
 }
 

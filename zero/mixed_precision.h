@@ -74,7 +74,7 @@ class MixedPrecisionOptimizer final : public PrecisionOptimizer {
  private:
   std::vector<Tensor> params_;
   std::vector<Tensor> masters_;
-  std::vector<Tensor> master_grads_;  // fp32 buffers reused every step (separate masters only)
+  std::vector<Tensor> master_grads_;  // fp32 gradients for one step (separate masters only)
   bool separate_ = false;
   LossScaler scaler_;
 };

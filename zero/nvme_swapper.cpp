@@ -28,13 +28,13 @@ namespace zt {
 // ---- HostBuffer ----
 
 HostBuffer::HostBuffer(Allocator& allocator, int64_t bytes, int64_t alignment, const std::string& what,
-                       const std::string& advice)
-    : allocator_(&allocator), bytes_(bytes) {
+                       const std::string& advice, MemoryCategory category)
+    : allocator_(&allocator), category_(category), bytes_(bytes) {
   ZT_CHECK(bytes > 0 && alignment > 0, "HostBuffer: expected positive bytes and alignment, found ", bytes, " and ",
            alignment);
   held_ = size_t(bytes + alignment);  // room to align any returned address
   try {
-    base_ = allocator.allocate(held_, MemoryCategory::optimizer_state);
+    base_ = allocator.allocate(held_, category);
   } catch (const std::exception& e) {
     ZT_FAIL("out of host memory: cannot allocate ", bytes, " bytes (", double(bytes) / double(1 << 30), " GiB) for ",
             what, "; ", advice, " (allocator: ", e.what(), ")");
@@ -44,15 +44,16 @@ HostBuffer::HostBuffer(Allocator& allocator, int64_t bytes, int64_t alignment, c
 }
 
 HostBuffer::~HostBuffer() {
-  if (base_) allocator_->deallocate(base_, held_, MemoryCategory::optimizer_state);
+  if (base_) allocator_->deallocate(base_, held_, category_);
 }
 
 HostBuffer::HostBuffer(HostBuffer&& other) noexcept { *this = std::move(other); }
 
 HostBuffer& HostBuffer::operator=(HostBuffer&& other) noexcept {
   if (this != &other) {
-    if (base_) allocator_->deallocate(base_, held_, MemoryCategory::optimizer_state);
+    if (base_) allocator_->deallocate(base_, held_, category_);
     allocator_ = other.allocator_;
+    category_ = other.category_;
     base_ = std::exchange(other.base_, nullptr);
     aligned_ = std::exchange(other.aligned_, nullptr);
     held_ = std::exchange(other.held_, 0);

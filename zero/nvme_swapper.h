@@ -29,13 +29,14 @@
 
 namespace zt {
 
-// Host memory from an allocator (optimizer_state), aligned to `alignment`, freed on destruction.
-// Running out of memory throws one error naming the bytes, what they were for, and `advice`.
+// Host memory from an allocator (counted under `category`), aligned to `alignment`, freed on
+// destruction. Running out of memory throws one error naming the bytes, what they were for, and
+// `advice`.
 class HostBuffer {
  public:
   HostBuffer() = default;
   HostBuffer(Allocator& allocator, int64_t bytes, int64_t alignment, const std::string& what,
-             const std::string& advice);
+             const std::string& advice, MemoryCategory category = MemoryCategory::optimizer_state);
   ~HostBuffer();
   HostBuffer(HostBuffer&& other) noexcept;
   HostBuffer& operator=(HostBuffer&& other) noexcept;
@@ -48,6 +49,7 @@ class HostBuffer {
 
  private:
   Allocator* allocator_ = nullptr;
+  MemoryCategory category_ = MemoryCategory::optimizer_state;
   void* base_ = nullptr;
   void* aligned_ = nullptr;
   size_t held_ = 0;

@@ -131,13 +131,27 @@ void OffloadedAdamState::initialise_nvme(const Tensor& initial_master) {
 
 void OffloadedAdamState::step(const Tensor& grad, const AdamOptions& hyper, bool decoupled, int64_t step,
                               const Tensor& model_copy_out) {
+  this->step(grad, {AdamRange{0, numel_, hyper, decoupled, step}}, model_copy_out);
+}
+
+void OffloadedAdamState::step(const Tensor& grad, const std::vector<AdamRange>& ranges,
+                              const Tensor& model_copy_out) {
   check_host_shard("grad", grad, numel_, {DType::f32, DType::bf16, DType::f16});
   if (model_copy_out.defined())
     check_host_shard("model_copy_out", model_copy_out, numel_, {DType::bf16, DType::f16, DType::f32});
+  std::vector<AdamRange> sorted = ranges;
+  std::sort(sorted.begin(), sorted.end(), [](const AdamRange& a, const AdamRange& b) { return a.begin < b.begin; });
+  int64_t end = 0;
+  for (const AdamRange& r : sorted) {
+    ZT_CHECK(r.begin >= 0 && r.length >= 0 && r.begin + r.length <= numel_, "OffloadedAdamState: range [",
+             r.begin, ", ", r.begin + r.length, ") is outside the shard's ", numel_, " elements");
+    ZT_CHECK(r.length == 0 || r.begin >= end, "OffloadedAdamState: range [", r.begin, ", ", r.begin + r.length,
+             ") overlaps the one ending at ", end);
+    ZT_CHECK(r.step >= 1, "OffloadedAdamState: expected step >= 1, found ", r.step);
+    end = std::max(end, r.begin + r.length);
+  }
   if (numel_ == 0) return;
-  auto step_one = [&](const StateViews& state, int64_t k) {
-    step_sub_group(state, k, grad, hyper, decoupled, step, model_copy_out);
-  };
+  auto step_one = [&](const StateViews& state, int64_t k) { step_sub_group(state, k, grad, sorted, model_copy_out); };
   if (!swapper_) {
     for (int64_t k = 0; k < sub_group_count(); ++k) step_one(host_views(k), k);
     return;
@@ -145,16 +159,22 @@ void OffloadedAdamState::step(const Tensor& grad, const AdamOptions& hyper, bool
   step_nvme(step_one);
 }
 
+// Each range's part of sub-group k is one fused step over contiguous views.
 void OffloadedAdamState::step_sub_group(const StateViews& state, int64_t k, const Tensor& grad,
-                                        const AdamOptions& hyper, bool decoupled, int64_t step,
-                                        const Tensor& model_copy_out) const {
+                                        const std::vector<AdamRange>& ranges, const Tensor& model_copy_out) const {
   const SubGroup g = sub_group(k);
-  const Tensor copy = model_copy_out.defined() ? flat_range(model_copy_out, g.begin, g.length) : Tensor();
-  const bool copy_in_pass = copy.defined() && copy.dtype() != DType::f32;  // the kernel writes 16-bit copies
-  raw::adam_step_(state.master, flat_range(grad, g.begin, g.length), state.exp_avg, state.exp_avg_sq, hyper.lr,
-                  hyper.beta1, hyper.beta2, hyper.eps, hyper.weight_decay, decoupled, step,
-                  copy_in_pass ? copy : Tensor());
-  if (copy.defined() && !copy_in_pass) raw::copy_(copy, state.master);  // still in cache
+  for (const AdamRange& r : ranges) {
+    const int64_t lo = std::max(g.begin, r.begin), hi = std::min(g.begin + g.length, r.begin + r.length);
+    if (lo >= hi) continue;
+    auto part = [&](const Tensor& t) { return raw::narrow(t, 0, lo - g.begin, hi - lo); };
+    const Tensor copy = model_copy_out.defined() ? flat_range(model_copy_out, lo, hi - lo) : Tensor();
+    const bool copy_in_pass = copy.defined() && copy.dtype() != DType::f32;  // the kernel writes 16-bit copies
+    const Tensor master = part(state.master);
+    raw::adam_step_(master, flat_range(grad, lo, hi - lo), part(state.exp_avg), part(state.exp_avg_sq), r.hyper.lr,
+                    r.hyper.beta1, r.hyper.beta2, r.hyper.eps, r.hyper.weight_decay, r.decoupled, r.step,
+                    copy_in_pass ? copy : Tensor());
+    if (copy.defined() && !copy_in_pass) raw::copy_(copy, master);  // still in cache
+  }
 }
 
 // Sub-group k uses buffer k % B. Reads run up to max(1, B - 2) sub-groups ahead, so with B >= 3

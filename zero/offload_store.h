@@ -5,10 +5,10 @@
 // Note [Offloaded Adam state]
 // - A shard of S fp32 elements has three state arrays (12 S bytes). Device "cpu": they live in
 //   host memory, page-locked when pin_memory is set and a pinned allocator is passed (the
-//   caller's, e.g. cuda::pinned_allocator(): core and zero include no CUDA header), so the
-//   gradient and parameter copies to and from the GPU run at full speed. Device "nvme": they
-//   live in one file under nvme_path (NvmeSwapper, Note [NVMe swapper]); host memory holds only
-//   buffer_count sub-group buffers.
+//   caller's, e.g. core's pinned_host_allocator(), which cuda/ registers: core and zero include
+//   no CUDA header), so the gradient and parameter copies to and from the GPU run at full speed.
+//   Device "nvme": they live in one file under nvme_path (NvmeSwapper, Note [NVMe swapper]);
+//   host memory holds only buffer_count sub-group buffers.
 // - The shard is stepped in sub-groups of sub_group_size elements (the last may be shorter). On
 //   NVMe sub-group k's master and moments form chunk k of the file, [master | exp_avg |
 //   exp_avg_sq] each sub_group_size long, so one sub-group is one transfer each way. While k is
@@ -23,6 +23,9 @@
 //   bf16/f16 and copied from the master for f32, sub-group by sub-group.
 // - Host memory is counted under MemoryCategory::optimizer_state by the allocator it came from;
 //   host_bytes() and disk_bytes() report this store's share (for membench).
+// - Parameter groups: step() takes one AdamRange per group, each a contiguous range of the shard
+//   with its own hyperparameters and step count; within a sub-group each range's part is one
+//   raw::adam_step_, so the result is the same as stepping each range alone.
 // - After an error in the middle of a step (an I/O failure) the state is partly stepped: restore
 //   it from a checkpoint. read()/write() move any range of the state, for checkpoints.
 #pragma once
@@ -53,6 +56,15 @@ struct OffloadOptions {
   int io_threads = 4;                     // nvme: threads issuing pread/pwrite
 };
 
+// Elements [begin, begin + length) of the shard, stepped with these hyperparameters: Adam
+// (decoupled = false) or AdamW, `step` counting from 1.
+struct AdamRange {
+  int64_t begin = 0, length = 0;
+  AdamOptions hyper;
+  bool decoupled = false;
+  int64_t step = 1;
+};
+
 // Which state array read() and write() address.
 enum class AdamStateField : uint8_t { master, exp_avg, exp_avg_sq };
 
@@ -71,6 +83,9 @@ class OffloadedAdamState {
   // receiving the updated master, or undefined.
   void step(const Tensor& grad, const AdamOptions& hyper, bool decoupled, int64_t step,
             const Tensor& model_copy_out = Tensor());
+  // The same with each range's own hyperparameters (parameter groups). Ranges must not overlap;
+  // elements in none are left alone (their state and model copy too).
+  void step(const Tensor& grad, const std::vector<AdamRange>& ranges, const Tensor& model_copy_out = Tensor());
 
   // Elements [begin, begin + n) of a state array to/from a host contiguous f32 tensor of n
   // elements (checkpoints).
@@ -96,8 +111,8 @@ class OffloadedAdamState {
   };
   StateViews host_views(int64_t k) const;          // cpu
   StateViews buffer_views(int64_t k, int buffer) const;  // nvme: in swap buffer `buffer`
-  void step_sub_group(const StateViews& state, int64_t k, const Tensor& grad, const AdamOptions& hyper,
-                      bool decoupled, int64_t step, const Tensor& model_copy_out) const;
+  void step_sub_group(const StateViews& state, int64_t k, const Tensor& grad, const std::vector<AdamRange>& ranges,
+                      const Tensor& model_copy_out) const;
   void step_nvme(const std::function<void(const StateViews&, int64_t)>& step_one);
   void initialise_nvme(const Tensor& initial_master);
   // Reads or writes elements [begin, begin + n) of a field through `move(state, offset, count,

@@ -1,8 +1,10 @@
-// ShardedOptimizer: bind, masters, unscale and clipping shared by ZeRO stages 1-3
-// (zero/sharded_optimizer.h).
+// ShardedOptimizer: groups, bind, masters, unscale and clipping shared by ZeRO stages 1-3
+// (zero/sharded_optimizer.h). The step of the shard and the state checkpoints read are in
+// sharded_optimizer_step.cpp.
 #include "zero/sharded_optimizer.h"
 
 #include <cmath>
+#include <map>
 
 #include "autograd/autograd.h"
 #include "core/error.h"
@@ -11,14 +13,48 @@
 
 namespace zt {
 
-ShardedOptimizer::ShardedOptimizer(std::shared_ptr<Module> module, std::shared_ptr<Communicator> comm,
-                                   LossScaler scaler, const std::vector<Tensor>& originals)
-    : module_(std::move(module)), comm_(std::move(comm)), scaler_(scaler) {
-  ZT_CHECK(module_ != nullptr, "ZeRO: expected a module, found null");
-  for (const Tensor& t : originals) known_.push_back(t.impl_ptr().get());
+std::vector<std::vector<std::string>> parameter_group_names(const Module& module, const Optimizer& optimizer) {
+  std::map<const TensorImpl*, std::string> names;
+  for (const auto& [name, p] : module.named_parameters()) names.emplace(p.impl_ptr().get(), name);
+  std::vector<std::vector<std::string>> out;
+  for (const ParamGroup& group : optimizer.param_groups()) {
+    out.emplace_back();
+    for (const Tensor& t : group.params) {
+      auto it = names.find(t.impl_ptr().get());
+      if (it != names.end()) out.back().push_back(it->second);
+    }
+  }
+  return out;
 }
 
-std::vector<std::pair<std::string, Tensor>> ShardedOptimizer::trainable_parameters(const char* who) const {
+ShardedOptimizer::ShardedOptimizer(std::shared_ptr<Module> module, std::shared_ptr<Communicator> comm,
+                                   LossScaler scaler, const std::vector<Tensor>& originals, ShardedOptions options)
+    : module_(std::move(module)), comm_(std::move(comm)), scaler_(scaler), options_(std::move(options)) {
+  ZT_CHECK(module_ != nullptr, "ZeRO: expected a module, found null");
+  std::map<std::string, size_t> group_of;
+  for (size_t g = 0; g < options_.param_groups.size(); ++g) {
+    for (const std::string& name : options_.param_groups[g]) {
+      auto [it, fresh] = group_of.emplace(name, g);
+      ZT_CHECK(fresh, "ZeRO: parameter '", name, "' is in optimizer groups ", it->second, " and ", g,
+               "; expected each parameter in one group");
+    }
+  }
+  // Originals come in named_parameters() order (the engine's f32 parameters before the dtype
+  // move): each takes its parameter's group.
+  const auto named = module_->named_parameters();
+  for (size_t i = 0; i < originals.size(); ++i) {
+    size_t group = kAnyGroup;
+    if (originals.size() == named.size()) {
+      auto it = group_of.find(named[i].first);
+      group = options_.param_groups.empty() ? 0 : it != group_of.end() ? it->second : kAnyGroup;
+    }
+    known_.push_back({originals[i].impl_ptr().get(), group});
+  }
+}
+
+ShardedOptimizer::~ShardedOptimizer() = default;
+
+std::vector<std::pair<std::string, Tensor>> ShardedOptimizer::trainable_parameters(const char* who) {
   std::vector<std::pair<std::string, Tensor>> named;
   for (auto& [name, p] : module_->named_parameters())
     if (requires_grad(p)) named.emplace_back(name, p);
@@ -28,45 +64,104 @@ std::vector<std::pair<std::string, Tensor>> ShardedOptimizer::trainable_paramete
     ZT_CHECK(p.dtype() == first.dtype() && p.device() == first.device(), who,
              ": expected every parameter in one dtype and on one device (", dtype_name(first.dtype()), ", ",
              first.device().str(), "), found '", name, "' ", p.str());
+  dtype_ = first.dtype();
+  device_ = first.device();
   return named;
 }
 
-void ShardedOptimizer::init_master(const Tensor& parameter_shard) {
+std::vector<size_t> ShardedOptimizer::parameter_groups(const std::vector<std::pair<std::string, Tensor>>& named) const {
+  std::vector<size_t> out(named.size(), 0);
+  if (options_.param_groups.empty()) return out;
+  std::map<std::string, size_t> group_of;
+  for (size_t g = 0; g < options_.param_groups.size(); ++g)
+    for (const std::string& name : options_.param_groups[g]) group_of.emplace(name, g);
+  for (size_t i = 0; i < named.size(); ++i) {
+    auto it = group_of.find(named[i].first);
+    ZT_CHECK(it != group_of.end(), "ZeRO: parameter '", named[i].first, "' requires grad but is in none of the ",
+             options_.param_groups.size(), " optimizer groups; ZeRO steps every trainable parameter, so add it to a "
+             "group or set requires_grad to false");
+    out[i] = it->second;
+  }
+  return out;
+}
+
+void ShardedOptimizer::add_known_parameter(const Tensor& t, size_t group) {
+  known_.push_back({t.impl_ptr().get(), group});
+}
+
+void ShardedOptimizer::init_master(const Tensor& parameter_shard, std::vector<GroupRange> groups) {
   shard_ = parameter_shard.numel();
-  dtype_ = parameter_shard.dtype();
-  separate_ = dtype_ != DType::f32;
-  if (!separate_) {
-    master_ = parameter_shard;
+  groups_ = std::move(groups);
+  ZT_CHECK(groups_.size() == group_count(), "ZeRO: expected ", group_count(), " group ranges, found ", groups_.size());
+  NoGradGuard no_grad;
+  if (options_.offload_optimizer) {
+    OffloadOptions o = options_.offload;
+    o.rank = rank();
+    offload_ = std::make_unique<OffloadedAdamState>(raw::to(parameter_shard, Device::cpu()), o);
+    host_grad_ = HostTensor(shard_, DType::f32, transfer_allocator(), MemoryCategory::gradients,
+                            "the offloaded gradient shard (fp32)");
+    if (!parameter_shard.device().is_cpu() || !parameter_shard.is_contiguous())
+      host_weights_ = HostTensor(shard_, dtype_, transfer_allocator(), MemoryCategory::communication,
+                                 "the host copy of the updated parameter shard");
+    offload_steps_.assign(groups_.size(), 0);
+    separate_ = true;
+    for (const GroupRange& g : groups_) group_masters_.push_back(raw::narrow(parameter_shard, 0, g.offset, g.length));
     return;
   }
-  NoGradGuard no_grad;
-  MemoryCategoryScope scope(MemoryCategory::optimizer_state);
-  master_ = raw::clone(raw::to(parameter_shard, DType::f32));
-  master_.set_memory_category(MemoryCategory::optimizer_state);
+  // A shard kept on the host (ZeRO-3 offload_param) still steps on the device with its gradients.
+  separate_ = dtype_ != DType::f32 || parameter_shard.device() != device_;
+  if (!separate_) {
+    master_ = parameter_shard;
+  } else {
+    MemoryCategoryScope scope(MemoryCategory::optimizer_state);
+    master_ = raw::clone(raw::to(raw::to(parameter_shard, DType::f32), device_));
+    master_.set_memory_category(MemoryCategory::optimizer_state);
+  }
+  for (const GroupRange& g : groups_) group_masters_.push_back(raw::narrow(master_, 0, g.offset, g.length));
 }
 
 void ShardedOptimizer::bind(Optimizer& optimizer) const {
   ZT_CHECK(optimizer.step_count() == 0, "initialize: the optimizer has already taken ", optimizer.step_count(),
            " steps; its state belongs to other tensors. Pass a fresh optimizer");
-  ZT_CHECK(optimizer.param_groups().size() == 1, "initialize: ZeRO stage ", stage(),
-           " steps one flat shard, so the optimizer must have one parameter group; found ",
-           optimizer.param_groups().size());
-  ParamGroup& group = optimizer.param_groups().front();
-  for (const Tensor& t : group.params) {
-    bool found = t.same_impl(master_);
-    for (const TensorImpl* k : known_) found = found || t.impl_ptr().get() == k;
-    ZT_CHECK(found, "initialize: the optimizer holds a tensor ", t.str(), " that is not a parameter of the model");
+  const size_t groups = optimizer.param_groups().size();
+  ZT_CHECK(groups == group_count(), "initialize: ZeRO stage ", stage(), " laid the parameters out for ",
+           group_count(), " optimizer parameter group(s) but the optimizer has ", groups,
+           "; build the ZeRO optimizer with the optimizer's groups (ShardedOptions::param_groups)");
+  if (offloaded()) check_offloadable(optimizer);
+  for (size_t g = 0; g < groups; ++g) {
+    for (const Tensor& t : optimizer.param_groups()[g].params) {
+      bool found = t.same_impl(group_masters_[g]);
+      for (const Known& k : known_) {
+        if (k.impl != t.impl_ptr().get()) continue;
+        ZT_CHECK(k.group == g || k.group == kAnyGroup, "initialize: optimizer group ", g, " holds a parameter ",
+                 t.str(), " that ZeRO laid out in group ", k.group, "; the groups must be the ones the layout was "
+                 "built with");
+        found = true;
+      }
+      ZT_CHECK(found, "initialize: the optimizer holds a tensor ", t.str(), " that is not a parameter of the model");
+    }
   }
-  group.params = {master_};
+  for (size_t g = 0; g < groups; ++g) {
+    ParamGroup& group = optimizer.param_groups()[g];
+    // An empty group (nanoGPT's no-decay group of a model without biases) has no parameters in the
+    // layout either: it stays empty, as the optimizer sized its state for it.
+    if (group.params.empty()) {
+      ZT_CHECK(groups_[g].length == 0, "initialize: optimizer group ", g, " is empty but ZeRO laid out ",
+               groups_[g].length, " elements of this rank's shard in it");
+      continue;
+    }
+    group.params = {group_masters_[g]};
+  }
 }
 
 bool ShardedOptimizer::unscale_into_master(const Tensor& grad_shard) {
   NoGradGuard no_grad;
-  const Device device = master_.device();
-  if (separate_) {
-    if (!master_grad_.defined()) {
+  if (offload_ || separate_) {
+    if (offload_) {
+      master_grad_ = host_grad_.tensor();
+    } else if (!master_grad_.defined()) {
       MemoryCategoryScope scope(MemoryCategory::gradients);
-      master_grad_ = empty({shard_}, TensorOptions(DType::f32, device));
+      master_grad_ = empty({shard_}, TensorOptions(DType::f32, device_));
     }
     if (grad_shard.defined()) raw::copy_(master_grad_, grad_shard);
     else raw::fill_(master_grad_, 0.0);
@@ -74,15 +169,19 @@ bool ShardedOptimizer::unscale_into_master(const Tensor& grad_shard) {
     master_grad_ = grad_shard;
   } else {
     MemoryCategoryScope scope(MemoryCategory::gradients);
-    master_grad_ = zeros({shard_}, TensorOptions(DType::f32, device));
+    master_grad_ = zeros({shard_}, TensorOptions(DType::f32, device_));
   }
   const double inverse = 1.0 / scaler_.scale();
   if (inverse != 1.0) raw::binary_(BinaryOp::mul, master_grad_, inverse);
-  set_grad(master_, master_grad_);
+  // Every group gets its gradient, an empty one too (Note [ZeRO parameter groups]).
+  if (!offload_)
+    for (size_t g = 0; g < groups_.size(); ++g)
+      set_grad(group_masters_[g], raw::narrow(master_grad_, 0, groups_[g].offset, groups_[g].length));
   // Every rank must agree on skipping: the flag is the maximum over ranks of "this shard is bad".
-  Tensor bad = full({1}, raw::all_finite(master_grad_) ? 0.0 : 1.0, TensorOptions(DType::f32, Device::cpu()));
+  // It lives on the model's device, where the communicator's collectives run.
+  Tensor bad = full({1}, raw::all_finite(master_grad_) ? 0.0 : 1.0, TensorOptions(DType::f32, device_));
   if (world() > 1) comm_->all_reduce(bad, CommReduceOp::max);
-  return bad.item() == 0.0;
+  return raw::to(bad, Device::cpu()).item() == 0.0;
 }
 
 double ShardedOptimizer::clip_gradients(double max_norm) {
@@ -90,17 +189,19 @@ double ShardedOptimizer::clip_gradients(double max_norm) {
   NoGradGuard no_grad;
   ZT_CHECK(master_grad_.defined(), "ZeRO clip_gradients: call unscale_gradients() first");
   const Tensor g64 = raw::to(master_grad_, DType::f64);
-  Tensor sum_sq = raw::to(raw::reshape(raw::reduce(ReduceOp::sum, raw::mul(g64, g64), {0}), {1}), Device::cpu());
+  Tensor sum_sq = raw::to(raw::reshape(raw::reduce(ReduceOp::sum, raw::mul(g64, g64), {0}), {1}), device_);
   if (world() > 1) comm_->all_reduce(sum_sq, CommReduceOp::sum);
-  const double total = std::sqrt(sum_sq.item());
+  const double total = std::sqrt(raw::to(sum_sq, Device::cpu()).item());
   const double coef = max_norm / (total + 1e-6);
   if (coef < 1.0) raw::binary_(BinaryOp::mul, master_grad_, coef);
   return total;
 }
 
-void ShardedOptimizer::clear_master_grad(bool keep_buffer) {
-  set_grad(master_, Tensor());
-  if (!separate_ || !keep_buffer) master_grad_ = Tensor();
+void ShardedOptimizer::clear_master_grad() {
+  for (const Tensor& m : group_masters_) set_grad(m, Tensor());
+  // A separate fp32 master gradient lives for the step only, as in DeepSpeed, so the model states
+  // between steps are the ZeRO paper's. The offloaded host buffer stays: it is reused every step.
+  if (!offload_) master_grad_ = Tensor();
 }
 
 }  // namespace zt

@@ -1,10 +1,11 @@
 // ShardedOptimizer: what ZeRO stages 1-3 share (DESIGN.md §5). Each rank owns a shard of S
 // elements of the model's parameters: fp32 masters for it (the shard itself for an f32 model),
-// the optimizer state for it (the optimizer sees one tensor, the master shard (S,)), and its
-// reduced gradients. The base implements bind(), the loss scaler, the unscale into the fp32
-// master gradients with a non-finite flag agreed by every rank, and global-norm clipping across
-// shards; the stages decide where parameters and gradients live (zero/zero_optimizer.h for
-// stages 1-2, zero/zero_stage3.h for stage 3).
+// the optimizer state for it (the optimizer sees one tensor per parameter group, that group's
+// range of the master shard), and its reduced gradients. The base implements bind(), the loss
+// scaler, the unscale into the fp32 master gradients with a non-finite flag agreed by every rank,
+// global-norm clipping across shards, the step of the shard (on the device, or offloaded to the
+// CPU Adam) and the state checkpoints need; the stages decide where parameters and gradients
+// live (zero/zero_optimizer.h for stages 1-2, zero/zero_stage3.h for stage 3).
 //
 // The engine drives every stage through this interface (Note [Engine step]):
 //   set_syncing(boundary); backward; after_backward();   every micro-step
@@ -14,7 +15,48 @@
 // shard_pieces() says which elements of which parameter this rank's shard holds. Checkpoints
 // (runtime/zero_checkpoint.h) write masters and optimizer state per parameter through them, so
 // what is saved does not depend on the data-parallel size or the stage's layout: a checkpoint
-// saved by stage 1, 2 or 3 at N ranks loads into any of them at M ranks.
+// saved by stage 1, 2 or 3 at N ranks loads into any of them at M ranks, with or without offload.
+//
+// Note [ZeRO parameter groups]
+// The optimizer may have several parameter groups with their own hyperparameters (weight decay
+// on matrices only: optim/optimizer.h make_param_groups). The layout is ordered by group, so
+// every group is one contiguous range of the padded parameter space and each rank's shard meets
+// it in one contiguous range, group_ranges()[g] (0 elements on some ranks). Stages 1-2 put
+// group 0's parameters first in the flat buffer, then group 1's; stage 3 makes one unit per
+// (module, group) and places the units' slices in the shard group by group. The groups' ranges
+// tile the shard (padding belongs to the group it follows), and bind() gives the optimizer one
+// tensor per group: the view of that range of the master shard (a group without any parameter
+// stays empty in the optimizer and has no elements on any rank). Every rank gives every group a
+// gradient, an empty one included, so the optimizer's per-tensor step counts, and therefore the
+// scalars each rank checkpoints, agree across ranks. The groups are named before the layout is
+// built (ShardedOptions::param_groups, from parameter_group_names()); bind() checks the
+// optimizer's groups against them.
+//
+// Note [ZeRO-Offload]
+// With offload_optimizer the fp32 master, exp_avg and exp_avg_sq of the shard live in an
+// OffloadedAdamState (zero/offload_store.h: host memory, or NVMe files) and the step runs there
+// with the CPU Adam; the device keeps no master. The step:
+// - unscale: the reduced gradient shard (compute dtype, on the device) is copied into a host f32
+//   buffer (S,) (page-locked when pin_memory and a pinned allocator exist), divided by the loss
+//   scale; the non-finite flag and the clipping norm are all-reduced as without offload, so
+//   every rank decides alike and the clipped values are the same.
+// - step: the store steps each group's range with that group's hyperparameters (lr as the
+//   schedule set it, weight_decay, betas, eps; AdamW decouples the decay) and writes the updated
+//   weights in the compute dtype into the parameter shard: directly when the shard is a
+//   contiguous host tensor, else through a host staging tensor and one copy to the device.
+// - the Optimizer object still holds one tensor per group (the group's range of the parameter
+//   shard, which never gets a gradient), its schedule-driven lr/weight_decay and its step count:
+//   step() calls optimizer.step(), which updates nothing and counts the step. Only Adam and AdamW
+//   can be offloaded; bind() and step() refuse others.
+// - checkpoints: optimizer_state() reports the store's moments and the per-group step counts
+//   under the keys Adam uses ("state.<g>.0.exp_avg", ...), and master_values() the store's
+//   master, so they are saved as the same per-parameter fragments as without offload and a
+//   checkpoint loads with or without offload. With Adam's arithmetic in the same kernel
+//   (raw::adam_step_) and the unscale/clip in the same ops, an offloaded run on the CPU is
+//   bit-identical to the run without offload.
+// Memory: the store's host bytes are optimizer_state on the host allocator (12 S, or buffer_count
+// sub-groups on nvme); the host gradient buffer (4 S) is gradients; the staging copy of a device
+// model (2 or 4 S) is communication.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -24,7 +66,9 @@
 
 #include "nn/module.h"
 #include "parallel/communicator.h"
+#include "zero/host_tensor.h"
 #include "zero/mixed_precision.h"
+#include "zero/offload_store.h"
 
 namespace zt {
 
@@ -32,6 +76,21 @@ namespace zt {
 inline constexpr int64_t kZeroAlign = 16;
 
 inline int64_t zero_round_up(int64_t n, int64_t multiple) { return (n + multiple - 1) / multiple * multiple; }
+
+// What stages 1-3 share among their options.
+struct ShardedOptions {
+  // The names of the parameters in each optimizer group (parameter_group_names()); empty: one
+  // group of every parameter that requires grad. Each of those must be in exactly one group.
+  std::vector<std::vector<std::string>> param_groups;
+  // Note [ZeRO-Offload]. offload.rank is set from the communicator.
+  bool offload_optimizer = false;
+  OffloadOptions offload;
+};
+
+// The names of `module`'s parameters in each of `optimizer`'s groups, matched by identity (a
+// tied tensor under its first name). Tensors that are no parameter of the module are left out:
+// bind() reports them.
+std::vector<std::vector<std::string>> parameter_group_names(const Module& module, const Optimizer& optimizer);
 
 // Elements [param_offset, param_offset + length) of the flattened parameter `name` (its first
 // name when tied) are elements [shard_offset, shard_offset + length) of this rank's shard.
@@ -41,15 +100,24 @@ struct ShardPiece {
   int64_t param_offset = 0, shard_offset = 0, length = 0;
 };
 
+// Group g's elements of this rank's shard: [offset, offset + length) (Note [ZeRO parameter groups]).
+struct GroupRange {
+  int64_t offset = 0, length = 0;
+};
+
 class ShardedOptimizer : public PrecisionOptimizer {
  public:
+  ~ShardedOptimizer() override;
   ShardedOptimizer(const ShardedOptimizer&) = delete;
   ShardedOptimizer& operator=(const ShardedOptimizer&) = delete;
 
   // ---- PrecisionOptimizer ----
-  // One tensor: this rank's fp32 master shard (S,).
-  std::vector<Tensor> master_parameters() const override { return {master_}; }
-  // The optimizer must have one group holding every parameter; it then holds the master shard.
+  // One tensor per parameter group: its range of the fp32 master shard (under offload, of the
+  // parameter shard; the optimizer never steps it).
+  std::vector<Tensor> master_parameters() const override { return group_masters_; }
+  // The optimizer must have the groups the layout was built with (ShardedOptions::param_groups;
+  // one group when none were given), each holding parameters of the model (or their originals)
+  // or the group's master; each group then holds its master. Under offload: Adam or AdamW only.
   void bind(Optimizer& optimizer) const override;
   LossScaler& loss_scaler() override { return scaler_; }
   // The global norm over every rank's master-gradient shard (one all_reduce of the sums of squares).
@@ -67,12 +135,36 @@ class ShardedOptimizer : public PrecisionOptimizer {
   virtual int stage() const = 0;
   int64_t shard_numel() const { return shard_; }                     // S
   int64_t padded_numel() const { return shard_ * int64_t(world()); }  // every rank's shard
+  // This rank's fp32 master shard (S,); undefined under offload (the store holds it).
   const Tensor& master_shard() const { return master_; }
-  bool has_separate_masters() const { return separate_; }
+  // The fp32 master gradient (S,) after unscale_gradients (host f32 under offload).
+  const Tensor& master_gradient() const { return master_grad_; }
+  // Whether the masters carry more than the weights (a bf16/f16 model), so checkpoints save them.
+  bool has_separate_masters() const { return dtype_ != DType::f32; }
   // This rank's parameter elements (S,) in the compute dtype, laid out as the master shard.
   virtual Tensor parameter_shard() const = 0;
   // See Note [ZeRO checkpoint pieces].
   virtual std::vector<ShardPiece> shard_pieces() const = 0;
+  // See Note [ZeRO parameter groups].
+  const std::vector<GroupRange>& group_ranges() const { return groups_; }
+
+  // ---- offload (Note [ZeRO-Offload]) ----
+  bool offloaded() const { return offload_ != nullptr; }
+  const OffloadedAdamState* offloaded_state() const { return offload_.get(); }
+  // Host memory held for the offload: the store's (state or swap buffers), the gradient buffer
+  // and the staging copy of the weights. 0 without offload.
+  int64_t offload_host_bytes() const;
+
+  // ---- optimizer state in checkpoints (runtime/zero_checkpoint.h) ----
+  // The fp32 master shard (S,): master_shard(), or a host copy of the store's.
+  Tensor master_values() const;
+  // Sets the masters from (S,) values of any float dtype and device.
+  void load_master_values(const Tensor& values);
+  // The optimizer's state_dict(); under offload with the store's moments and the groups' step
+  // counts under Adam's keys, so both save alike.
+  OptimizerState optimizer_state(const Optimizer& optimizer) const;
+  // The optimizer's load_state_dict(); under offload the moments and step counts go to the store.
+  void load_optimizer_state(Optimizer& optimizer, const OptimizerState& state);
 
   // ---- the model's weights in checkpoints ----
   // The module state_dict entries every rank holds whole. Stages 1-2: all of them. Stage 3: its
@@ -88,35 +180,63 @@ class ShardedOptimizer : public PrecisionOptimizer {
 
  protected:
   // Collective over comm (null: a world of one). `originals`: tensors a program's optimizer may
-  // hold in place of the parameters (the f32 parameters before a dtype move), known to bind().
+  // hold in place of the parameters (the f32 parameters before a dtype move, in
+  // named_parameters() order), known to bind().
   ShardedOptimizer(std::shared_ptr<Module> module, std::shared_ptr<Communicator> comm, LossScaler scaler,
-                   const std::vector<Tensor>& originals);
-  // The module's parameters that require grad, checked to share one dtype and device.
-  std::vector<std::pair<std::string, Tensor>> trainable_parameters(const char* who) const;
-  // Sets shard_ and the master over this rank's parameter shard (S,): the shard itself for f32,
-  // else an fp32 copy counted as optimizer state.
-  void init_master(const Tensor& parameter_shard);
-  // Tensors bind() accepts in an optimizer besides the masters and the originals.
-  void add_known_parameter(const Tensor& t) { known_.push_back(t.impl_ptr().get()); }
+                   const std::vector<Tensor>& originals, ShardedOptions options);
+  // The module's parameters that require grad, checked to share one dtype and device (which
+  // become dtype_ and device_).
+  std::vector<std::pair<std::string, Tensor>> trainable_parameters(const char* who);
+  // The group of each of `named` (ShardedOptions::param_groups), and how many groups there are.
+  std::vector<size_t> parameter_groups(const std::vector<std::pair<std::string, Tensor>>& named) const;
+  size_t group_count() const { return options_.param_groups.empty() ? 1 : options_.param_groups.size(); }
+  // Sets shard_, the groups' ranges and the master over this rank's parameter shard (S,): the
+  // shard itself for f32 on the model's device, else an fp32 copy on the model's device counted
+  // as optimizer state; under offload the store, initialised from it.
+  void init_master(const Tensor& parameter_shard, std::vector<GroupRange> groups);
+  // Tensors bind() accepts in group `group` of an optimizer besides the masters and the originals.
+  void add_known_parameter(const Tensor& t, size_t group);
   // grad_shard (S,) in the compute dtype (undefined: zeros) into the fp32 master gradient,
   // divided by the loss scale; true when every rank's shard is finite.
   bool unscale_into_master(const Tensor& grad_shard);
-  // Drops the master gradient; keep_buffer keeps a separate fp32 buffer for the next step.
-  void clear_master_grad(bool keep_buffer);
+  // The optimizer's update of the masters, then the updated weights into parameter_shard (S,).
+  void step_shard(Optimizer& optimizer, const Tensor& parameter_shard);
+  // Drops the master gradient (a separate fp32 one is allocated by each step's unscale).
+  void clear_master_grad();
   int world() const { return comm_ ? comm_->size() : 1; }
   int rank() const { return comm_ ? comm_->rank() : 0; }
+  // The page-locked allocator for offload transfers (null: pageable memory).
+  Allocator* transfer_allocator() const {
+    return options_.offload.pin_memory ? options_.offload.pinned_allocator : nullptr;
+  }
 
   std::shared_ptr<Module> module_;
   std::shared_ptr<Communicator> comm_;
   LossScaler scaler_;
+  ShardedOptions options_;
   int64_t shard_ = 0;
-  DType dtype_ = DType::f32;  // the parameters' (compute) dtype
-  Tensor master_;             // (S,) f32
-  Tensor master_grad_;        // (S,) f32: a view of the reduced shard for f32 models
-  bool separate_ = false;
+  DType dtype_ = DType::f32;       // the parameters' (compute) dtype
+  Device device_ = Device::cpu();  // the parameters' device, where collectives run
+  Tensor master_;                  // (S,) f32 on device_; undefined under offload
+  Tensor master_grad_;             // (S,) f32: a view of the reduced shard for f32 models
+  bool separate_ = false;          // master_ is its own tensor (else the parameter shard)
 
  private:
-  std::vector<const TensorImpl*> known_;  // identities only: the tensors are not kept alive
+  struct Known {
+    const TensorImpl* impl;  // identity only: the tensor is not kept alive
+    size_t group;            // kAnyGroup: an original whose name is unknown
+  };
+  static constexpr size_t kAnyGroup = size_t(-1);
+  void check_offloadable(const Optimizer& optimizer) const;
+
+  std::vector<Known> known_;
+  std::vector<GroupRange> groups_;
+  std::vector<Tensor> group_masters_;  // views of master_ (of the parameter shard under offload)
+  // Offload (Note [ZeRO-Offload]).
+  std::unique_ptr<OffloadedAdamState> offload_;
+  HostTensor host_grad_;            // (S,) f32
+  HostTensor host_weights_;         // (S,) compute dtype, for a parameter shard on a device
+  std::vector<int64_t> offload_steps_;  // Adam steps taken per group
 };
 
 }  // namespace zt

@@ -14,12 +14,19 @@ namespace zt {
 
 ZeroOptimizer::ZeroOptimizer(std::shared_ptr<Module> module, std::shared_ptr<Communicator> comm,
                              ZeroOptions options, LossScaler scaler, std::vector<Tensor> originals)
-    : ShardedOptimizer(std::move(module), std::move(comm), scaler, originals), options_(options) {
+    : ShardedOptimizer(std::move(module), std::move(comm), scaler, originals, options.sharded), options_(options) {
   ZT_CHECK(options_.stage == 1 || options_.stage == 2, "ZeroOptimizer: expected ZeRO stage 1 or 2, found ",
            options_.stage, " (stage 3 is ZeroStage3Optimizer, zero/zero_stage3.h)");
   ZT_CHECK(options_.reduce_bucket_size > 0, "ZeroOptimizer: reduce_bucket_size must be positive, found ",
            options_.reduce_bucket_size);
-  build_flat(trainable_parameters("ZeroOptimizer"));
+  const std::vector<int64_t> starts = build_flat(trainable_parameters("ZeroOptimizer"));
+  init_master(parameter_shard(), shard_groups(starts));
+  {
+    MemoryCategoryScope scope(MemoryCategory::gradients);
+    const TensorOptions grad_options(dtype_, device_);
+    if (options_.stage == 1) flat_grad_ = zeros({padded_}, grad_options);
+    else grad_shard_ = zeros({shard_}, grad_options);
+  }
   build_buckets();
   for (size_t i = 0; i < params_.size(); ++i)
     params_[i].hook = register_grad_ready_hook(params_[i].tensor, [this, i](const Tensor&) { on_grad_ready(i); });
@@ -29,30 +36,39 @@ ZeroOptimizer::~ZeroOptimizer() {
   for (const Param& p : params_) remove_hook(p.tensor, p.hook);
 }
 
-void ZeroOptimizer::build_flat(const std::vector<std::pair<std::string, Tensor>>& named) {
+std::vector<int64_t> ZeroOptimizer::build_flat(const std::vector<std::pair<std::string, Tensor>>& named) {
   NoGradGuard no_grad;
   const Device device = named.front().second.device();
   const DType dtype = named.front().second.dtype();
+  // Group by group, registration order within a group (Note [ZeRO flat layout]).
+  const std::vector<size_t> group = parameter_groups(named);
+  std::vector<size_t> order(named.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return group[a] < group[b]; });
+  std::vector<int64_t> starts;
   int64_t offset = 0;
-  for (const auto& [name, p] : named) {
+  for (size_t i : order) {
+    while (starts.size() <= group[i]) starts.push_back(offset);  // groups before it end here
     Param param;
-    param.name = name;
+    param.name = named[i].first;
     param.offset = offset;
     params_.push_back(std::move(param));
-    offset = zero_round_up(offset + p.numel(), kZeroAlign);
-    numel_ += p.numel();
+    offset = zero_round_up(offset + named[i].second.numel(), kZeroAlign);
+    numel_ += named[i].second.numel();
   }
   padded_ = zero_round_up(std::max<int64_t>(offset, 1), int64_t(world()) * kZeroAlign);
+  // Groups without parameters after the last one get no elements: the padding stays with it.
+  while (starts.size() <= group_count()) starts.push_back(padded_);
   {
     MemoryCategoryScope scope(MemoryCategory::parameters);
     flat_ = zeros({padded_}, TensorOptions(dtype, device));
   }
   flat_.set_memory_category(MemoryCategory::parameters);
-  std::map<std::string, size_t> index;
-  for (size_t i = 0; i < named.size(); ++i) {
-    index[named[i].first] = i;
-    raw::copy_(raw::narrow(flat_, 0, params_[i].offset, named[i].second.numel()),
-               raw::reshape(named[i].second, {named[i].second.numel()}));
+  std::map<std::string, size_t> index;  // name -> params_ position
+  for (size_t k = 0; k < order.size(); ++k) {
+    const Tensor& p = named[order[k]].second;
+    index[params_[k].name] = k;
+    raw::copy_(raw::narrow(flat_, 0, params_[k].offset, p.numel()), raw::reshape(p, {p.numel()}));
   }
   // Every replica starts from rank 0's values, whatever each rank's initialisation drew.
   if (options_.broadcast_parameters && world() > 1) {
@@ -68,15 +84,20 @@ void ZeroOptimizer::build_flat(const std::vector<std::pair<std::string, Tensor>>
     auto it = index.find(name);
     if (it == index.end()) continue;
     params_[it->second].tensor = p;
-    add_known_parameter(p);
+    add_known_parameter(p, group[order[it->second]]);
   }
-  const int64_t S = padded_ / world();
-  init_master(raw::narrow(flat_, 0, int64_t(rank()) * S, S));
-  MemoryCategoryScope scope(MemoryCategory::gradients);
-  const TensorOptions grad_options(dtype_, device);
-  if (options_.stage == 1) flat_grad_ = zeros({padded_}, grad_options);
-  else grad_shard_ = zeros({shard_}, grad_options);
-  if (separate_) master_grad_ = zeros({shard_}, TensorOptions(DType::f32, device));
+  shard_ = padded_ / world();
+  return starts;
+}
+
+std::vector<GroupRange> ZeroOptimizer::shard_groups(const std::vector<int64_t>& starts) const {
+  std::vector<GroupRange> out;
+  const int64_t begin = shard_begin(), end = begin + shard_;
+  for (size_t g = 0; g + 1 < starts.size(); ++g) {
+    const int64_t lo = std::clamp(starts[g], begin, end), hi = std::clamp(starts[g + 1], begin, end);
+    out.push_back(GroupRange{lo - begin, hi - lo});
+  }
+  return out;
 }
 
 void ZeroOptimizer::build_buckets() {
@@ -224,9 +245,8 @@ bool ZeroOptimizer::unscale_gradients() {
 
 void ZeroOptimizer::step(Optimizer& optimizer) {
   NoGradGuard no_grad;
-  optimizer.step();
-  const Tensor mine = raw::narrow(flat_, 0, int64_t(rank()) * shard_, shard_);
-  if (separate_) raw::copy_(mine, master_);
+  const Tensor mine = parameter_shard();
+  step_shard(optimizer, mine);
   if (world() > 1) {
     MemoryCategoryScope scope(MemoryCategory::communication);
     comm_->all_gather(raw::clone(mine), flat_);
@@ -236,7 +256,7 @@ void ZeroOptimizer::step(Optimizer& optimizer) {
 
 void ZeroOptimizer::zero_grad() {
   for (const Param& p : params_) set_grad(p.tensor, Tensor());
-  clear_master_grad(/*keep_buffer=*/true);
+  clear_master_grad();
   reduced_ = false;
 }
 

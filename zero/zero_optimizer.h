@@ -4,13 +4,17 @@
 // drives stage 3; what the stages share (bind, masters, unscale, clipping) lives there.
 //
 // Note [ZeRO flat layout]
-// The parameters that require grad (registration order; one dtype) are packed into a flat buffer
-// of Np elements, Np the total rounded up to a multiple of W * kZeroAlign (W the data-parallel
-// size); the padding is zeros that every rank keeps at zero. The module's parameters become views
-// into it. Rank r owns the flat range [r*S, (r+1)*S), S = Np / W. Its master is that range in
-// fp32: for an f32 model the range of the flat buffer itself (no copy), otherwise a separate f32
-// tensor. The optimizer built by the engine sees one tensor, the master shard (S,), so the
-// existing Adam/AdamW/SGD, LR schedules and fused adam_step work unchanged.
+// The parameters that require grad (one dtype) are packed into a flat buffer of Np elements, by
+// optimizer group and in registration order within a group (Note [ZeRO parameter groups] in
+// zero/sharded_optimizer.h), each at an offset rounded up to kZeroAlign; Np is the total rounded
+// up to a multiple of W * kZeroAlign (W the data-parallel size); the padding is zeros that every
+// rank keeps at zero. The module's parameters become views into it. Rank r owns the flat range
+// [r*S, (r+1)*S), S = Np / W. Its master is that range in fp32: for an f32 model the range of the
+// flat buffer itself (no copy), otherwise a separate f32 tensor. Group g covers the flat range
+// from its first parameter's offset to the next group's, and the optimizer built by the engine
+// sees, per group, the view of the master shard where the two meet, so the existing
+// Adam/AdamW/SGD, LR schedules and fused adam_step work unchanged. With offload_optimizer the
+// masters live in the offloaded store instead (Note [ZeRO-Offload]).
 //
 // Note [ZeRO gradient reduction]
 // Backward reports each finished parameter gradient through grad-ready hooks (as DataParallel).
@@ -25,7 +29,8 @@
 // counts as zeros. Off the accumulation boundary (set_syncing(false)) gradients accumulate in
 // the parameters and nothing is reduced.
 //
-// The step: gradients unscaled into the fp32 master-gradient shard; the non-finite check and the
+// The step: gradients unscaled into the fp32 master-gradient shard (bf16/f16: a buffer that lives
+// for the step only, as DeepSpeed's fp32 gradient partition); the non-finite check and the
 // clipping norm are all-reduced (max, sum of squares) so every rank decides alike; the optimizer
 // steps the shard; the shard is written back to the compute dtype and all_gather rebuilds the
 // flat parameter buffer on every rank.
@@ -33,7 +38,9 @@
 // Memory (allocator categories): flat parameters under parameters, the flat gradient buffer
 // (stage 1) or gradient shard (stage 2) under gradients, separate masters and the optimizer's
 // moments under optimizer_state. Adam's optimizer state per rank is 8*Np/W bytes for an f32 model
-// (m, v; the master is the parameter shard) and 12*Np/W for bf16/f16 (fp32 master, m, v).
+// (m, v; the master is the parameter shard) and 12*Np/W for bf16/f16 (fp32 master, m, v). With
+// offload_optimizer the 12*Np/W bytes are host memory (or NVMe) whatever the dtype, plus a host
+// fp32 gradient shard (4*Np/W, gradients).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -50,6 +57,7 @@ struct ZeroOptions {
   int stage = 1;                              // 1 or 2
   int64_t reduce_bucket_size = 500'000'000;   // elements per reduction bucket (DeepSpeed's unit)
   bool broadcast_parameters = true;           // start every rank from rank 0's values
+  ShardedOptions sharded{};                   // parameter groups, offload
 };
 
 class ZeroOptimizer final : public ShardedOptimizer {
@@ -105,7 +113,11 @@ class ZeroOptimizer final : public ShardedOptimizer {
     WorkHandle work;
   };
 
-  void build_flat(const std::vector<std::pair<std::string, Tensor>>& named);
+  // Lays out `named` by group (Note [ZeRO flat layout]) and returns the groups' flat ranges'
+  // starts, one per group plus Np.
+  std::vector<int64_t> build_flat(const std::vector<std::pair<std::string, Tensor>>& named);
+  // This rank's part of each group's flat range [starts[g], starts[g+1]).
+  std::vector<GroupRange> shard_groups(const std::vector<int64_t>& starts) const;
   void build_buckets();
   void on_grad_ready(size_t index);
   void launch_ready_buckets();

@@ -16,7 +16,8 @@ namespace zt {
 
 ZeroStage3Optimizer::ZeroStage3Optimizer(std::shared_ptr<Module> module, std::shared_ptr<Communicator> comm,
                                          Stage3Options options, LossScaler scaler, std::vector<Tensor> originals)
-    : ShardedOptimizer(std::move(module), std::move(comm), scaler, originals), options_(options) {
+    : ShardedOptimizer(std::move(module), std::move(comm), scaler, originals, options.sharded),
+      options_(options) {
   ZT_CHECK(options_.reduce_bucket_size > 0, "ZeroStage3Optimizer: reduce_bucket_size must be positive, found ",
            options_.reduce_bucket_size);
   ZT_CHECK(options_.prefetch_bucket_size >= 0 && options_.max_live_parameters >= 0 &&
@@ -25,9 +26,10 @@ ZeroStage3Optimizer::ZeroStage3Optimizer(std::shared_ptr<Module> module, std::sh
            "stage3_param_persistence_threshold >= 0, found ", options_.prefetch_bucket_size, ", ",
            options_.max_live_parameters, " and ", options_.param_persistence_threshold);
   const auto named = trainable_parameters("ZeroStage3Optimizer");
-  dtype_ = named.front().second.dtype();
   build_units(named);
+  const std::vector<GroupRange> groups = place_slices();
   fill_units_and_shard(named);
+  init_master(shard_param_, groups);
   register_hooks();
 }
 
@@ -57,6 +59,7 @@ bool ZeroStage3Optimizer::is_partitioned(const Tensor& t) const {
 
 // Units in module order; users are the modules whose own slots hold unit parameters.
 void ZeroStage3Optimizer::build_units(const std::vector<std::pair<std::string, Tensor>>& named) {
+  const std::vector<size_t> group = parameter_groups(named);
   std::map<const TensorImpl*, size_t> index;
   for (size_t i = 0; i < named.size(); ++i) {
     index[named[i].second.impl_ptr().get()] = i;
@@ -74,14 +77,17 @@ void ZeroStage3Optimizer::build_units(const std::vector<std::pair<std::string, T
       if (it != index.end()) direct.push_back(it->second);  // frozen ones stay whole
     }
     if (direct.empty()) continue;
-    Unit unit;
+    std::map<size_t, Unit> by_group;  // one unit per optimizer group, in group order
     for (size_t i : direct) {
       if (owned[i]) continue;
       owned[i] = true;
-      params_[i].unit = units_.size();
-      unit.params.push_back(i);
+      by_group[group[i]].group = group[i];
+      by_group[group[i]].params.push_back(i);
     }
-    if (!unit.params.empty()) units_.push_back(std::move(unit));
+    for (auto& [g, unit] : by_group) {
+      for (size_t i : unit.params) params_[i].unit = units_.size();
+      units_.push_back(std::move(unit));
+    }
     User user;
     user.module = m;
     for (size_t i : direct) user.units.push_back(params_[i].unit);
@@ -100,10 +106,23 @@ void ZeroStage3Optimizer::build_units(const std::vector<std::pair<std::string, T
     }
     u.padded = zero_round_up(std::max<int64_t>(offset, 1), W * kZeroAlign);
     u.slice = u.padded / W;
-    u.shard_offset = shard_;
-    shard_ += u.slice;
     u.persistent = u.numel <= options_.param_persistence_threshold;
   }
+}
+
+std::vector<GroupRange> ZeroStage3Optimizer::place_slices() {
+  std::vector<GroupRange> groups(group_count());
+  shard_ = 0;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    groups[g].offset = shard_;
+    for (Unit& u : units_) {
+      if (u.group != g) continue;
+      u.shard_offset = shard_;
+      shard_ += u.slice;
+    }
+    groups[g].length = shard_ - groups[g].offset;
+  }
+  return groups;
 }
 
 // Copies the parameters into their unit buffers (rank 0's values on every rank), this rank's
@@ -112,7 +131,12 @@ void ZeroStage3Optimizer::fill_units_and_shard(const std::vector<std::pair<std::
   NoGradGuard no_grad;
   const Device device = named.front().second.device();
   const int64_t S = shard_;
-  {
+  if (options_.offload_param) {
+    host_shard_ = HostTensor(S, dtype_, options_.param_pinned_allocator, MemoryCategory::parameters,
+                             "the offloaded parameter shard (offload_param device cpu)");
+    shard_param_ = host_shard_.tensor();
+    raw::fill_(shard_param_, 0.0);
+  } else {
     MemoryCategoryScope scope(MemoryCategory::parameters);
     shard_param_ = zeros({S}, TensorOptions(dtype_, device));
   }
@@ -145,9 +169,8 @@ void ZeroStage3Optimizer::fill_units_and_shard(const std::vector<std::pair<std::
     auto it = by_name.find(name);
     if (it == by_name.end()) continue;
     params_[it->second].tensor = p;
-    add_known_parameter(p);
+    add_known_parameter(p, units_[params_[it->second].unit].group);
   }
-  init_master(shard_param_);
   MemoryCategoryScope scope(MemoryCategory::gradients);
   grad_shard_ = zeros({S}, TensorOptions(dtype_, device));
 }
@@ -263,8 +286,7 @@ bool ZeroStage3Optimizer::unscale_gradients() {
 
 void ZeroStage3Optimizer::step(Optimizer& optimizer) {
   NoGradGuard no_grad;
-  optimizer.step();
-  if (separate_) raw::copy_(shard_param_, master_);
+  step_shard(optimizer, shard_param_);
   // Gathered values are stale: release what is gathered, refresh the persistent units.
   for (size_t u = 0; u < units_.size(); ++u) {
     ZT_CHECK(units_[u].holds == 0, "ZeRO-3 step: called inside a forward that uses ", unit_parameters(u).front());
@@ -286,7 +308,7 @@ void ZeroStage3Optimizer::zero_grad() {
   }
   raw::fill_(grad_shard_, 0.0);
   // The fp32 master gradient of a bf16/f16 model lives for the step only (Note [ZeRO-3 gradients]).
-  clear_master_grad(/*keep_buffer=*/false);
+  clear_master_grad();
   in_backward_ = false;
 }
 

@@ -4,15 +4,21 @@
 // ShardedOptimizer (zero/sharded_optimizer.h), so the engine drives it as stages 1 and 2.
 //
 // Note [ZeRO-3 layout]
-// A unit is the parameters that require grad registered directly on one module (registration
-// order). A tensor registered on several modules (tied weights) belongs to the unit of the first
-// of them in module order, whose name named_parameters() gives it. Each unit has one gather
+// A unit is the parameters that require grad of one optimizer group registered directly on one
+// module (registration order; one unit per module when the optimizer has one group). A tensor
+// registered on several modules (tied weights) belongs to the unit of the first of them in module
+// order, whose name named_parameters() gives it. Each unit has one gather
 // buffer, one StorageImpl of L elements in the compute dtype: its parameters at offsets rounded
 // up to kZeroAlign, L rounded up to a multiple of W * kZeroAlign (W ranks), zero padding; the
 // module's parameters become views into it. Rank r owns slice r, [r*L/W, (r+1)*L/W), of every
-// unit; its parameter shard (S,) is the concatenation of its slices in unit order and is the only
-// copy of the parameters it keeps. An f32 model's master is that shard itself; bf16/f16 models
-// keep an fp32 copy. The gradient shard (S,) lies alike. Between uses a unit's buffer is released
+// unit; its parameter shard (S,) is the concatenation of its slices, group by group and in unit
+// order within a group (so each group is one range of the shard: Note [ZeRO parameter groups]),
+// and is the only copy of the parameters it keeps. An f32 model's master is that shard itself;
+// bf16/f16 models keep an fp32 copy. The gradient shard (S,) lies alike.
+// offload_param (device cpu): the parameter shard lives in host memory (page-locked when a
+// pinned allocator is given) and a gather first copies this rank's slice to the device, then
+// all_gathers it; the step writes the updated weights straight into the host shard under
+// offload_optimizer, or copies the device master back into it without. Between uses a unit's buffer is released
 // (Note [Released storage] in core/storage.h): views of it, such as a transposed weight saved
 // for backward, see the values again once it is gathered. A unit of at most
 // param_persistence_threshold elements is persistent: it stays gathered, and one all_gather of
@@ -66,7 +72,9 @@
 // Memory (allocator categories), S about Ψ/W: parameters: the shard (2S bytes bf16, 4S f32),
 // plus units while gathered and persistent units; gradients: the gradient shard (2S or 4S), plus
 // full gradients until reduced; optimizer_state: Adam's m and v (8S) and bf16's fp32 master (4S).
-// That is 16Ψ/W for mixed-precision Adam (and for f32) at steady state after the step.
+// That is 16Ψ/W for mixed-precision Adam (and for f32) at steady state after the step. With
+// offload_optimizer the 12S bytes of masters and moments are host memory (or NVMe), with
+// offload_param the parameter shard too: the device keeps the gradient shard and gathered units.
 #pragma once
 #include <cstdint>
 #include <deque>
@@ -85,6 +93,11 @@ struct Stage3Options {
   int64_t max_live_parameters = 1'000'000'000;    // stage3_max_live_parameters
   int64_t param_persistence_threshold = 100'000;  // stage3_param_persistence_threshold
   bool broadcast_parameters = true;               // start every rank from rank 0's values
+  ShardedOptions sharded{};                       // parameter groups, offload_optimizer
+  // offload_param device cpu (Note [ZeRO-3 layout]); the host shard is page-locked when
+  // param_pinned_allocator is not null.
+  bool offload_param = false;
+  Allocator* param_pinned_allocator = nullptr;
 };
 
 class ZeroStage3Optimizer final : public ShardedOptimizer {
@@ -142,12 +155,14 @@ class ZeroStage3Optimizer final : public ShardedOptimizer {
   };
   struct Unit {
     std::vector<size_t> params;
+    size_t group = 0;  // the optimizer group of all its parameters
     int64_t numel = 0, padded = 0, slice = 0;  // unpadded, L, L / W
     int64_t shard_offset = 0;                  // of this rank's slice in the shard
     Storage storage;                           // (L,) compute dtype
     bool persistent = false;
     bool current = false;  // the buffer holds (or an all_gather in flight will hold) the shard's values
     WorkHandle gather;
+    Tensor staging;  // offload_param: this rank's slice on the device while gathered
     int holds = 0;            // module forwards in progress using it
     int64_t grads_ready = 0;  // parameters counted
     bool reduced = false;     // its gradient slice already holds a contribution this step
@@ -164,6 +179,8 @@ class ZeroStage3Optimizer final : public ShardedOptimizer {
 
   // Construction (zero_stage3.cpp).
   void build_units(const std::vector<std::pair<std::string, Tensor>>& named);
+  // Places the units' slices in the shard group by group; returns the groups' ranges.
+  std::vector<GroupRange> place_slices();
   void fill_units_and_shard(const std::vector<std::pair<std::string, Tensor>>& named);
   void register_hooks();
   Tensor unit_view(const Unit& u) const;  // (L,) over the unit's storage
@@ -195,7 +212,8 @@ class ZeroStage3Optimizer final : public ShardedOptimizer {
   std::vector<User> users_;
   std::vector<HookHandle> root_hooks_;
   int64_t numel_ = 0;
-  Tensor shard_param_;  // (S,) compute dtype: this rank's parameters
+  Tensor shard_param_;  // (S,) compute dtype: this rank's parameters (on the host with offload_param)
+  HostTensor host_shard_;  // offload_param: the memory of shard_param_
   Tensor grad_shard_;   // (S,) compute dtype
   std::deque<PendingReduce> pending_;
   int64_t in_flight_ = 0;  // packed elements in pending_

@@ -25,10 +25,16 @@ void ZeroStage3Optimizer::fetch(size_t index) {
   }
   u.current = true;
   NoGradGuard no_grad;
-  const Tensor mine = slice_of(shard_param_, u);
+  Tensor mine = slice_of(shard_param_, u);
   if (world() == 1) {
-    raw::copy_(unit_view(u), mine);
+    raw::copy_(unit_view(u), mine);  // a host shard (offload_param) is copied to the device here
     return;
+  }
+  if (options_.offload_param) {  // the slice goes to the device first: collectives run there
+    MemoryCategoryScope scope(MemoryCategory::communication);
+    u.staging = empty({u.slice}, TensorOptions(dtype_, device_));
+    raw::copy_(u.staging, mine);
+    mine = u.staging;
   }
   u.gather = comm_->all_gather_async(mine, unit_view(u));
 }
@@ -38,6 +44,7 @@ void ZeroStage3Optimizer::wait(size_t index) {
   if (!u.gather) return;
   u.gather->wait();
   u.gather.reset();
+  u.staging = Tensor();
 }
 
 void ZeroStage3Optimizer::release(size_t index) {
@@ -87,8 +94,8 @@ void ZeroStage3Optimizer::gather_persistent() {
   Tensor mine, all;
   {
     MemoryCategoryScope scope(MemoryCategory::communication);
-    mine = empty({total}, TensorOptions(dtype_, shard_param_.device()));
-    all = empty({int64_t(world()) * total}, TensorOptions(dtype_, shard_param_.device()));
+    mine = empty({total}, TensorOptions(dtype_, device_));
+    all = empty({int64_t(world()) * total}, TensorOptions(dtype_, device_));
   }
   int64_t offset = 0;
   for (size_t u : list) {

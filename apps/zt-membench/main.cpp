@@ -23,11 +23,24 @@
 // (f32 counts 4 bytes of parameters and gradients and 8 of Adam's moments, the master being the
 // parameter itself.) ZeRO pads the flat parameter buffer (stage 3: each module's unit) to a
 // multiple of N x 16 elements, so stages 1-3 hold a few padded elements more than Ψ. With bf16
-// stages 0-2 also keep fp32 master gradients for the unscaled gradients (stage 0: 4Ψ, stages 1
-// and 2: 4Ψ/N), which the paper's formula does not count: bf16 ratios above 1 by that much are
-// expected, and the output says so. Stage 3 allocates them for the optimizer step only.
+// the fp32 master gradients (the unscaled gradients the optimizer reads) exist during the
+// optimizer step only, as DeepSpeed's, so they are in the peak but not in the model states.
+//
+// With --offload cpu,nvme each stage from 1 up is also run with zero_optimization.offload_optimizer
+// (ZeRO-Offload, Note [ZeRO-Offload] in zero/sharded_optimizer.h). The model states are then split
+// into three places, measured and predicted (k = 2 bytes for bf16, 4 for f32):
+//   device: what stays in the compute device's categories. Stage 1: kΨ parameters + kΨ gradients,
+//           stage 2: kΨ + kΨ/N, stage 3: kΨ/N + kΨ/N (no masters, no moments).
+//   host:   the store (cpu: 12Ψ/N of fp32 master, exp_avg, exp_avg_sq; nvme: B swap buffers of
+//           12 min(G, Ψ/N) bytes, G = sub_group_size, B = min(buffer_count, number of
+//           sub-groups)) plus the fp32 gradient shard the CPU Adam reads (4Ψ/N).
+//   disk:   nvme: the state file, every sub-group in a whole slot: 12 G ceil(Ψ/(N G)) (12Ψ/N
+//           when G divides the shard).
+// On the CPU backend all of it is host memory: host is what ShardedOptimizer::offload_host_bytes()
+// reports, disk the store's disk_bytes(), device the model states minus host.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -61,14 +74,25 @@ struct BenchOptions {
   std::string svg;
   bool estimate = false;
   int64_t ranks = 0;  // --estimate only: N (0: the launcher's world size, else 1)
+  std::string offload = "none";  // comma-separated: none, cpu, nvme
+  std::string nvme_path;
+  int64_t sub_group_size = 1'000'000'000;
+  int64_t buffer_count = 4;
 };
 
-// One stage's numbers on one rank (bytes, except step_ms).
+// One stage's numbers on one rank (bytes, except step_ms). host and disk: the offload's.
 struct Measure {
-  double params = 0, grads = 0, optim = 0, peak = 0, step_ms = 0, padded = 0;
+  double params = 0, grads = 0, optim = 0, peak = 0, step_ms = 0, padded = 0, host = 0, disk = 0;
   double model_state() const { return params + grads + optim; }
+  double device() const { return model_state() - host; }
 };
-constexpr int kMeasureFields = 6;
+constexpr int kMeasureFields = 8;
+
+// The predicted model states of one stage and offload mode (Note [zt-membench measurements]).
+struct Prediction {
+  double device = 0, host = 0, disk = 0;
+  double model_state() const { return device + host; }
+};
 
 const char* kFormulaHelp =
     "Predicted model states per rank (Psi = parameter count, N = ranks, Adam):\n"
@@ -77,7 +101,15 @@ const char* kFormulaHelp =
     "Measured on the last step (CPU allocator categories): gradients after the reduction and\n"
     "before the update; parameters and optimizer state after the step; peak over the step.\n"
     "Activations (--estimate): batch x width x depth x bytes(dtype) x 2 (each layer keeps its\n"
-    "input and its output for backward).";
+    "input and its output for backward).\n"
+    "With --offload cpu|nvme (ZeRO-Offload of the Adam state, stages 1-3; k = 2 bytes bf16, 4 f32):\n"
+    "  device: stage 1: kPsi params + kPsi grads, stage 2: kPsi + kPsi/N, stage 3: kPsi/N + kPsi/N\n"
+    "  host:   cpu: 12Psi/N (fp32 master, exp_avg, exp_avg_sq) + 4Psi/N (fp32 gradient shard)\n"
+    "          nvme: B x 12 x min(G, Psi/N) swap buffers + 4Psi/N; G = --sub-group-size,\n"
+    "          B = min(--buffer-count, number of sub-groups)\n"
+    "  disk:   nvme: 12 x G x ceil(Psi/N / G) (every sub-group takes a whole slot; 12Psi/N when G divides it)\n"
+    "On the CPU all of it is host memory: host and disk are what the offload store reports, device\n"
+    "the model states minus host.";
 
 double predicted_model_state(int stage, bool bf16, double psi, int ranks) {
   const double n = ranks;
@@ -85,6 +117,36 @@ double predicted_model_state(int stage, bool bf16, double psi, int ranks) {
   if (stage == 3) return 16 * psi / n;
   if (bf16) return stage == 1 ? 4 * psi + 12 * psi / n : 2 * psi + 14 * psi / n;
   return stage == 1 ? 8 * psi + 8 * psi / n : 4 * psi + 12 * psi / n;
+}
+
+// Note [zt-membench measurements], with offload "none", "cpu" or "nvme".
+Prediction predict(int stage, const std::string& offload, bool bf16, double psi, int ranks, const BenchOptions& o) {
+  if (offload == "none") return {predicted_model_state(stage, bf16, psi, ranks), 0, 0};
+  const double n = ranks, k = bf16 ? 2 : 4, shard = psi / n;
+  Prediction p;
+  p.device = stage == 1 ? 2 * k * psi : stage == 2 ? k * psi + k * shard : 2 * k * shard;
+  if (offload == "cpu") {
+    p.host = 12 * shard + 4 * shard;
+    return p;
+  }
+  const double group = std::min(double(o.sub_group_size), shard);
+  const double buffers = std::min(double(o.buffer_count), std::ceil(shard / group));
+  p.host = buffers * 12 * group + 4 * shard;
+  p.disk = 12 * group * std::ceil(shard / group);
+  return p;
+}
+
+std::vector<std::string> parse_offloads(const std::string& text) {
+  std::vector<std::string> modes;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    ZT_CHECK(item == "none" || item == "cpu" || item == "nvme", "--offload: expected a comma-separated list of "
+             "none, cpu and nvme, found '", item, "' in '", text, "'");
+    modes.push_back(item);
+  }
+  ZT_CHECK(!modes.empty(), "--offload: expected at least one of none, cpu, nvme, found '", text, "'");
+  return modes;
 }
 
 std::vector<int> parse_stages(const std::string& text) {
@@ -109,7 +171,7 @@ std::shared_ptr<zt::Sequential> make_mlp(int64_t width, int64_t depth) {
   return model;
 }
 
-zt::Config make_config(int stage, const BenchOptions& o, int ranks) {
+zt::Config make_config(int stage, const std::string& offload, const BenchOptions& o, int ranks) {
   zt::ConfigOptions options;
   options.world_size = ranks;
   nlohmann::json defaults = {{"train_batch_size", o.batch * ranks},
@@ -117,6 +179,12 @@ zt::Config make_config(int stage, const BenchOptions& o, int ranks) {
                              {"optimizer", {{"type", "Adam"}, {"params", {{"lr", 1e-3}}}}},
                              {"zero_optimization", {{"stage", stage}}}};
   if (o.dtype == "bf16") defaults["bf16"] = {{"enabled", true}};
+  if (offload != "none") {
+    nlohmann::json& z = defaults["zero_optimization"];
+    z["sub_group_size"] = o.sub_group_size;
+    z["offload_optimizer"] = {{"device", offload}, {"buffer_count", o.buffer_count}};
+    if (offload == "nvme") z["offload_optimizer"]["nvme_path"] = o.nvme_path;
+  }
   return zt::config_from_app_defaults(defaults, options);
 }
 
@@ -124,7 +192,8 @@ int64_t in_use(const zt::MemoryStats& s, zt::MemoryCategory c) { return s.of(c).
 
 // Trains a fresh model for o.steps steps at `stage` and measures the last one
 // (Note [zt-membench measurements]).
-Measure run_stage(int stage, const BenchOptions& o, const std::shared_ptr<zt::Communicator>& comm) {
+Measure run_stage(int stage, const std::string& offload, const BenchOptions& o,
+                  const std::shared_ptr<zt::Communicator>& comm) {
   using zt::MemoryCategory;
   zt::Allocator& alloc = zt::allocator_for(zt::Device::cpu());
   const zt::MemoryStats before = alloc.stats();
@@ -134,7 +203,7 @@ Measure run_stage(int stage, const BenchOptions& o, const std::shared_ptr<zt::Co
     zt::InitOptions init;
     init.communicator = comm;
     init.monitor = false;
-    return zt::initialize(make_mlp(o.width, o.depth), make_config(stage, o, comm->size()), init);
+    return zt::initialize(make_mlp(o.width, o.depth), make_config(stage, offload, o, comm->size()), init);
   }();
   auto* zero = dynamic_cast<zt::ShardedOptimizer*>(&engine->precision());
   m.padded = double(zero ? zero->padded_numel() : 0);
@@ -156,18 +225,23 @@ Measure run_stage(int stage, const BenchOptions& o, const std::shared_ptr<zt::Co
     m.optim = double(in_use(after, MemoryCategory::optimizer_state) - in_use(before, MemoryCategory::optimizer_state));
     m.peak = double(after.total.peak - before.total.in_use);
   }
+  if (zero && zero->offloaded()) {
+    m.host = double(zero->offload_host_bytes());
+    m.disk = double(zero->offloaded_state()->disk_bytes());
+  }
   return m;
 }
 
 // Every rank's Measure, in rank order (collective).
 std::vector<Measure> gather(zt::Communicator& world, const Measure& mine) {
-  const std::vector<double> fields = {mine.params, mine.grads, mine.optim, mine.peak, mine.step_ms, mine.padded};
+  const std::vector<double> fields = {mine.params, mine.grads, mine.optim,  mine.peak,
+                                      mine.step_ms, mine.padded, mine.host, mine.disk};
   zt::Tensor all = world.all_gather(zt::from_vector(fields, {kMeasureFields}));
   const double* v = all.data<double>();
   std::vector<Measure> out(size_t(world.size()));
   for (size_t r = 0; r < out.size(); ++r) {
     const double* f = v + r * kMeasureFields;
-    out[r] = Measure{f[0], f[1], f[2], f[3], f[4], f[5]};
+    out[r] = Measure{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]};
   }
   return out;
 }
@@ -176,21 +250,26 @@ double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
 
 struct Row {
   int stage = 0, rank = 0;
+  std::string offload = "none";
   Measure m;
-  double predicted = 0;
+  Prediction predicted;
 };
 
-void print_stage_table(int stage, const std::vector<Measure>& ranks, double predicted, double psi) {
-  std::printf("ZeRO stage %d (measured after the step; gradients after the reduction, before the update)\n", stage);
+void print_stage_table(int stage, const std::string& offload, const std::vector<Measure>& ranks,
+                       const Prediction& predicted, double psi) {
+  std::printf("ZeRO stage %d%s (measured after the step; gradients after the reduction, before the update)\n", stage,
+              offload == "none" ? "" : (", offload_optimizer " + offload).c_str());
   if (ranks[0].padded > 0 && ranks[0].padded != psi)
     std::printf("  sharded buffers padded to %.0f elements (Psi = %.0f unpadded)\n", ranks[0].padded, psi);
-  std::printf("  %4s %12s %12s %12s %12s %12s %8s %10s %10s\n", "rank", "params MiB", "grads MiB", "optim MiB",
-              "states MiB", "predict MiB", "ratio", "peak MiB", "step ms");
+  std::printf("  %4s %11s %11s %11s %11s %11s %7s %11s %11s %11s %11s %11s %11s %10s %9s\n", "rank",
+              "params MiB", "grads MiB", "optim MiB", "states MiB", "predict MiB", "ratio", "device MiB", "host MiB",
+              "disk MiB", "pred dev", "pred host", "pred disk", "peak MiB", "step ms");
   for (size_t r = 0; r < ranks.size(); ++r) {
     const Measure& m = ranks[r];
-    std::printf("  %4zu %12.3f %12.3f %12.3f %12.3f %12.3f %8.4f %10.3f %10.2f\n", r, mib(m.params), mib(m.grads),
-                mib(m.optim), mib(m.model_state()), mib(predicted), m.model_state() / predicted, mib(m.peak),
-                m.step_ms);
+    std::printf("  %4zu %11.3f %11.3f %11.3f %11.3f %11.3f %7.4f %11.3f %11.3f %11.3f %11.3f %11.3f %11.3f "
+                "%10.3f %9.2f\n", r, mib(m.params), mib(m.grads), mib(m.optim), mib(m.model_state()), mib(predicted.model_state()),
+                m.model_state() / predicted.model_state(), mib(m.device()), mib(m.host), mib(m.disk),
+                mib(predicted.device), mib(predicted.host), mib(predicted.disk), mib(m.peak), m.step_ms);
   }
 }
 
@@ -198,31 +277,35 @@ void write_csv(const std::string& path, const std::vector<Row>& rows, double psi
   std::ofstream out(path);
   ZT_CHECK(out.good(), "--csv: cannot write '", path, "'");
   out << "stage,rank,params,padded_params,measured_model_state_bytes,predicted_model_state_bytes,ratio,"
-         "parameters_bytes,gradients_bytes,optimizer_state_bytes,peak_bytes,step_ms\n";
-  for (const Row& r : rows)
+         "parameters_bytes,gradients_bytes,optimizer_state_bytes,peak_bytes,step_ms,offload,device_bytes,host_bytes,"
+         "disk_bytes,predicted_device_bytes,predicted_host_bytes,predicted_disk_bytes\n";
+  for (const Row& r : rows) {
+    const double predicted = r.predicted.model_state();
     out << r.stage << "," << r.rank << "," << int64_t(psi) << "," << int64_t(r.m.padded > 0 ? r.m.padded : psi)
-        << "," << int64_t(r.m.model_state()) << "," << int64_t(r.predicted) << "," << r.m.model_state() / r.predicted
+        << "," << int64_t(r.m.model_state()) << "," << int64_t(predicted) << "," << r.m.model_state() / predicted
         << "," << int64_t(r.m.params) << "," << int64_t(r.m.grads) << "," << int64_t(r.m.optim) << ","
-        << int64_t(r.m.peak) << "," << r.m.step_ms << "\n";
+        << int64_t(r.m.peak) << "," << r.m.step_ms << "," << r.offload << "," << int64_t(r.m.device()) << ","
+        << int64_t(r.m.host) << "," << int64_t(r.m.disk) << "," << int64_t(r.predicted.device) << ","
+        << int64_t(r.predicted.host) << "," << int64_t(r.predicted.disk) << "\n";
+  }
 }
 
 // Grouped bars per stage: the per-rank mean of the measured model states beside the prediction.
 void write_svg(const std::string& path, const std::vector<Row>& rows, const std::string& title) {
-  std::vector<int> stages;
-  std::vector<double> measured, predicted;
+  std::vector<std::string> stages;  // one group per stage and offload mode: "2", "2 cpu"
+  std::vector<double> measured, predicted, count;
   for (const Row& r : rows) {
-    if (stages.empty() || stages.back() != r.stage) {
-      stages.push_back(r.stage);
+    const std::string label = std::to_string(r.stage) + (r.offload == "none" ? "" : " " + r.offload);
+    if (stages.empty() || stages.back() != label) {
+      stages.push_back(label);
       measured.push_back(0);
-      predicted.push_back(r.predicted);
+      predicted.push_back(r.predicted.model_state());
+      count.push_back(0);
     }
     measured.back() += r.m.model_state();
+    count.back() += 1;
   }
-  for (size_t i = 0; i < stages.size(); ++i) {
-    int64_t count = 0;
-    for (const Row& r : rows) count += r.stage == stages[i];
-    measured[i] /= double(count);
-  }
+  for (size_t i = 0; i < stages.size(); ++i) measured[i] /= count[i];
   double top = 1;
   for (size_t i = 0; i < stages.size(); ++i) top = std::max({top, mib(measured[i]), mib(predicted[i])});
   const int left = 70, bottom = 260, plot_h = 200, group_w = 120, bar_w = 40;
@@ -243,7 +326,9 @@ void write_svg(const std::string& path, const std::vector<Row>& rows, const std:
   for (size_t i = 0; i < stages.size(); ++i) {
     const int x0 = left + int(i) * group_w + 15;
     const double hm = plot_h * mib(measured[i]) / top, hp = plot_h * mib(predicted[i]) / top;
-    out << "<g class=\"stage\" id=\"stage" << stages[i] << "\">\n";
+    std::string id = "stage" + stages[i];
+    std::replace(id.begin(), id.end(), ' ', '-');
+    out << "<g class=\"stage\" id=\"" << id << "\">\n";
     out << "  <rect x=\"" << x0 << "\" y=\"" << bottom - hm << "\" width=\"" << bar_w << "\" height=\"" << hm
         << "\" fill=\"#4477aa\"><title>measured " << mib(measured[i]) << " MiB</title></rect>\n";
     out << "  <rect x=\"" << x0 + bar_w << "\" y=\"" << bottom - hp << "\" width=\"" << bar_w << "\" height=\"" << hp
@@ -261,7 +346,8 @@ void write_svg(const std::string& path, const std::vector<Row>& rows, const std:
 
 double parameter_count(const BenchOptions& o) { return double(o.depth) * double(o.width * o.width + o.width); }
 
-void print_estimate(const BenchOptions& o, const std::vector<int>& stages, int ranks) {
+void print_estimate(const BenchOptions& o, const std::vector<int>& stages, const std::vector<std::string>& offloads,
+                    int ranks) {
   const bool bf16 = o.dtype == "bf16";
   const double psi = parameter_count(o);
   const double act = double(o.batch) * double(o.width) * double(o.depth) * (bf16 ? 2 : 4) * 2;
@@ -270,14 +356,24 @@ void print_estimate(const BenchOptions& o, const std::vector<int>& stages, int r
               (long long)o.depth, (long long)o.width, (long long)o.width, psi, o.dtype.c_str(), ranks,
               (long long)o.batch);
   std::printf("activations: batch x width x depth x %d bytes x 2 = %.3f MiB\n", bf16 ? 2 : 4, mib(act));
-  for (int s : stages) {
-    const double p = predicted_model_state(s, bf16, psi, ranks);
-    std::printf("stage %d: model states %.3f MiB, with activations %.3f MiB\n", s, mib(p), mib(p + act));
+  for (const std::string& offload : offloads) {
+    for (int s : stages) {
+      if (offload != "none" && s == 0) continue;  // offload_optimizer needs stage >= 1
+      const Prediction p = predict(s, offload, bf16, psi, ranks, o);
+      if (offload == "none") {
+        std::printf("stage %d: model states %.3f MiB, with activations %.3f MiB\n", s, mib(p.model_state()),
+                    mib(p.model_state() + act));
+      } else {
+        std::printf("stage %d, offload %s: device %.3f MiB (with activations %.3f MiB), host %.3f MiB, disk %.3f "
+                    "MiB\n", s, offload.c_str(), mib(p.device), mib(p.device + act), mib(p.host), mib(p.disk));
+      }
+    }
   }
 }
 
 int run(const BenchOptions& o, const std::shared_ptr<zt::Communicator>& comm) {
   const std::vector<int> stages = parse_stages(o.stages);
+  const std::vector<std::string> offloads = parse_offloads(o.offload);
   const bool bf16 = o.dtype == "bf16";
   const bool lead = comm->rank() == 0;
   const double psi = parameter_count(o);
@@ -289,14 +385,18 @@ int run(const BenchOptions& o, const std::shared_ptr<zt::Communicator>& comm) {
                 (long long)o.steps, (long long)o.batch, o.dtype.c_str(),
                 bf16 ? "stage 0: 16Psi, 1: 4Psi + 12Psi/N, 2: 2Psi + 14Psi/N, 3: 16Psi/N"
                      : "stage 0: 16Psi, 1: 8Psi + 8Psi/N, 2: 4Psi + 12Psi/N, 3: 16Psi/N");
-  if (lead && bf16)
-    std::printf("note: with bf16 the measured gradients include fp32 master gradients (stage 0: 4Psi, stages "
-                "1-2: 4Psi/N) that the formula does not count; stage 3 holds them during the update only\n");
   for (int s : stages) {
-    const std::vector<Measure> all = gather(*comm, run_stage(s, o, comm));
-    const double predicted = predicted_model_state(s, bf16, psi, comm->size());
-    if (lead) print_stage_table(s, all, predicted, psi);
-    for (size_t r = 0; r < all.size(); ++r) rows.push_back(Row{s, int(r), all[r], predicted});
+    for (const std::string& offload : offloads) {
+      if (offload != "none" && s == 0) {
+        if (lead)
+          std::printf("ZeRO stage 0, offload_optimizer %s: skipped (offload needs stage >= 1)\n", offload.c_str());
+        continue;
+      }
+      const std::vector<Measure> all = gather(*comm, run_stage(s, offload, o, comm));
+      const Prediction predicted = predict(s, offload, bf16, psi, comm->size(), o);
+      if (lead) print_stage_table(s, offload, all, predicted, psi);
+      for (size_t r = 0; r < all.size(); ++r) rows.push_back(Row{s, int(r), offload, all[r], predicted});
+    }
   }
   if (!lead) return 0;
   if (!o.csv.empty()) write_csv(o.csv, rows, psi);
@@ -312,6 +412,12 @@ void check_options(const BenchOptions& o) {
   ZT_CHECK(o.width > 0 && o.depth > 0 && o.batch > 0, "--width, --depth and --batch must be positive, found ",
            o.width, ", ", o.depth, ", ", o.batch);
   ZT_CHECK(o.steps > 0, "--steps: expected at least 1 training step, found ", o.steps);
+  const std::vector<std::string> offloads = parse_offloads(o.offload);
+  const bool nvme = std::find(offloads.begin(), offloads.end(), "nvme") != offloads.end();
+  ZT_CHECK(!nvme || !o.nvme_path.empty(), "--offload nvme needs --nvme-path DIR (an existing, writable directory "
+           "for the optimizer state files)");
+  ZT_CHECK(o.sub_group_size > 0 && o.buffer_count > 0, "--sub-group-size and --buffer-count must be positive, found ",
+           o.sub_group_size, " and ", o.buffer_count);
 }
 
 }  // namespace
@@ -332,13 +438,18 @@ int main(int argc, char** argv) {
   args.add("--svg", &o.svg, "write a bar chart (measured vs predicted, rank mean) to this SVG file");
   args.add("--ranks", &o.ranks, "--estimate only: ranks N of the prediction (0: from the launcher, else 1)");
   args.add_switch("--estimate", &o.estimate, "print the predictions only (with activations), without training");
+  args.add("--offload", &o.offload,
+           "comma-separated offload_optimizer devices to measure per stage >= 1: none, cpu, nvme");
+  args.add("--nvme-path", &o.nvme_path, "--offload nvme: directory for the optimizer state files");
+  args.add("--sub-group-size", &o.sub_group_size, "--offload: zero_optimization.sub_group_size (elements)");
+  args.add("--buffer-count", &o.buffer_count, "--offload nvme: offload_optimizer.buffer_count (swap buffers)");
   try {
     if (!args.parse(argc, argv)) return 0;
     check_options(o);
     if (o.estimate) {
       // No MPI: the rank count comes from the launcher's environment when there is one.
       const int ranks = o.ranks > 0 ? int(o.ranks) : zt::launch_info_from_env().world_size;
-      print_estimate(o, parse_stages(o.stages), ranks);
+      print_estimate(o, parse_stages(o.stages), parse_offloads(o.offload), ranks);
       return 0;
     }
     zt::MpiRuntime mpi;  // a world of one without mpirun

@@ -1,5 +1,6 @@
-// zt-membench under mpirun -np 2: per-rank model-state bytes of ZeRO stages 0-3 match the ZeRO
-// formula, shrink with the stage, and land in the CSV and SVG; --estimate runs without MPI.
+// zt-membench under mpirun -np 2: per-rank model-state bytes of ZeRO stages 0-3 (and with --offload,
+// their device, host and disk bytes) match the ZeRO and ZeRO-Offload formulas, shrink with the
+// stage, and land in the CSV and SVG; --estimate runs without MPI.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -118,4 +119,76 @@ TEST_CASE("zt-membench rejects a stage it does not know") {
   CHECK(r.run.exit_code != 0);
   CHECK(r.run.output.find("--stages: expected a comma-separated list of ZeRO stages 0..3, found '4'") !=
         std::string::npos);
+}
+
+// Note [zt-membench measurements], offload: per stage, offload_optimizer cpu and nvme beside none.
+// The model states split into device, host and disk bytes, each near its ZeRO-Offload prediction.
+TEST_CASE("zt-membench --offload none,cpu,nvme on 2 ranks: device, host and disk bytes match the predictions") {
+  const auto dir = std::filesystem::temp_directory_path();
+  const auto csv = dir / "zt_membench_offload_np2.csv", nvme = dir / "zt_membench_nvme";
+  std::filesystem::remove(csv);
+  std::filesystem::create_directories(nvme);
+  // Psi = 1,002,000, N = 2: shards of about 501,000 elements, sub-groups of 100,000 (6 per shard).
+  auto r = run_command(mpirun_prefix(2) + " " + bin_dir() + "/zt-membench --width 500 --depth 4 --steps 2 "
+                       "--stages 1,2,3 --offload none,cpu,nvme --nvme-path " + nvme.string() +
+                       " --sub-group-size 100000 --buffer-count 3 --csv " + csv.string());
+  REQUIRE_MESSAGE(r.run.exit_code == 0, r.run.output);
+  CHECK(r.run.output.find("ZeRO stage 2, offload_optimizer nvme (measured") != std::string::npos);
+  const auto rows = read_csv(csv);
+  REQUIRE(rows.size() == 18);  // 3 stages x 3 modes x 2 ranks
+  const double psi = 1002000, shard = psi / 2, k = 4;
+  std::map<std::string, double> device;  // "<stage> <offload>" -> rank 0's device bytes
+  for (const auto& row : rows) {
+    const int stage = int(num(row, "stage"));
+    const std::string offload = row.at("offload");
+    CAPTURE(stage);
+    CAPTURE(offload);
+    CAPTURE(row.at("rank"));
+    const double dev = num(row, "device_bytes"), host = num(row, "host_bytes"), disk = num(row, "disk_bytes");
+    CHECK(dev + host == doctest::Approx(num(row, "measured_model_state_bytes")).epsilon(1e-6));
+    CHECK(std::fabs(num(row, "ratio") - 1) < 0.05);
+    if (offload == "none") {
+      CHECK(host == 0);
+      CHECK(disk == 0);
+    } else {
+      // Device: parameters and gradients only (stage 1: both whole, 2: gradients sharded, 3: both).
+      const double want_device = stage == 1 ? 2 * k * psi : stage == 2 ? k * psi + k * shard : 2 * k * shard;
+      CHECK(num(row, "predicted_device_bytes") == doctest::Approx(want_device));
+      CHECK(std::fabs(dev / want_device - 1) < 0.01);
+      // Host: cpu 12Psi/N + 4Psi/N; nvme 3 buffers of 12 x 100,000 bytes + 4Psi/N.
+      const double want_host = offload == "cpu" ? 16 * shard : 3 * 12 * 100000 + 4 * shard;
+      CHECK(num(row, "predicted_host_bytes") == doctest::Approx(want_host));
+      CHECK(std::fabs(host / want_host - 1) < 0.01);
+      // Disk: 6 sub-groups of 1.2 MB on nvme.
+      const double want_disk = offload == "nvme" ? 6 * 12 * 100000 : 0;
+      CHECK(num(row, "predicted_disk_bytes") == doctest::Approx(want_disk));
+      CHECK(std::fabs(disk - want_disk) <= 0.01 * want_disk);
+    }
+    if (row.at("rank") == "0") device[std::to_string(stage) + " " + offload] = dev;
+  }
+  for (int stage : {1, 2, 3}) {
+    CAPTURE(stage);
+    const std::string s = std::to_string(stage);
+    CHECK(device[s + " cpu"] < device[s + " none"]);  // the masters and moments left the device
+    CHECK(device[s + " nvme"] == device[s + " cpu"]);
+  }
+  CHECK(device["3 cpu"] < device["2 cpu"]);
+  CHECK(device["2 cpu"] < device["1 cpu"]);
+  std::filesystem::remove_all(nvme);
+}
+
+TEST_CASE("zt-membench --estimate --offload prints device, host and disk predictions; nvme needs a path") {
+  auto r = run_command(bin_dir() + "/zt-membench --estimate --width 500 --depth 4 --ranks 2 --stages 0,2 "
+                       "--offload none,cpu,nvme --nvme-path /tmp --sub-group-size 1000000");
+  REQUIRE_MESSAGE(r.run.exit_code == 0, r.run.output);
+  // Stage 2, k = 4: device 4Psi + 4Psi/2 = 6Psi = 5.733 MiB; host cpu 16Psi/2 = 7.645 MiB; nvme: one
+  // buffer of the whole shard, 12Psi/2 + 4Psi/2, on disk 12Psi/2 = 5.733 MiB.
+  CHECK(r.run.output.find("stage 2, offload cpu: device 5.733 MiB") != std::string::npos);
+  CHECK(r.run.output.find("host 7.645 MiB, disk 0.000 MiB") != std::string::npos);
+  CHECK(r.run.output.find("stage 2, offload nvme: device 5.733 MiB") != std::string::npos);
+  CHECK(r.run.output.find("host 7.645 MiB, disk 5.733 MiB") != std::string::npos);
+  CHECK(r.run.output.find("stage 0, offload") == std::string::npos);  // offload needs stage >= 1
+  auto bad = run_command(bin_dir() + "/zt-membench --estimate --offload nvme");
+  CHECK(bad.run.exit_code != 0);
+  CHECK(bad.run.output.find("--offload nvme needs --nvme-path DIR") != std::string::npos);
 }

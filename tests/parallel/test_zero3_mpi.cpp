@@ -211,7 +211,7 @@ TEST_CASE("ZeRO stage 3 per-rank memory: parameter, gradient and optimizer shard
 TEST_CASE("ZeRO stage 3 checkpoints: save at step 3, resume in a fresh engine, match 6 straight steps") {
   const int W = world()->size();
   const zt::test::Task task = zt::test::mlp_task();
-  for (const std::string precision : {std::string(), kBf16}) {
+  for (const std::string& precision : {std::string(), kBf16}) {
     for (const bool gather : {false, true}) {
       CAPTURE(precision);
       CAPTURE(gather);

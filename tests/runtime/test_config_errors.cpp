@@ -118,9 +118,16 @@ const std::vector<BadConfig>& bad_configs() {
        R"({"train_batch_size": 8, "zero_optimization": {"offload_optimizer": {"device": "cpu"}}})",
        {"zero_optimization.offload_optimizer.device \"cpu\" needs zero_optimization.stage >= 1, got "
         "zero_optimization.stage 0 (default)"}},
-      {"nvme optimizer offload below stage 3", F::json,
-       R"({"train_batch_size": 8, "zero_optimization": {"stage": 2, "offload_optimizer": {"device": "nvme", "nvme_path": "/x"}}})",
-       {"zero_optimization.offload_optimizer.device \"nvme\" needs zero_optimization.stage 3"}},
+      {"optimizer offload with SGD", F::json,
+       R"({"train_batch_size": 8, "optimizer": {"type": "SGD", "params": {"lr": 0.1}},
+           "zero_optimization": {"stage": 2, "offload_optimizer": {"device": "nvme", "nvme_path": "/x"}}})",
+       {"zero_optimization.offload_optimizer.device \"nvme\" steps the offloaded state with the CPU Adam, so it "
+        "needs optimizer.type Adam or AdamW, got optimizer.type \"SGD\" (config)"}},
+      {"optimizer offload with sub_group_size 0", F::json,
+       R"({"train_batch_size": 8, "zero_optimization": {"stage": 1, "sub_group_size": 0,
+           "offload_optimizer": {"device": "cpu"}}})",
+       {"zero_optimization.sub_group_size must be at least 1 element with zero_optimization.offload_optimizer.device "
+        "\"cpu\", got zero_optimization.sub_group_size 0 (config)"}},
       {"nvme without a path", F::json,
        R"({"train_batch_size": 8, "zero_optimization": {"stage": 3, "offload_param": {"device": "nvme"}}})",
        {"zero_optimization.offload_param.nvme_path is required when zero_optimization.offload_param.device is \"nvme\""}},

@@ -128,6 +128,49 @@ TEST_CASE("OffloadedAdamState: cpu and nvme equal one raw::adam_step_ over the w
     }
 }
 
+// Parameter groups: each range is stepped with its own hyperparameters and step count, across
+// sub-group boundaries; elements in no range keep their state and their model copy.
+TEST_CASE("OffloadedAdamState: ranges with their own hyperparameters equal one raw::adam_step_ per range") {
+  const int64_t S = 1000;
+  const Tensor initial = random_tensor(S, 3, 1.0);
+  TempDir dir("zt_offload");
+  AdamOptions other = kHyper;
+  other.lr = 3e-2;
+  other.weight_decay = 0.0;
+  other.beta2 = 0.99;
+  for (const OffloadDevice device : {OffloadDevice::cpu, OffloadDevice::nvme}) {
+    INFO(offload_device_name(device));
+    OffloadOptions options;
+    options.device = device;
+    options.nvme_path = dir.path;
+    options.buffer_count = 2;
+    options.sub_group_size = 96;  // ranges cut sub-groups
+    OffloadedAdamState state(initial, options);
+    // [0, 400) AdamW at step 5, [400, 950) Adam with other hyperparameters at step 2; [950, 1000) left.
+    const std::vector<AdamRange> ranges = {AdamRange{400, 550, other, false, 2}, AdamRange{0, 400, kHyper, true, 5}};
+    const Tensor grad = random_tensor(S, 4, 0.1);
+    Tensor copy = full({S}, 7.0, DType::bf16);
+    state.step(grad, ranges, copy);
+    const Tensor master = read_field(state, AdamStateField::master);
+    Tensor want_copy = full({S}, 7.0, DType::bf16);
+    for (const AdamRange& r : ranges) {
+      Tensor p = raw::clone(raw::narrow(initial, 0, r.begin, r.length)), m = zeros({r.length}), v = zeros({r.length});
+      raw::adam_step_(p, raw::contiguous(raw::narrow(grad, 0, r.begin, r.length)), m, v, r.hyper.lr, r.hyper.beta1,
+                      r.hyper.beta2, r.hyper.eps, r.hyper.weight_decay, r.decoupled, r.step);
+      CHECK(bits(raw::contiguous(raw::narrow(master, 0, r.begin, r.length))) == bits(p));
+      raw::copy_(raw::narrow(want_copy, 0, r.begin, r.length), p);
+    }
+    CHECK(bits(raw::contiguous(raw::narrow(master, 0, 950, 50))) == bits(raw::narrow(initial, 0, 950, 50)));
+    CHECK(bits(copy) == bits(want_copy));  // the tail keeps its 7s
+    const std::string overlap = error_of([&] {
+      state.step(grad, {AdamRange{0, 500, kHyper, true, 1}, AdamRange{499, 10, kHyper, true, 1}});
+    });
+    CHECK(contains(overlap, "range [499, 509) overlaps the one ending at 500"));
+    CHECK(contains(error_of([&] { state.step(grad, {AdamRange{990, 20, kHyper, true, 1}}); }),
+                   "range [990, 1010) is outside the shard's 1000 elements"));
+  }
+}
+
 TEST_CASE("OffloadedAdamState: NVMe chunks of several I/O blocks on four I/O threads stay bit-identical") {
   // 12 MB chunks split into blocks that run concurrently: a read issued into a buffer before its
   // previous write finished would land in the file.

@@ -13,6 +13,7 @@
 #include "core/factory.h"
 #include "core/ops.h"
 #include "nn/linear.h"
+#include "autograd/autograd.h"
 #include "optim/adam.h"
 #include "optim/clip.h"
 #include "runtime/engine_test_util.h"
@@ -92,7 +93,7 @@ TEST_CASE("ZeRO gradient shard and global norm equal one process's gradients") {
     zero.finish_gradient_reduction();
     for (const Tensor& p : model->parameters()) CHECK(!grad(p).defined());  // dropped after reduction
     REQUIRE(zero.unscale_gradients());
-    const std::vector<double> shard = values(grad(zero.master_shard()));
+    const std::vector<double> shard = values(zero.master_gradient());
     const auto layout = zero.layout();
     const auto ref = reference->parameters();
     for (size_t i = 0; i < layout.size(); ++i) {
@@ -102,7 +103,7 @@ TEST_CASE("ZeRO gradient shard and global norm equal one process's gradients") {
     const double norm = zero.clip_gradients(0.5 * want_norm);
     CHECK(norm == doctest::Approx(want_norm).epsilon(1e-6));
     // Clipped to half the norm: every gradient halves (max_norm / (norm + 1e-6)).
-    const std::vector<double> clipped = values(grad(zero.master_shard()));
+    const std::vector<double> clipped = values(zero.master_gradient());
     const double coef = 0.5 * want_norm / (want_norm + 1e-6);
     CHECK(clipped[0] == doctest::Approx(shard[0] * coef).epsilon(1e-6));
   }
@@ -125,12 +126,73 @@ TEST_CASE("ZeRO bind and options: errors say what was expected") {
   Adam adam(originals, AdamOptions{});
   zero.bind(adam);
   REQUIRE(adam.param_groups().front().params.size() == 1);
-  CHECK(adam.param_groups().front().params.front().same_impl(zero.master_shard()));
-  // Two groups cannot share one flat shard.
+  const Tensor held = adam.param_groups().front().params.front();
+  CHECK(held.same_impl(zero.master_parameters().front()));
+  CHECK((held.numel() == zero.shard_numel() && held.shares_storage(zero.master_shard())));
+  // The layout was built for one group: an optimizer with two does not fit it.
   Adam two({ParamGroup{{originals[0]}}, ParamGroup{{originals[1]}}}, AdamOptions{});
-  CHECK_THROWS_WITH(zero.bind(two), doctest::Contains("one parameter group"));
+  CHECK_THROWS_WITH(zero.bind(two), doctest::Contains("laid the parameters out for 1 optimizer parameter group(s) "
+                                                      "but the optimizer has 2"));
   Adam stranger(std::vector<Tensor>{zeros({2})}, AdamOptions{});
   CHECK_THROWS_WITH(zero.bind(stranger), doctest::Contains("not a parameter of the model"));
   CHECK_THROWS_WITH(ZeroOptimizer(zt::test::small_mlp(), nullptr, {.stage = 3}, LossScaler(1.0)),
                     doctest::Contains("stage 1 or 2"));
+}
+
+// Note [ZeRO parameter groups]: nanoGPT's groups put the two weight matrices first (group 0), then
+// the biases (group 1); each group is one range of the shard and the optimizer holds one view per
+// group, whose gradient is that range of the master gradient.
+TEST_CASE("ZeRO flat layout by parameter group: group 0's parameters first, one master view per group") {
+  auto model = zt::test::small_mlp();  // 0.weight 4x8, 0.bias 8, 2.weight 3x8, 2.bias 3
+  const std::vector<Tensor> originals = model->parameters();
+  const std::vector<ParamGroup> groups = make_param_groups(*model, 0.1);
+  Adam adam(groups, AdamOptions{});
+  ZeroOptions options{.stage = 1};
+  options.sharded.param_groups = parameter_group_names(*model, adam);
+  CHECK(options.sharded.param_groups ==
+        std::vector<std::vector<std::string>>{{"0.weight", "2.weight"}, {"0.bias", "2.bias"}});
+  ZeroOptimizer zero(model, nullptr, options, LossScaler(1.0), originals);
+  const auto layout = zero.layout();
+  REQUIRE(layout.size() == 4);
+  CHECK(layout[0].name == "0.weight");
+  CHECK(layout[0].offset == 0);
+  CHECK(layout[1].name == "2.weight");
+  CHECK(layout[1].offset == 32);
+  CHECK(layout[2].name == "0.bias");
+  CHECK(layout[2].offset == 64);  // 32 + 24 rounded up to 16
+  CHECK(layout[3].offset == 80);
+  REQUIRE(zero.group_ranges().size() == 2);
+  CHECK(zero.group_ranges()[0].offset == 0);
+  CHECK(zero.group_ranges()[0].length == 64);
+  CHECK(zero.group_ranges()[1].offset == 64);
+  CHECK(zero.group_ranges()[1].length == zero.shard_numel() - 64);
+  zero.bind(adam);
+  REQUIRE(adam.param_groups()[1].params.size() == 1);
+  CHECK(adam.param_groups()[1].params[0].same_impl(zero.master_parameters()[1]));
+  CHECK(adam.param_groups()[1].weight_decay == 0.0);
+  // The weights moved with the layout: 0.bias is flat elements [64, 72).
+  CHECK(values(raw::narrow(zero.flat_parameters(), 0, 64, 8)) == values(originals[1]));
+  const zt::test::Batch b = zt::test::regression_batch(8);
+  zt::backward(mse_loss((*model)(b.x), b.y));
+  REQUIRE(zero.unscale_gradients());
+  CHECK(values(grad(zero.master_parameters()[1])) == values(raw::narrow(zero.master_gradient(), 0, 64, 32)));
+}
+
+TEST_CASE("ZeRO parameter groups: errors name the parameter and the groups") {
+  auto model = zt::test::small_mlp();
+  const std::vector<Tensor> originals = model->parameters();
+  ZeroOptions options{.stage = 2};
+  options.sharded.param_groups = {{"0.weight", "2.weight"}, {"0.bias"}};
+  CHECK_THROWS_WITH(ZeroOptimizer(model, nullptr, options, LossScaler(1.0), originals),
+                    doctest::Contains("parameter '2.bias' requires grad but is in none of the 2 optimizer groups"));
+  options.sharded.param_groups = {{"0.weight", "2.weight", "0.bias"}, {"0.bias", "2.bias"}};
+  CHECK_THROWS_WITH(ZeroOptimizer(zt::test::small_mlp(), nullptr, options, LossScaler(1.0)),
+                    doctest::Contains("parameter '0.bias' is in optimizer groups 0 and 1"));
+  options.sharded.param_groups = {{"0.weight", "2.weight"}, {"0.bias", "2.bias"}};
+  ZeroOptimizer zero(model, nullptr, options, LossScaler(1.0), originals);
+  // An optimizer whose groups differ from the layout's.
+  Adam swapped({ParamGroup{{originals[1], originals[3]}}, ParamGroup{{originals[0], originals[2]}}}, AdamOptions{});
+  CHECK_THROWS_WITH(zero.bind(swapped), doctest::Contains("optimizer group 0 holds a parameter"));
+  Adam one(originals, AdamOptions{});
+  CHECK_THROWS_WITH(zero.bind(one), doctest::Contains("for 2 optimizer parameter group(s) but the optimizer has 1"));
 }

@@ -17,6 +17,7 @@
 #include "autograd/autograd.h"
 #include "core/allocator.h"
 #include "temp_dir.h"
+#include "optim/adam.h"
 #include "zero/zero3_test_util.h"
 
 using namespace zt;
@@ -101,6 +102,41 @@ TEST_CASE("ZeRO-3 layout: a unit per module, aligned and padded, parameters rele
   z.reset_peak_live();
   CHECK(values((*model)(x)) == values((*reference)(x)));
   CHECK(z.peak_live_elements() == 96);
+  CHECK(z.live_elements() == 0);
+}
+
+// Note [ZeRO-3 layout] with nanoGPT's two groups: each Linear's weight and bias are two units (one
+// per group), both gathered by the Linear's hooks; the shard holds group 0's slices first.
+TEST_CASE("ZeRO-3 layout by parameter group: a unit per module and group, the shard group by group") {
+  auto model = zt::test::small_mlp();
+  const auto reference = zt::test::small_mlp();
+  const std::vector<ParamGroup> groups = make_param_groups(*model, 0.1);
+  Adam adam(groups, AdamOptions{});
+  Stage3Options options{.param_persistence_threshold = 0};
+  options.sharded.param_groups = parameter_group_names(*model, adam);
+  ZeroStage3Optimizer z(model, nullptr, options, LossScaler(1.0), model->parameters());
+  REQUIRE(z.num_units() == 4);
+  CHECK(z.unit_parameters(0) == std::vector<std::string>{"0.weight"});
+  CHECK(z.unit_parameters(1) == std::vector<std::string>{"0.bias"});
+  CHECK(z.unit_parameters(2) == std::vector<std::string>{"2.weight"});
+  CHECK(z.unit_parameters(3) == std::vector<std::string>{"2.bias"});
+  REQUIRE(z.group_ranges().size() == 2);
+  CHECK(z.group_ranges()[0].offset == 0);
+  CHECK(z.group_ranges()[0].length == 32 + 32);  // 32 and 24 elements, padded to 16s
+  CHECK(z.group_ranges()[1].offset == 64);
+  CHECK(z.group_ranges()[1].length == 16 + 16);
+  for (const ShardPiece& piece : z.shard_pieces()) {
+    CAPTURE(piece.name);
+    const bool bias = piece.name.find("bias") != std::string::npos;
+    CHECK(piece.shard_offset >= (bias ? 64 : 0));
+    CHECK(piece.shard_offset + piece.length <= (bias ? 96 : 64));
+  }
+  z.bind(adam);
+  CHECK(adam.param_groups()[0].params[0].numel() == 64);
+  // Forward gathers both units of each Linear.
+  const Tensor x = randn({5, 4});
+  NoGradGuard no_grad;
+  CHECK(values((*model)(x)) == values((*reference)(x)));
   CHECK(z.live_elements() == 0);
 }
 

@@ -18,6 +18,8 @@
 #include "core/factory.h"
 #include "core/ops.h"
 #include "nn/gpt.h"
+#include "optim/adam.h"
+#include "optim/sgd.h"
 #include "runtime/engine.h"
 #include "runtime/engine_test_util.h"
 #include "zero/zero_stage3.h"
@@ -69,18 +71,64 @@ inline void check_same(const Run& got, const Run& want, double tol) {
   }
 }
 
-// A config of `stage` for a global batch of 16 with clipping and AdamW; stage 3 keeps units of at
-// most `persistence` elements gathered (0: none) and prefetches up to 64 elements. `extra` (top
-// level keys, each followed by a comma) goes in first.
-inline Config zero3_test_config(int stage, int64_t accum, int64_t world_size, const std::string& extra = "",
-                                int64_t persistence = 0) {
+// The optimizer section of most test configs.
+inline const std::string kConfigAdamW =
+    R"("optimizer": {"type": "AdamW", "params": {"lr": 0.02, "weight_decay": 0.01}})";
+// For runs whose program passes its optimizer (Task::optimizer): no optimizer section, and a
+// WarmupCosineLR schedule, which scales each group's own lr.
+inline const std::string kProgramOptimizerSchedule =
+    R"("scheduler": {"type": "WarmupCosineLR", "params": {"total_num_steps": 8, "warmup_num_steps": 2}})";
+
+// A config of `stage` for a global batch of 16 with clipping; stage 3 keeps units of at most
+// `persistence` elements gathered (0: none) and prefetches up to 64 elements. `extra` (top level
+// keys, each followed by a comma) goes in first, `zero_extra` (keys of zero_optimization, each
+// followed by a comma) too; `optimizer` is the optimizer (and scheduler) section.
+inline Config zero_test_config(int stage, int64_t accum, int64_t world_size, const std::string& extra,
+                               const std::string& zero_extra, const std::string& optimizer = kConfigAdamW,
+                               int64_t persistence = 0) {
   return json_config(R"({)" + extra + R"("train_batch_size": 16, "gradient_accumulation_steps": )" +
                          std::to_string(accum) + R"(, "gradient_clipping": 0.3,
-      "zero_optimization": {"stage": )" + std::to_string(stage) + R"(, "reduce_bucket_size": 20,
+      "zero_optimization": {)" + zero_extra + R"("stage": )" + std::to_string(stage) + R"(, "reduce_bucket_size": 20,
         "stage3_param_persistence_threshold": )" + std::to_string(persistence) + R"(,
-        "stage3_prefetch_bucket_size": 64},
-      "optimizer": {"type": "AdamW", "params": {"lr": 0.02, "weight_decay": 0.01}}})",
+        "stage3_prefetch_bucket_size": 64}, )" + optimizer + "}",
                      world_size);
+}
+
+// zero_test_config with the config's AdamW and no zero_optimization extras.
+inline Config zero3_test_config(int stage, int64_t accum, int64_t world_size, const std::string& extra = "",
+                                int64_t persistence = 0) {
+  return zero_test_config(stage, accum, world_size, extra, "", kConfigAdamW, persistence);
+}
+
+// nanoGPT's two groups (make_param_groups): weight matrices decay 0.1 at lr 0.02; biases and
+// other 1-D parameters do not decay and take lr 0.05.
+inline std::shared_ptr<Optimizer> grouped_adamw(Module& model) {
+  std::vector<ParamGroup> groups = make_param_groups(model, 0.1);
+  groups[1].lr = 0.05;
+  AdamWOptions options;
+  options.lr = 0.02;
+  return std::make_shared<AdamW>(std::move(groups), options);
+}
+
+// The same groups for SGD with momentum: its momentum buffers are per group tensors too.
+inline std::shared_ptr<Optimizer> grouped_sgd(Module& model) {
+  std::vector<ParamGroup> groups = make_param_groups(model, 0.1);
+  groups[1].lr = 0.1;
+  return std::make_shared<SGD>(std::move(groups), SGDOptions{.lr = 0.05, .momentum = 0.9});
+}
+
+// The largest max |difference| / max |weight| over the tensors of two runs' final weights.
+inline double max_relative_difference(const NamedValues& a, const NamedValues& b) {
+  double worst = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    double diff = 0, scale = 0;
+    for (size_t k = 0; k < a[i].second.size() && k < b[i].second.size(); ++k) {
+      diff = std::max(diff, std::abs(a[i].second[k] - b[i].second[k]));
+      scale = std::max(scale, std::abs(b[i].second[k]));
+    }
+    worst = std::max(worst, diff / scale);
+  }
+  return worst;
 }
 
 // The rows of a global batch that `rank` of `world` uses for micro-batch m (of accum).
@@ -120,6 +168,8 @@ struct Task {
   std::function<std::shared_ptr<Module>()> model;
   std::function<Batch(uint64_t seed)> batch;                           // a global batch of 16
   std::function<Tensor(const Tensor& out, const Tensor& y)> loss;       // out from engine.forward
+  // The program's optimizer over the fresh model; null: the config's "optimizer" section.
+  std::function<std::shared_ptr<Optimizer>(Module& model)> optimizer = nullptr;
 };
 
 inline Task mlp_task() {
@@ -131,6 +181,12 @@ inline Task mlp_task() {
 inline Task gpt_task(bool checkpoint_activations) {
   return {[checkpoint_activations] { return std::static_pointer_cast<Module>(tiny_gpt(checkpoint_activations)); },
           token_batch, [](const Tensor& out, const Tensor& y) { return cross_entropy(zt::to(out, DType::f32), y); }};
+}
+
+// The task trained by the program's grouped_adamw instead of the config's optimizer.
+inline Task grouped(Task task) {
+  task.optimizer = grouped_adamw;
+  return task;
 }
 
 // `steps` optimizer steps of `task` on e with batch seeds first_seed, first_seed + 1, ...; returns
@@ -164,7 +220,9 @@ inline std::unique_ptr<Engine> make_engine(const Task& task, const Config& confi
   o.monitor = false;
   o.communicator = comm;
   o.log = log;
-  return initialize(task.model(), config, o);
+  std::shared_ptr<Module> model = task.model();
+  if (task.optimizer) o.optimizer = task.optimizer(*model);
+  return initialize(model, config, o);
 }
 
 // `steps` steps of `task` through a fresh engine (comm null: one process), batch seeds 100, 101, ...

@@ -1,0 +1,61 @@
+// Builds the ZeRO stage 1-3 optimizer from the config (runtime/engine_zero.h).
+#include "runtime/engine_zero.h"
+
+#include "core/allocator.h"
+#include "core/error.h"
+#include "runtime/builders.h"
+#include "zero/zero_optimizer.h"
+#include "zero/zero_stage3.h"
+
+namespace zt {
+
+namespace {
+
+ShardedOptions sharded_options(const ZeroConfig& z, std::vector<std::vector<std::string>> param_groups) {
+  ShardedOptions o;
+  o.param_groups = std::move(param_groups);
+  const OffloadOptimizerConfig& off = z.offload_optimizer;
+  o.offload_optimizer = off.enabled();
+  if (!o.offload_optimizer) return o;
+  o.offload.device = parse_offload_device(off.device);
+  o.offload.nvme_path = off.nvme_path;
+  o.offload.pin_memory = off.pin_memory;
+  o.offload.pinned_allocator = off.pin_memory ? pinned_host_allocator() : nullptr;  // null without a GPU
+  o.offload.buffer_count = int(off.buffer_count);
+  o.offload.sub_group_size = z.sub_group_size;
+  return o;
+}
+
+}  // namespace
+
+std::unique_ptr<ShardedOptimizer> build_sharded_optimizer(const Config& config, std::shared_ptr<Module> model,
+                                                          std::shared_ptr<Communicator> comm,
+                                                          std::vector<Tensor> originals,
+                                                          std::vector<std::vector<std::string>> param_groups) {
+  const ZeroConfig& z = config.zero_optimization;
+  if (z.stage == 0) return nullptr;
+  if (z.stage != 3) {
+    ZeroOptions zo;
+    zo.stage = int(z.stage);
+    zo.reduce_bucket_size = z.reduce_bucket_size;
+    zo.sharded = sharded_options(z, std::move(param_groups));
+    return std::make_unique<ZeroOptimizer>(std::move(model), std::move(comm), zo, build_loss_scaler(config),
+                                           std::move(originals));
+  }
+  Stage3Options so;
+  so.reduce_bucket_size = z.reduce_bucket_size;
+  so.prefetch_bucket_size = z.stage3_prefetch_bucket_size;
+  so.max_live_parameters = z.stage3_max_live_parameters;
+  so.param_persistence_threshold = z.stage3_param_persistence_threshold;
+  so.sharded = sharded_options(z, std::move(param_groups));
+  const OffloadParamConfig& param = z.offload_param;
+  ZT_CHECK(param.device != "nvme", config.origin, ": zero_optimization.offload_param.device \"nvme\" is not "
+           "supported yet (parameters are not swapped to NVMe); use \"cpu\" to keep the stage-3 parameter shard in "
+           "host memory, or \"none\"");
+  so.offload_param = param.enabled();
+  so.param_pinned_allocator = param.pin_memory ? pinned_host_allocator() : nullptr;
+  return std::make_unique<ZeroStage3Optimizer>(std::move(model), std::move(comm), so, build_loss_scaler(config),
+                                               std::move(originals));
+}
+
+}  // namespace zt

@@ -1,0 +1,156 @@
+// ZeRO-Offload through the engine in one process (Note [ZeRO-Offload] in zero/sharded_optimizer.h):
+// where the bytes go (the store's host memory under optimizer_state, the NVMe file, the host
+// gradient buffer, offload_param's host parameter shard), the Optimizer object still following
+// the schedule and counting steps, and the errors for bad settings. The equivalence with runs
+// without offload, on 1, 2 and 4 ranks, is in tests/parallel/test_offload_mpi.cpp.
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "core/allocator.h"
+#include "optim/sgd.h"
+#include "tests/temp_dir.h"
+#include "zero/zero3_test_util.h"
+
+using namespace zt;
+
+namespace {
+
+// Two Linear(256, 256): Psi = 131,584 parameters.
+std::shared_ptr<Module> two_linears() {
+  manual_seed(3);
+  auto model = std::make_shared<Sequential>();
+  model->push_back(std::make_shared<Linear>(256, 256));
+  model->push_back(std::make_shared<Linear>(256, 256));
+  return model;
+}
+
+Config offload_config(int stage, const std::string& zero_extra, const std::string& optimizer = zt::test::kConfigAdamW) {
+  return zt::test::json_config(R"({"train_batch_size": 4, "zero_optimization": {)" + zero_extra +
+                               R"("stage": )" + std::to_string(stage) + "}, " + optimizer + "}");
+}
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::unique_ptr<Engine> engine_for(std::shared_ptr<Module> model, const Config& c,
+                                   std::shared_ptr<Optimizer> optimizer = nullptr) {
+  InitOptions o;
+  o.monitor = false;
+  o.optimizer = std::move(optimizer);
+  return initialize(std::move(model), c, o);
+}
+
+void one_step(Engine& e) {
+  const Tensor x = randn({4, 256});
+  e.backward(mean(square(e.forward(x))));
+  e.step();
+  REQUIRE(e.was_step_applied());
+}
+
+}  // namespace
+
+TEST_CASE("ZeRO-Offload memory: the state is host optimizer_state (cpu) or an NVMe file with buffers (nvme)") {
+  Allocator& cpu = allocator_for(Device::cpu());
+  auto in_use = [&](MemoryCategory c) { return cpu.stats().of(c).in_use; };
+  zt::test::TempDir dir("zt_offload_mem");
+  const int64_t sub_group = 4096;
+  for (int stage : {1, 2, 3}) {
+    for (const std::string device : {"cpu", "nvme"}) {
+      CAPTURE(stage);
+      CAPTURE(device);
+      const int64_t state0 = in_use(MemoryCategory::optimizer_state), grads0 = in_use(MemoryCategory::gradients),
+                    params0 = in_use(MemoryCategory::parameters);
+      std::string keys = R"("sub_group_size": 4096, "offload_optimizer": {"device": ")" + device +
+                         R"(", "nvme_path": ")" + dir.path + R"(", "buffer_count": 3}, )";
+      if (stage == 3) keys += R"("offload_param": {"device": "cpu"}, "stage3_param_persistence_threshold": 0, )";
+      auto e = engine_for(two_linears(), offload_config(stage, keys));
+      auto& zero = dynamic_cast<ShardedOptimizer&>(e->precision());
+      REQUIRE(zero.offloaded());
+      const OffloadedAdamState& store = *zero.offloaded_state();
+      const int64_t S = zero.shard_numel();
+      one_step(*e);
+      // The store's host bytes are all the optimizer state there is: no device master, no moments.
+      CHECK(in_use(MemoryCategory::optimizer_state) - state0 == store.host_bytes());
+      if (device == "cpu") {
+        CHECK(std::abs(double(store.host_bytes()) / double(12 * S) - 1) < 1e-3);  // master, m, v
+        CHECK(store.disk_bytes() == 0);
+      } else {
+        // Three swap buffers of one sub-group each ([master | m | v], 4 KiB aligned) in memory,
+        // every sub-group in the file.
+        const int64_t slot = zero_round_up(3 * sub_group * 4, 4096);
+        CHECK(store.sub_group_count() == (S + sub_group - 1) / sub_group);
+        CHECK(store.host_bytes() == 3 * (slot + 4096));
+        CHECK(store.disk_bytes() == store.sub_group_count() * slot);
+        CHECK(store.host_bytes() < 12 * S);
+      }
+      // Gradients: the reduced shard (stage 1: the whole flat buffer) plus the host f32 copy.
+      const int64_t grads = in_use(MemoryCategory::gradients) - grads0;
+      CHECK(grads == (stage == 1 ? zero.padded_numel() : S) * 4 + 4 * S);
+      // Stage 3 with offload_param keeps only the host shard of the parameters (no unit stays gathered).
+      const int64_t params = in_use(MemoryCategory::parameters) - params0;
+      CHECK(params == (stage == 3 ? S : zero.padded_numel()) * 4);
+    }
+  }
+}
+
+TEST_CASE("ZeRO-Offload: the optimizer object follows the schedule and counts steps as without offload") {
+  const std::string schedule =
+      R"("optimizer": {"type": "AdamW", "params": {"lr": 0.02}},
+         "scheduler": {"type": "WarmupLR", "params": {"warmup_num_steps": 4, "warmup_max_lr": 0.02}})";
+  auto plain = engine_for(two_linears(), offload_config(2, "", schedule));
+  auto offloaded =
+      engine_for(two_linears(), offload_config(2, R"("offload_optimizer": {"device": "cpu"}, )", schedule));
+  for (int step = 1; step <= 3; ++step) {
+    CAPTURE(step);
+    manual_seed(uint64_t(step));
+    one_step(*plain);
+    manual_seed(uint64_t(step));
+    one_step(*offloaded);
+    CHECK(offloaded->lr() == plain->lr());
+    CHECK(offloaded->optimizer().step_count() == step);
+  }
+  CHECK(offloaded->lr() > 0);
+  CHECK(zt::test::model_values(*offloaded) == zt::test::model_values(*plain));
+}
+
+TEST_CASE("ZeRO-Offload errors: nvme_path missing or not a directory, non-Adam optimizers, offload_param on nvme") {
+  zt::test::TempDir dir("zt_offload_err");
+  const std::string file = dir.path + "/file";
+  { std::ofstream(file) << "x"; }
+  auto nvme = [](const std::string& path) {
+    return R"("offload_optimizer": {"device": "nvme", "nvme_path": ")" + path + R"("}, )";
+  };
+  for (int stage : {1, 3}) {
+    CAPTURE(stage);
+    CHECK(error_of([&] { engine_for(two_linears(), offload_config(stage, nvme(dir.path + "/missing"))); })
+              .find("nvme_path '" + dir.path + "/missing' does not exist") != std::string::npos);
+    CHECK(error_of([&] { engine_for(two_linears(), offload_config(stage, nvme(file + "/sub"))); })
+              .find("nvme_path '" + file + "/sub' cannot be used: Not a directory") != std::string::npos);
+  }
+  // The config's SGD is refused when the config is read; a program's SGD when it is bound.
+  const std::string sgd = R"("optimizer": {"type": "SGD", "params": {"lr": 0.1}})";
+  CHECK(error_of([&] { offload_config(2, nvme(dir.path), sgd); })
+            .find("zero_optimization.offload_optimizer.device \"nvme\" steps the offloaded state with the CPU Adam, "
+                  "so it needs optimizer.type Adam or AdamW") != std::string::npos);
+  const Config no_optimizer = zt::test::json_config(
+      R"({"train_batch_size": 4, "zero_optimization": {"stage": 2, "offload_optimizer": {"device": "cpu"}}})");
+  auto model = two_linears();
+  auto program_sgd = std::make_shared<SGD>(model->parameters(), SGDOptions{.lr = 0.1});
+  CHECK(error_of([&] { engine_for(model, no_optimizer, program_sgd); })
+            .find("the optimizer must be Adam or AdamW; this one is another kind") != std::string::npos);
+  CHECK(error_of([&] {
+          engine_for(two_linears(),
+                     offload_config(3, R"("offload_param": {"device": "nvme", "nvme_path": ")" + dir.path + R"("}, )"));
+        }).find("zero_optimization.offload_param.device \"nvme\" is not supported yet") != std::string::npos);
+  CHECK(std::filesystem::is_empty(dir.path) == false);  // only the file: no swap folder was left behind
+  CHECK(std::distance(std::filesystem::directory_iterator(dir.path), std::filesystem::directory_iterator()) == 1);
+}

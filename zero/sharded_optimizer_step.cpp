@@ -1,0 +1,141 @@
+// ShardedOptimizer: the step of the shard, on the device or in the offloaded store, and the
+// masters and optimizer state that checkpoints read and write (Notes [ZeRO parameter groups] and
+// [ZeRO-Offload] in zero/sharded_optimizer.h).
+#include <set>
+
+#include "autograd/autograd.h"
+#include "core/error.h"
+#include "core/factory.h"
+#include "core/ops.h"
+#include "optim/adam.h"
+#include "zero/sharded_optimizer.h"
+
+namespace zt {
+
+namespace {
+
+const char* const kMoments[] = {"exp_avg", "exp_avg_sq"};
+
+AdamStateField moment_field(const std::string& name) {
+  return name == "exp_avg" ? AdamStateField::exp_avg : AdamStateField::exp_avg_sq;
+}
+
+std::string state_key(size_t group, const std::string& name) {
+  return "state." + std::to_string(group) + ".0." + name;
+}
+
+}  // namespace
+
+void ShardedOptimizer::check_offloadable(const Optimizer& optimizer) const {
+  ZT_CHECK(dynamic_cast<const Adam*>(&optimizer) != nullptr, "ZeRO-Offload: zero_optimization.offload_optimizer (",
+           offload_device_name(options_.offload.device), ") steps the offloaded state with the CPU Adam, so the "
+           "optimizer must be Adam or AdamW; this one is another kind (SGD?). Use Adam/AdamW or turn offload off");
+}
+
+void ShardedOptimizer::step_shard(Optimizer& optimizer, const Tensor& parameter_shard) {
+  NoGradGuard no_grad;
+  if (!offload_) {
+    optimizer.step();
+    if (separate_) raw::copy_(parameter_shard, master_);
+    return;
+  }
+  check_offloadable(optimizer);
+  // The optimizer's tensors have no gradient: it updates nothing but counts the step, as it would
+  // have without offload (its step count is checkpointed).
+  optimizer.step();
+  const auto& adam = dynamic_cast<const Adam&>(optimizer);
+  const bool decoupled = dynamic_cast<const AdamW*>(&optimizer) != nullptr;
+  std::vector<AdamRange> ranges;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    if (optimizer.param_groups()[g].params.empty()) continue;  // no parameters (see bind())
+    AdamOptions hyper = adam.options();  // betas and eps (a momentum schedule may move the betas)
+    hyper.lr = optimizer.param_groups()[g].lr;
+    hyper.weight_decay = optimizer.param_groups()[g].weight_decay;
+    ranges.push_back(AdamRange{groups_[g].offset, groups_[g].length, hyper, decoupled, ++offload_steps_[g]});
+  }
+  const bool direct = !host_weights_.defined();  // the shard is a contiguous host tensor
+  const Tensor weights = direct ? parameter_shard : host_weights_.tensor();
+  offload_->step(master_grad_, ranges, weights);
+  if (!direct) raw::copy_(parameter_shard, weights);
+}
+
+int64_t ShardedOptimizer::offload_host_bytes() const {
+  if (!offload_) return 0;
+  return offload_->host_bytes() + host_grad_.bytes() + host_weights_.bytes();
+}
+
+Tensor ShardedOptimizer::master_values() const {
+  if (!offload_) return master_;
+  Tensor out = empty({shard_}, TensorOptions(DType::f32, Device::cpu()));
+  offload_->read(AdamStateField::master, 0, out);
+  return out;
+}
+
+void ShardedOptimizer::load_master_values(const Tensor& values) {
+  NoGradGuard no_grad;
+  ZT_CHECK(values.numel() == shard_, "ZeRO: expected ", shard_, " master values, found ", values.str());
+  const Tensor flat = raw::reshape(values, {shard_});
+  if (!offload_) {
+    raw::copy_(master_, flat);
+    return;
+  }
+  offload_->write(AdamStateField::master, 0, raw::contiguous(raw::to(raw::to(flat, Device::cpu()), DType::f32)));
+}
+
+OptimizerState ShardedOptimizer::optimizer_state(const Optimizer& optimizer) const {
+  OptimizerState state = optimizer.state_dict();
+  if (!offload_) return state;
+  // The optimizer saw no gradient: its per-tensor entries are empty. The store's replace them.
+  for (auto it = state.scalars.begin(); it != state.scalars.end();)
+    it = it->first.rfind("state.", 0) == 0 ? state.scalars.erase(it) : std::next(it);
+  state.tensors = TensorDict();
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    if (offload_steps_[g] == 0) continue;
+    state.scalars[state_key(g, "step")] = double(offload_steps_[g]);
+    for (const char* name : kMoments) {
+      MemoryCategoryScope scope(MemoryCategory::optimizer_state);
+      Tensor t = empty({groups_[g].length}, TensorOptions(DType::f32, Device::cpu()));
+      offload_->read(moment_field(name), groups_[g].offset, t);
+      state.tensors.set(state_key(g, name), t);
+    }
+  }
+  return state;
+}
+
+void ShardedOptimizer::load_optimizer_state(Optimizer& optimizer, const OptimizerState& state) {
+  NoGradGuard no_grad;
+  if (!offload_) {
+    optimizer.load_state_dict(state);
+    return;
+  }
+  check_offloadable(optimizer);
+  // Every tensor must be one of Adam's moments of an existing group, before anything changes.
+  std::set<std::string> expected;
+  for (size_t g = 0; g < groups_.size(); ++g)
+    for (const char* name : kMoments) expected.insert(state_key(g, name));
+  for (const auto& [key, t] : state.tensors) {
+    ZT_CHECK(expected.count(key), "load_checkpoint: optimizer state \"", key, "\" is not an Adam moment of one of the ",
+             groups_.size(), " groups (\"state.<group>.0.exp_avg\" or \"exp_avg_sq\"); the offloaded optimizer is "
+             "Adam/AdamW, so the checkpoint must come from Adam/AdamW with the same parameter groups");
+    const size_t g = size_t(std::stoul(key.substr(6)));
+    ZT_CHECK(t.numel() == groups_[g].length, "load_checkpoint: optimizer state \"", key, "\" should hold ",
+             groups_[g].length, " elements of this rank's shard, found ", t.str());
+  }
+  OptimizerState scalars;  // the optimizer keeps lr, weight decay and its step count
+  for (const auto& [key, value] : state.scalars)
+    if (key.rfind("state.", 0) != 0) scalars.scalars[key] = value;
+  optimizer.load_state_dict(scalars);
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    auto step = state.scalars.find(state_key(g, "step"));
+    offload_steps_[g] = step == state.scalars.end() ? 0 : int64_t(step->second);
+    for (const char* name : kMoments) {
+      const Tensor* saved = state.tensors.find(state_key(g, name));
+      const Tensor values = saved ? raw::contiguous(raw::to(raw::to(raw::reshape(*saved, {groups_[g].length}),
+                                                                    Device::cpu()), DType::f32))
+                                  : zeros({groups_[g].length});  // never stepped: zero moments
+      offload_->write(moment_field(name), groups_[g].offset, values);
+    }
+  }
+}
+
+}  // namespace zt
