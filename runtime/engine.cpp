@@ -210,6 +210,10 @@ void Engine::report() {
 
 Device Engine::device() const { return model_->parameters().front().device(); }
 
+TensorDict Engine::module_state_dict() {
+  return sharded_ ? sharded_->model_state(/*gather_partitioned=*/true) : model_->state_dict();
+}
+
 double Engine::loss_scale() const { return precision_->loss_scale(); }
 
 std::unique_ptr<Engine> initialize(std::shared_ptr<Module> model, const Config& config, InitOptions options) {

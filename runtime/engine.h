@@ -111,6 +111,10 @@ class Engine {
   // Restores what save_checkpoint wrote (tag "": the latest) and returns its client_state.
   nlohmann::json load_checkpoint(const std::string& dir, const std::string& tag = "");
 
+  // The model's parameters and buffers, whole, as state_dict() names them. Collective at ZeRO
+  // stage 3, whose partitioned parameters are gathered (clones): every rank must call it.
+  TensorDict module_state_dict();
+
   void train() { model_->train(); }
   void eval() { model_->eval(); }
 

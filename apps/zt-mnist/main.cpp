@@ -231,8 +231,8 @@ double global_mean(zt::Communicator& world, double local) {
 
 // The metadata records the architecture and the compute dtype, so eval and predict rebuild the
 // same model and compute as training did (an fp16-trained model evaluates in fp16).
-void save_weights(zt::Module& model, const Options& o, const ModelShape& s, zt::DType dtype) {
-  zt::save_safetensors(o.weights, model.state_dict(),
+void save_weights(const zt::TensorDict& weights, const Options& o, const ModelShape& s, zt::DType dtype) {
+  zt::save_safetensors(o.weights, weights,
                        {{"zt-mnist.dtype", zt::safetensors_dtype_name(dtype)},
                         {"zt-mnist.conv1", std::to_string(s.conv1)},
                         {"zt-mnist.conv2", std::to_string(s.conv2)},
@@ -293,18 +293,20 @@ int train(const Options& o, const std::shared_ptr<zt::Communicator>& comm) {
     }
     const double mean_loss = global_mean(world, loss_sum.item() / double(micro_batches));
     if (!o.save.empty()) engine.save_checkpoint(o.save, "epoch" + std::to_string(epoch + 1), {{"epoch", epoch + 1}});
-    if (!lead) continue;
+    // Every rank evaluates: under ZeRO stage 3 the forward gathers parameters collectively.
     accuracy = accuracy_percent(count_correct(*t.model, data.test, device, engine.dtype()), data.test.size());
+    if (!lead) continue;
     std::printf("epoch %lld/%lld | loss %.4f | held-out accuracy %.2f%% | %.1f s\n", (long long)epoch + 1,
                 (long long)o.epochs, mean_loss, accuracy,
                 std::chrono::duration<double>(Clock::now() - epoch_start).count());
     if (!o.save.empty()) std::printf("saved checkpoint %s/epoch%lld\n", o.save.c_str(), (long long)epoch + 1);
     std::fflush(stdout);
   }
+  const zt::TensorDict weights = engine.module_state_dict();  // collective at ZeRO stage 3
   if (!lead) return 0;
   if (engine.skipped_steps() > 0)
     std::printf("%lld steps skipped for non-finite gradients\n", (long long)engine.skipped_steps());
-  save_weights(*t.model, o, shape, engine.dtype());
+  save_weights(weights, o, shape, engine.dtype());
   std::printf("saved weights %s\n", o.weights.c_str());
   std::printf("done: %lld epochs in %.1f s\n", (long long)o.epochs,
               std::chrono::duration<double>(Clock::now() - start).count());

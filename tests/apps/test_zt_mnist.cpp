@@ -181,3 +181,28 @@ TEST_CASE("zt-mnist reports corrupt IDX input clearly") {
   CHECK(no_mode.exit_code != 0);
   CHECK(no_mode.output.find("expected a mode (train, eval or predict)") != std::string::npos);
 }
+
+TEST_CASE("zt-mnist trains, evaluates and saves whole weights at ZeRO stage 3 under mpirun -np 2") {
+  // Persistence threshold 0: every layer is partitioned, so the held-out evaluation and the
+  // weights file both need every rank's gather (a rank-0-only evaluation would hang).
+  const fs::path dir = fresh_dir("zt_mnist_zero3");
+  const fs::path config = dir / "zero3.json";
+  {
+    std::ofstream out(config);
+    out << R"({"train_batch_size": 64, "seed": 1234,
+               "optimizer": {"type": "Adam", "params": {"lr": 0.001}},
+               "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0}})";
+  }
+  const std::string weights = (dir / "w.safetensors").string();
+  const auto t = zt::test::run_command(zt::test::mpirun_prefix(2) + " " + zt::test::bin_dir() +
+                                       "/zt-mnist train --device cpu --config " + config.string() +
+                                       " --epochs 1 --weights " + weights);
+  REQUIRE_MESSAGE(t.run.exit_code == 0, t.run.output);
+  CHECK(t.run.output.find("ZeRO stage 3") != std::string::npos);
+  const double trained = number_after(t.run.output, "held-out accuracy ");
+  auto e = run_app("zt-mnist", "eval --device cpu --weights " + weights);
+  REQUIRE_MESSAGE(e.exit_code == 0, e.output);
+  // The weights file holds the whole model: a single process evaluates it to the same accuracy.
+  CHECK(number_after(e.output, "test accuracy: ") == doctest::Approx(trained).epsilon(1e-6));
+  fs::remove_all(dir);
+}
