@@ -2,7 +2,8 @@
 // beside the ZeRO paper's prediction for the model states (DESIGN.md §5).
 //
 // Note [zt-membench measurements]
-// For each stage a fresh MLP (depth x Linear(W, W), ReLU between) is trained for --steps steps
+// For each stage a fresh model (--model mlp: depth x Linear(W, W), ReLU between; --model gpt: the
+// GPT of nn/gpt.h, next-token cross-entropy on random tokens) is trained for --steps steps
 // through the engine, each rank on its own random micro-batch. The numbers come from the CPU
 // allocator's per-category counters (core/allocator.h), as deltas from the values before the
 // model was built, on the last step:
@@ -12,8 +13,8 @@
 //              size after the reduction). After the step, stage 0 frees them.
 //   parameters, optimizer_state: in use after the step (Adam allocates m and v on its first step).
 //              At stage 3 that is the parameter shard alone: every unit gathered for forward and
-//              backward has been released again (stage3_param_persistence_threshold keeps units of
-//              at most 100,000 elements gathered; the bench's Linear layers are larger).
+//              backward has been released again (the bench sets stage3_param_persistence_threshold
+//              to --persistence-threshold, 0 by default, so no unit stays gathered).
 //   peak: the high-water mark of all categories during the last step, activations included.
 //   step_ms: wall time of the last step (forward, backward, reduction, optimizer step).
 // The model states are parameters + gradients + optimizer_state. The prediction (Ψ the unpadded
@@ -52,6 +53,7 @@
 #include "autograd/ops.h"
 #include "core/allocator.h"
 #include "nn/activation.h"
+#include "nn/gpt.h"
 #include "nn/linear.h"
 #include "nn/sequential.h"
 #include "parallel/mpi_runtime.h"
@@ -64,8 +66,15 @@ namespace {
 
 struct BenchOptions {
   std::string model = "mlp";
-  int64_t width = 512;
-  int64_t depth = 4;
+  int64_t width = 512;   // MLP width; GPT n_embd
+  int64_t depth = 4;     // MLP Linear layers; GPT n_layer
+  int64_t heads = 4;     // GPT only
+  int64_t context = 64;  // GPT only: tokens per sequence
+  int64_t vocab = 256;   // GPT only
+  // Stage 3 keeps units of at most this many elements whole on every rank (DeepSpeed's
+  // stage3_param_persistence_threshold, default 1e5); 0 here so the measurement shows the
+  // partitioning alone, which the 16Ψ/N formula describes.
+  int64_t persistence_threshold = 0;
   std::string stages = "0,1,2,3";
   std::string dtype = "f32";
   int64_t steps = 2;
@@ -162,6 +171,20 @@ std::vector<int> parse_stages(const std::string& text) {
   return stages;
 }
 
+// Ψ of --model: MLP depth x (W^2 + W); GPT (nn/gpt.h, biases, tied head) V C + T C + L (12 C^2 + 13 C) + 2 C.
+double parameter_count(const BenchOptions& o) {
+  const double w = double(o.width), d = double(o.depth);
+  if (o.model == "mlp") return d * (w * w + w);
+  return double(o.vocab) * w + double(o.context) * w + d * (12 * w * w + 13 * w) + 2 * w;
+}
+
+std::string model_name(const BenchOptions& o) {
+  if (o.model == "mlp")
+    return "MLP " + std::to_string(o.depth) + " x Linear(" + std::to_string(o.width) + ", " + std::to_string(o.width) + ")";
+  return "GPT " + std::to_string(o.depth) + " layers, " + std::to_string(o.heads) + " heads, " + std::to_string(o.width) +
+         " wide, context " + std::to_string(o.context) + ", vocab " + std::to_string(o.vocab);
+}
+
 std::shared_ptr<zt::Sequential> make_mlp(int64_t width, int64_t depth) {
   auto model = std::make_shared<zt::Sequential>();
   for (int64_t i = 0; i < depth; ++i) {
@@ -171,13 +194,28 @@ std::shared_ptr<zt::Sequential> make_mlp(int64_t width, int64_t depth) {
   return model;
 }
 
+std::shared_ptr<zt::Module> make_model(const BenchOptions& o) {
+  if (o.model == "mlp") return make_mlp(o.width, o.depth);
+  zt::GPTConfig c;
+  c.n_layer = o.depth;
+  c.n_head = o.heads;
+  c.n_embd = o.width;
+  c.block_size = o.context;
+  c.vocab_size = o.vocab;
+  auto gpt = std::make_shared<zt::GPT>(c);
+  ZT_CHECK(double(gpt->num_parameters()) == parameter_count(o), "zt-membench: the GPT has ", gpt->num_parameters(),
+           " parameters but the bench's formula says ", parameter_count(o), " (nn/gpt.h changed: update the formula)");
+  return gpt;
+}
+
 zt::Config make_config(int stage, const std::string& offload, const BenchOptions& o, int ranks) {
   zt::ConfigOptions options;
   options.world_size = ranks;
   nlohmann::json defaults = {{"train_batch_size", o.batch * ranks},
                              {"gradient_accumulation_steps", 1},
                              {"optimizer", {{"type", "Adam"}, {"params", {{"lr", 1e-3}}}}},
-                             {"zero_optimization", {{"stage", stage}}}};
+                             {"zero_optimization", {{"stage", stage},
+                                                    {"stage3_param_persistence_threshold", o.persistence_threshold}}}};
   if (o.dtype == "bf16") defaults["bf16"] = {{"enabled", true}};
   if (offload != "none") {
     nlohmann::json& z = defaults["zero_optimization"];
@@ -203,18 +241,20 @@ Measure run_stage(int stage, const std::string& offload, const BenchOptions& o,
     zt::InitOptions init;
     init.communicator = comm;
     init.monitor = false;
-    return zt::initialize(make_mlp(o.width, o.depth), make_config(stage, offload, o, comm->size()), init);
+    return zt::initialize(make_model(o), make_config(stage, offload, o, comm->size()), init);
   }();
   auto* zero = dynamic_cast<zt::ShardedOptimizer*>(&engine->precision());
   m.padded = double(zero ? zero->padded_numel() : 0);
   const zt::DType dtype = engine->dtype();
   for (int64_t step = 0; step < o.steps; ++step) {
-    // This rank's micro-batch, regression towards a random target.
-    zt::Tensor x = zt::raw::to(zt::randn({o.batch, o.width}), dtype);
-    zt::Tensor y = zt::raw::to(zt::randn({o.batch, o.width}), dtype);
+    // This rank's micro-batch: regression towards a random target (MLP), random tokens (GPT).
+    const bool gpt = o.model == "gpt";
+    zt::Tensor x = gpt ? zt::randint(0, o.vocab, {o.batch, o.context}) : zt::raw::to(zt::randn({o.batch, o.width}), dtype);
+    zt::Tensor y = gpt ? zt::randint(0, o.vocab, {o.batch, o.context}) : zt::raw::to(zt::randn({o.batch, o.width}), dtype);
     alloc.reset_peak();
     const auto start = std::chrono::steady_clock::now();
-    engine->backward(zt::mse_loss(engine->forward(x), y));
+    zt::Tensor out = engine->forward(x);
+    engine->backward(gpt ? zt::cross_entropy(out, y) : zt::mse_loss(out, y));
     if (zero) zero->finish_gradient_reduction();
     const zt::MemoryStats mid = alloc.stats();
     engine->step();
@@ -344,18 +384,21 @@ void write_svg(const std::string& path, const std::vector<Row>& rows, const std:
   out << "</svg>\n";
 }
 
-double parameter_count(const BenchOptions& o) { return double(o.depth) * double(o.width * o.width + o.width); }
-
 void print_estimate(const BenchOptions& o, const std::vector<int>& stages, const std::vector<std::string>& offloads,
                     int ranks) {
   const bool bf16 = o.dtype == "bf16";
   const double psi = parameter_count(o);
-  const double act = double(o.batch) * double(o.width) * double(o.depth) * (bf16 ? 2 : 4) * 2;
-  std::printf("zt-membench --estimate: MLP %lld x Linear(%lld, %lld), Psi = %.0f parameters, %s, N = %d ranks, "
-              "batch %lld per rank\n",
-              (long long)o.depth, (long long)o.width, (long long)o.width, psi, o.dtype.c_str(), ranks,
-              (long long)o.batch);
-  std::printf("activations: batch x width x depth x %d bytes x 2 = %.3f MiB\n", bf16 ? 2 : 4, mib(act));
+  // MLP: each layer keeps its input and output. GPT: Megatron's per-layer count for 16-bit
+  // activations without recompute, T B C (34 + 5 H T / C) bytes (Korthikanti et al., 2022), doubled
+  // for f32; it counts dropout masks, so a model without dropout keeps somewhat less.
+  const double b = double(o.batch), c = double(o.width), t = double(o.context), l = double(o.depth);
+  const double act = o.model == "mlp" ? b * c * l * (bf16 ? 2 : 4) * 2
+                                      : l * t * b * c * (34 + 5 * double(o.heads) * t / c) * (bf16 ? 1 : 2);
+  std::printf("zt-membench --estimate: %s, Psi = %.0f parameters, %s, N = %d ranks, batch %lld per rank\n",
+              model_name(o).c_str(), psi, o.dtype.c_str(), ranks, (long long)o.batch);
+  std::printf("activations (%s) = %.3f MiB\n",
+              o.model == "mlp" ? "batch x width x depth x bytes x 2" : "depth x T B C (34 + 5 H T / C), 16-bit",
+              mib(act));
   for (const std::string& offload : offloads) {
     for (int s : stages) {
       if (offload != "none" && s == 0) continue;  // offload_optimizer needs stage >= 1
@@ -379,9 +422,9 @@ int run(const BenchOptions& o, const std::shared_ptr<zt::Communicator>& comm) {
   const double psi = parameter_count(o);
   std::vector<Row> rows;
   if (lead)
-    std::printf("zt-membench: MLP %lld x Linear(%lld, %lld), Psi = %.0f parameters, %s, Adam, %d ranks, "
+    std::printf("zt-membench: %s, Psi = %.0f parameters, %s, Adam, %d ranks, "
                 "%lld steps, batch %lld per rank\nprediction (%s): %s\n",
-                (long long)o.depth, (long long)o.width, (long long)o.width, psi, o.dtype.c_str(), comm->size(),
+                model_name(o).c_str(), psi, o.dtype.c_str(), comm->size(),
                 (long long)o.steps, (long long)o.batch, o.dtype.c_str(),
                 bf16 ? "stage 0: 16Psi, 1: 4Psi + 12Psi/N, 2: 2Psi + 14Psi/N, 3: 16Psi/N"
                      : "stage 0: 16Psi, 1: 8Psi + 8Psi/N, 2: 4Psi + 12Psi/N, 3: 16Psi/N");
@@ -401,13 +444,16 @@ int run(const BenchOptions& o, const std::shared_ptr<zt::Communicator>& comm) {
   if (!lead) return 0;
   if (!o.csv.empty()) write_csv(o.csv, rows, psi);
   if (!o.svg.empty() && !rows.empty())
-    write_svg(o.svg, rows, "zt-membench: MLP " + std::to_string(o.depth) + " x " + std::to_string(o.width) + ", " +
-                               o.dtype + ", " + std::to_string(comm->size()) + " ranks");
+    write_svg(o.svg, rows, "zt-membench: " + model_name(o) + ", " + o.dtype + ", " + std::to_string(comm->size()) +
+                               " ranks");
   return 0;
 }
 
 void check_options(const BenchOptions& o) {
-  ZT_CHECK(o.model == "mlp", "--model: expected mlp (the only model of this bench), found '", o.model, "'");
+  ZT_CHECK(o.model == "mlp" || o.model == "gpt", "--model: expected mlp or gpt, found '", o.model, "'");
+  ZT_CHECK(o.model == "mlp" || (o.heads > 0 && o.width % o.heads == 0 && o.context > 0 && o.vocab > 0),
+           "--model gpt: --heads must divide --width, and --context and --vocab must be positive; found heads ",
+           o.heads, ", width ", o.width, ", context ", o.context, ", vocab ", o.vocab);
   ZT_CHECK(o.dtype == "f32" || o.dtype == "bf16", "--dtype: expected f32 or bf16, found '", o.dtype, "'");
   ZT_CHECK(o.width > 0 && o.depth > 0 && o.batch > 0, "--width, --depth and --batch must be positive, found ",
            o.width, ", ", o.depth, ", ", o.batch);
@@ -427,13 +473,18 @@ int main(int argc, char** argv) {
   zt::ArgParser args("zt-membench",
                      std::string("Measures per-rank memory of ZeRO stages 0-3 (run under mpirun -np N) and\n"
                                  "compares the model states with the ZeRO formula.\n") + kFormulaHelp);
-  args.add("--model", &o.model, "model to build (mlp: depth x Linear(width, width))");
-  args.add("--width", &o.width, "MLP width W");
-  args.add("--depth", &o.depth, "MLP depth D (number of Linear layers)");
+  args.add("--model", &o.model, "mlp (depth x Linear(width, width)) or gpt (nn/gpt.h, tied head, biases)");
+  args.add("--width", &o.width, "MLP width W; GPT n_embd");
+  args.add("--depth", &o.depth, "MLP depth D (number of Linear layers); GPT n_layer");
+  args.add("--heads", &o.heads, "GPT attention heads");
+  args.add("--persistence-threshold", &o.persistence_threshold,
+           "stage 3: units of at most this many elements stay whole on every rank (0: none, so the formula holds)");
+  args.add("--context", &o.context, "GPT tokens per sequence");
+  args.add("--vocab", &o.vocab, "GPT vocabulary size");
   args.add("--stages", &o.stages, "comma-separated ZeRO stages to measure (0-3)");
   args.add("--dtype", &o.dtype, "f32 or bf16 (bf16 params with fp32 masters)");
   args.add("--steps", &o.steps, "training steps per stage; the last one is measured");
-  args.add("--batch", &o.batch, "samples per rank per step");
+  args.add("--batch", &o.batch, "samples (GPT: sequences) per rank per step");
   args.add("--csv", &o.csv, "write one row per stage and rank to this CSV file");
   args.add("--svg", &o.svg, "write a bar chart (measured vs predicted, rank mean) to this SVG file");
   args.add("--ranks", &o.ranks, "--estimate only: ranks N of the prediction (0: from the launcher, else 1)");

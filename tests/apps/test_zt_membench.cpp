@@ -192,3 +192,22 @@ TEST_CASE("zt-membench --estimate --offload prints device, host and disk predict
   CHECK(bad.run.exit_code != 0);
   CHECK(bad.run.output.find("--offload nvme needs --nvme-path DIR") != std::string::npos);
 }
+
+TEST_CASE("zt-membench --model gpt on 2 ranks: a GPT's model states match the formula at every stage") {
+  const auto csv = std::filesystem::temp_directory_path() / "zt_membench_gpt.csv";
+  const auto r = run_command(mpirun_prefix(2) + " " + bin_dir() +
+                             "/zt-membench --model gpt --width 128 --depth 2 --heads 4 --context 32 --batch 2 "
+                             "--dtype bf16 --csv " + csv.string());
+  REQUIRE_MESSAGE(r.run.exit_code == 0, r.run.output);
+  CHECK(r.run.output.find("GPT 2 layers, 4 heads, 128 wide") != std::string::npos);
+  const auto rows = read_csv(csv);
+  REQUIRE(rows.size() == 8);  // stages 0-3 x 2 ranks
+  for (const auto& row : rows) {
+    CAPTURE(row.at("stage"));
+    // Psi = V C + T C + L (12 C^2 + 13 C) + 2 C = 256*128 + 32*128 + 2*(12*128^2 + 13*128) + 2*128.
+    CHECK(num(row, "params") == 433664);
+    CHECK(num(row, "measured_model_state_bytes") ==
+          doctest::Approx(num(row, "predicted_model_state_bytes")).epsilon(0.05));
+  }
+  std::filesystem::remove(csv);
+}
