@@ -5,40 +5,10 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
-#include <fstream>
-#include <map>
 #include <string>
-#include <vector>
 
+#include "apps/csv_table.h"
 #include "apps/mpi_runner.h"
-
-namespace {
-
-std::vector<std::map<std::string, std::string>> csv_rows(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  auto split = [](const std::string& line) {
-    std::vector<std::string> cells(1);
-    for (char c : line) {
-      if (c == ',') cells.emplace_back();
-      else cells.back() += c;
-    }
-    return cells;
-  };
-  std::string line;
-  std::getline(in, line);
-  const std::vector<std::string> header = split(line);
-  std::vector<std::map<std::string, std::string>> rows;
-  while (std::getline(in, line)) {
-    const std::vector<std::string> cells = split(line);
-    REQUIRE(cells.size() == header.size());
-    std::map<std::string, std::string> row;
-    for (size_t i = 0; i < header.size(); ++i) row[header[i]] = cells[i];
-    rows.push_back(row);
-  }
-  return rows;
-}
-
-}  // namespace
 
 TEST_CASE("ZeRO stages 0-3 at 4 ranks: model states of a 10M-parameter MLP within 5% of the formula") {
   for (const char* dtype : {"f32", "bf16"}) {
@@ -49,7 +19,7 @@ TEST_CASE("ZeRO stages 0-3 at 4 ranks: model states of a 10M-parameter MLP withi
                                          "/zt-membench --width 1600 --depth 4 --stages 0,1,2,3 --steps 2 --batch 4 "
                                          "--dtype " + dtype + " --csv " + csv.string());
     REQUIRE_MESSAGE(r.run.exit_code == 0, r.run.output);
-    const auto rows = csv_rows(csv);
+    const auto rows = zt::test::read_csv_table(csv);
     REQUIRE(rows.size() == 16);  // 4 stages x 4 ranks
     for (const auto& row : rows) {
       CAPTURE(row.at("stage"));

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/csv_table.h"
 #include "apps/mpi_runner.h"
 
 using zt::test::bin_dir;
@@ -19,30 +20,7 @@ using zt::test::run_command;
 
 namespace {
 
-// The CSV as rows of cells keyed by the header's column names.
-std::vector<std::map<std::string, std::string>> read_csv(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  auto split = [](const std::string& line) {
-    std::vector<std::string> cells(1);
-    for (char c : line) {
-      if (c == ',') cells.emplace_back();
-      else cells.back() += c;
-    }
-    return cells;
-  };
-  std::string line;
-  std::getline(in, line);
-  const std::vector<std::string> header = split(line);
-  std::vector<std::map<std::string, std::string>> rows;
-  while (std::getline(in, line)) {
-    const std::vector<std::string> cells = split(line);
-    REQUIRE(cells.size() == header.size());
-    std::map<std::string, std::string> row;
-    for (size_t i = 0; i < header.size(); ++i) row[header[i]] = cells[i];
-    rows.push_back(row);
-  }
-  return rows;
-}
+std::vector<zt::test::CsvRow> read_csv(const std::filesystem::path& path) { return zt::test::read_csv_table(path); }
 
 double num(const std::map<std::string, std::string>& row, const std::string& column) {
   REQUIRE(row.count(column) == 1);
