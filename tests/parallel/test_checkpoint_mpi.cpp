@@ -15,6 +15,7 @@
 #include "core/factory.h"
 #include "core/ops.h"
 #include "mpi_world.h"
+#include "shared_temp_dir.h"
 #include "runtime/checkpoint.h"
 #include "runtime/checkpoint_io.h"
 
@@ -22,18 +23,6 @@ using namespace zt;
 using zt::test::world;
 
 namespace {
-
-// A folder every rank sees: rank 0 creates it and broadcasts its name.
-std::string shared_temp_dir(Communicator& comm) {
-  Tensor name = zeros({256}, DType::u8);
-  if (comm.rank() == 0) {
-    char tmpl[] = "/tmp/zt_ckpt_mpi_XXXXXX";
-    REQUIRE(mkdtemp(tmpl) != nullptr);
-    std::memcpy(name.raw_data(), tmpl, std::strlen(tmpl));
-  }
-  comm.broadcast(name, 0);
-  return std::string(static_cast<const char*>(name.raw_data()));
-}
 
 std::vector<double> values(const Tensor& t) { return raw::to(raw::contiguous(t), DType::f64).to_vector<double>(); }
 
@@ -60,7 +49,7 @@ CheckpointState state_of(int rank, int world_size, int step) {
 TEST_CASE("ranks save partitions together and load them back; latest waits for every rank") {
   Communicator& comm = *world();
   const int rank = comm.rank(), size = comm.size();
-  const std::string dir = shared_temp_dir(comm);
+  const std::string dir = zt::test::shared_temp_dir(comm, "zt_ckpt_mpi");
 
   save_checkpoint_files(dir, "first", rank, size, state_of(rank, size, 1), &comm);
   CHECK(read_latest_tag(dir) == "first");

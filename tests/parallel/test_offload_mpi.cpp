@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "mpi_world.h"
+#include "shared_temp_dir.h"
 #include "tests/temp_dir.h"
 #include "zero/zero3_test_util.h"
 
@@ -39,23 +40,6 @@ std::string offload_keys(const std::string& device, const std::string& nvme_path
   std::string keys = R"("sub_group_size": 8, "offload_optimizer": {"device": ")" + device + R"(", "pin_memory": true)";
   if (device == "nvme") keys += R"(, "nvme_path": ")" + nvme_path + R"(", "buffer_count": 2)";
   return keys + "}, ";
-}
-
-// A folder every rank sees: rank 0 creates it and broadcasts its name.
-std::string shared_temp_dir(Communicator& comm) {
-  Tensor name = zeros({256}, DType::u8);
-  if (comm.rank() == 0) {
-    char tmpl[] = "/tmp/zt_offload_ckpt_XXXXXX";
-    REQUIRE(mkdtemp(tmpl) != nullptr);
-    std::memcpy(name.raw_data(), tmpl, std::strlen(tmpl));
-  }
-  comm.broadcast(name, 0);
-  return std::string(static_cast<const char*>(name.raw_data()));
-}
-
-void remove_shared(Communicator& comm, const std::string& dir) {
-  comm.barrier();  // every rank has read it
-  if (comm.rank() == 0) std::filesystem::remove_all(dir);
 }
 
 }  // namespace
@@ -162,7 +146,7 @@ TEST_CASE("ZeRO-Offload checkpoints resume exactly with and without offload, and
       auto straight = zt::test::make_engine(task, config(save_offloaded ? device : ""), world());
       zt::test::steps_on(*straight, task, 40, 3, world());
       const auto at_step3 = zt::test::model_values(*straight);
-      const std::string dir = shared_temp_dir(*world());
+      const std::string dir = zt::test::shared_temp_dir(*world(), "zt_offload_ckpt");
       straight->save_checkpoint(dir, "step3");
       const std::vector<double> losses = zt::test::steps_on(*straight, task, 43, 3, world());
       const auto want = zt::test::model_values(*straight);
@@ -177,7 +161,7 @@ TEST_CASE("ZeRO-Offload checkpoints resume exactly with and without offload, and
         CHECK(zt::test::steps_on(*resumed, task, 43, 3, world()) == losses);
         CHECK(zt::test::model_values(*resumed) == want);
       }
-      remove_shared(*world(), dir);
+      zt::test::remove_shared_temp_dir(*world(), dir);
     }
   }
 }

@@ -26,6 +26,7 @@
 
 #include "core/allocator.h"
 #include "mpi_world.h"
+#include "shared_temp_dir.h"
 #include "nn/linear.h"
 #include "nn/sequential.h"
 #include "runtime/checkpoint.h"
@@ -36,23 +37,6 @@ using namespace zt;
 using zt::test::world;
 
 namespace {
-
-// A folder every rank sees: rank 0 creates it and broadcasts its name.
-std::string shared_temp_dir(Communicator& comm) {
-  Tensor name = zeros({256}, DType::u8);
-  if (comm.rank() == 0) {
-    char tmpl[] = "/tmp/zt_zero3_ckpt_XXXXXX";
-    REQUIRE(mkdtemp(tmpl) != nullptr);
-    std::memcpy(name.raw_data(), tmpl, std::strlen(tmpl));
-  }
-  comm.broadcast(name, 0);
-  return std::string(static_cast<const char*>(name.raw_data()));
-}
-
-void remove_shared(Communicator& comm, const std::string& dir) {
-  comm.barrier();  // every rank has read it
-  if (comm.rank() == 0) std::filesystem::remove_all(dir);
-}
 
 const std::string kBf16 = R"("bf16": {"enabled": true}, )";
 
@@ -220,7 +204,7 @@ TEST_CASE("ZeRO stage 3 checkpoints: save at step 3, resume in a fresh engine, m
       auto straight = zt::test::make_engine(task, c, world());
       zt::test::steps_on(*straight, task, 40, 3, world());
       const auto at_step3 = zt::test::model_values(*straight);
-      const std::string dir = shared_temp_dir(*world());
+      const std::string dir = zt::test::shared_temp_dir(*world(), "zt_zero3_ckpt");
       straight->save_checkpoint(dir, "step3");
       // Consolidated weights are the fp32 masters where saved: rounded to bf16 they are the weights.
       const TensorDict consolidated = consolidate(dir);
@@ -235,7 +219,7 @@ TEST_CASE("ZeRO stage 3 checkpoints: save at step 3, resume in a fresh engine, m
       CHECK(zt::test::model_values(*resumed) == at_step3);
       zt::test::steps_on(*resumed, task, 43, 3, world());
       CHECK(zt::test::model_values(*resumed) == zt::test::model_values(*straight));
-      remove_shared(*world(), dir);
+      zt::test::remove_shared_temp_dir(*world(), dir);
     }
   }
 }
@@ -251,7 +235,7 @@ TEST_CASE("ZeRO checkpoints reshard: saved by this world at stage 2 or 3, loaded
     auto straight = zt::test::make_engine(task, zt::test::zero3_test_config(saved_stage, 1, W), world());
     zt::test::steps_on(*straight, task, 40, 3, world());
     const auto at_step3 = zt::test::model_values(*straight);
-    const std::string dir = shared_temp_dir(*world());
+    const std::string dir = zt::test::shared_temp_dir(*world(), "zt_zero3_ckpt");
     straight->save_checkpoint(dir, "step3");
     zt::test::Run want;
     want.losses = zt::test::steps_on(*straight, task, 43, 3, world());
@@ -268,6 +252,6 @@ TEST_CASE("ZeRO checkpoints reshard: saved by this world at stage 2 or 3, loaded
       got.params = zt::test::model_values(*alone);
       zt::test::check_same(got, want, 1e-5);
     }
-    remove_shared(*world(), dir);
+    zt::test::remove_shared_temp_dir(*world(), dir);
   }
 }

@@ -32,6 +32,7 @@
 #include "core/factory.h"
 #include "core/ops.h"
 #include "mpi_world.h"
+#include "shared_temp_dir.h"
 #include "nn/linear.h"
 #include "nn/sequential.h"
 #include "optim/adam.h"
@@ -242,18 +243,6 @@ TEST_CASE("ZeRO gradient shards hold the global-batch mean gradient") {
 
 namespace {
 
-// A folder every rank sees: rank 0 creates it and broadcasts its name.
-std::string zero_temp_dir(Communicator& comm) {
-  Tensor name = zeros({256}, DType::u8);
-  if (comm.rank() == 0) {
-    char tmpl[] = "/tmp/zt_zero_ckpt_XXXXXX";
-    REQUIRE(mkdtemp(tmpl) != nullptr);
-    std::memcpy(name.raw_data(), tmpl, std::strlen(tmpl));
-  }
-  comm.broadcast(name, 0);
-  return std::string(static_cast<const char*>(name.raw_data()));
-}
-
 // `steps` steps of batch seeds first_seed, first_seed + 1, ... with accumulation 1.
 void steps_on(Engine& e, int steps, uint64_t first_seed) {
   const int W = world()->size(), rank = world()->rank();
@@ -282,7 +271,7 @@ TEST_CASE("ZeRO checkpoints: save at step 3, resume in a fresh engine, match 6 s
       const Config c = zero_config(stage, 1, precision, W);
       auto straight = initialize(zt::test::small_mlp(), c, o);
       steps_on(*straight, 3, 40);
-      const std::string dir = zero_temp_dir(*world());
+      const std::string dir = zt::test::shared_temp_dir(*world(), "zt_zero_ckpt");
       straight->save_checkpoint(dir, "step3");
       steps_on(*straight, 3, 43);
 
@@ -398,7 +387,7 @@ TEST_CASE("ZeRO checkpoints with two parameter groups resume exactly and reshard
     auto straight = zt::test::make_engine(task, grouped_config(stage, 1, W), world());
     zt::test::steps_on(*straight, task, 40, 3, world());
     const auto at_step3 = zt::test::model_values(*straight);
-    const std::string dir = zero_temp_dir(*world());
+    const std::string dir = zt::test::shared_temp_dir(*world(), "zt_zero_ckpt");
     straight->save_checkpoint(dir, "step3");
     zt::test::Run want;
     want.losses = zt::test::steps_on(*straight, task, 43, 3, world());
