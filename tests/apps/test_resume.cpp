@@ -10,42 +10,16 @@
 #include <string>
 #include <vector>
 
-#include "apps/app_runner.h"
-#include "apps/mpi_runner.h"
+#include "apps/mlp_runs.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Row {
-  int64_t step = 0;
-  std::string loss;  // as printed (%.17g), compared as text for bitwise equality
-};
-
-std::vector<Row> csv_rows(const fs::path& path) {
-  std::ifstream in(path);
-  std::string line;
-  std::getline(in, line);
-  REQUIRE_MESSAGE(line.rfind("step,epoch,loss,", 0) == 0, "unexpected CSV header in ", path.string(), ": ", line);
-  std::vector<Row> rows;
-  while (std::getline(in, line)) {
-    const auto a = line.find(','), b = line.find(',', a + 1), c = line.find(',', b + 1);
-    rows.push_back({std::stoll(line.substr(0, a)), line.substr(b + 1, c - b - 1)});
-  }
-  return rows;
-}
-
-fs::path scratch(const std::string& name) {
-  const fs::path p = fs::temp_directory_path() / ("zt_resume_" + name);
-  fs::remove_all(p);
-  return p;
-}
-
-// zt-mlp with `flags`, on `ranks` processes (1: no mpirun).
-zt::test::AppRun mlp(int ranks, const std::string& flags) {
-  const std::string app = zt::test::bin_dir() + "/zt-mlp " + flags;
-  return zt::test::run_command(ranks == 1 ? app : zt::test::mpirun_prefix(ranks) + " " + app).run;
-}
+using Row = zt::test::MlpRow;
+std::vector<Row> csv_rows(const fs::path& path) { return zt::test::mlp_csv_rows(path); }
+fs::path scratch(const std::string& name) { return zt::test::fresh_scratch("zt_resume_", name); }
+zt::test::AppRun mlp(int ranks, const std::string& flags) { return zt::test::run_mlp(ranks, flags); }
 
 const char* kFlags = " --print-every 1 --hidden 32 --samples 1024";
 

@@ -3,10 +3,9 @@
 // 2-rank run; zt-consolidate turns it into the full weights.
 //
 // The config keeps stage3_param_persistence_threshold at its default (100,000 elements), so both
-// Linear units of this small MLP (1,056 and 330 elements) stay gathered: zt-mlp evaluates the
-// held-out set on rank 0 alone, and gathering a released unit is a collective every rank must
-// join. Partitioned weights, masters and optimizer state are still saved per rank and
-// resharded, which is what this test is about; gathering is tested in tests/parallel.
+// Linear units of this small MLP (1,056 and 330 elements) stay gathered. Partitioned weights,
+// masters and optimizer state are still saved per rank and resharded, which is what this test is
+// about; gathering is tested in tests/parallel and by zt-mnist's stage-3 test (tests/apps).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -15,41 +14,16 @@
 #include <string>
 #include <vector>
 
-#include "apps/app_runner.h"
-#include "apps/mpi_runner.h"
+#include "apps/mlp_runs.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Row {
-  int64_t step = 0;
-  std::string loss;  // as printed (%.17g)
-};
-
-std::vector<Row> csv_rows(const fs::path& path) {
-  std::ifstream in(path);
-  std::string line;
-  std::getline(in, line);
-  REQUIRE_MESSAGE(line.rfind("step,epoch,loss,", 0) == 0, "unexpected CSV header in ", path.string(), ": ", line);
-  std::vector<Row> rows;
-  while (std::getline(in, line)) {
-    const auto a = line.find(','), b = line.find(',', a + 1), c = line.find(',', b + 1);
-    rows.push_back({std::stoll(line.substr(0, a)), line.substr(b + 1, c - b - 1)});
-  }
-  return rows;
-}
-
-fs::path scratch(const std::string& name) {
-  const fs::path p = fs::temp_directory_path() / ("zt_zero3_reshard_" + name);
-  fs::remove_all(p);
-  return p;
-}
-
-zt::test::AppRun mlp(int ranks, const std::string& flags) {
-  const std::string app = zt::test::bin_dir() + "/zt-mlp " + flags;
-  return zt::test::run_command(ranks == 1 ? app : zt::test::mpirun_prefix(ranks) + " " + app).run;
-}
+using Row = zt::test::MlpRow;
+std::vector<Row> csv_rows(const fs::path& path) { return zt::test::mlp_csv_rows(path); }
+fs::path scratch(const std::string& name) { return zt::test::fresh_scratch("zt_zero3_reshard_", name); }
+zt::test::AppRun mlp(int ranks, const std::string& flags) { return zt::test::run_mlp(ranks, flags); }
 
 }  // namespace
 

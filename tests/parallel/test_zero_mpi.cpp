@@ -49,12 +49,9 @@ namespace {
 constexpr int64_t kGlobalBatch = 16;
 constexpr int kSteps = 6;
 
-struct Run {
-  std::vector<double> losses;                                    // global-batch mean per step
-  std::vector<std::pair<std::string, std::vector<double>>> params;  // final values
-};
-
-std::vector<double> values(const Tensor& t) { return raw::to(raw::contiguous(t), DType::f64).to_vector<double>(); }
+using zt::test::check_same;  // losses relative, weights per tensor (zero/zero3_test_util.h)
+using zt::test::Run;
+using zt::test::values;
 
 Config zero_config(int stage, int64_t accum, const std::string& precision, int world_size) {
   // reduce_bucket_size 20 elements: several buckets for the 67 parameters of small_mlp.
@@ -94,25 +91,6 @@ Run train(int stage, int64_t accum, const std::string& precision, std::shared_pt
   CHECK(e->global_step() == kSteps);
   for (const auto& [name, p] : e->module().named_parameters()) run.params.emplace_back(name, values(p));
   return run;
-}
-
-void check_same(const Run& got, const Run& want, double tol) {
-  REQUIRE(got.losses.size() == want.losses.size());
-  for (size_t s = 0; s < got.losses.size(); ++s)
-    CHECK(std::abs(got.losses[s] - want.losses[s]) <= tol * std::abs(want.losses[s]));
-  REQUIRE(got.params.size() == want.params.size());
-  for (size_t i = 0; i < got.params.size(); ++i) {
-    CAPTURE(got.params[i].first);
-    const auto& g = got.params[i].second;
-    const auto& w = want.params[i].second;
-    REQUIRE(g.size() == w.size());
-    double diff = 0, scale = 0;
-    for (size_t k = 0; k < g.size(); ++k) {
-      diff = std::max(diff, std::abs(g[k] - w[k]));
-      scale = std::max(scale, std::abs(w[k]));
-    }
-    CHECK(diff <= tol * scale);
-  }
 }
 
 }  // namespace
