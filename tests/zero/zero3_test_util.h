@@ -41,8 +41,7 @@ struct Run {
 
 // The engine's model state with ZeRO-3's partitioned parameters gathered (collective then).
 inline NamedValues model_values(Engine& e) {
-  auto* z3 = dynamic_cast<ZeroStage3Optimizer*>(&e.precision());
-  const TensorDict state = z3 ? z3->gathered_state_dict() : e.module().state_dict();
+  const TensorDict state = e.module_state_dict();
   NamedValues out;
   for (const auto& [name, t] : state) out.emplace_back(name, values(t));
   return out;
