@@ -59,4 +59,11 @@ Tensor Communicator::all_gather(const Tensor& input) {
   return out;
 }
 
+double mean_over_ranks(Communicator* comm, double local) {
+  if (!comm || comm->size() == 1) return local;
+  Tensor v = full({1}, local, TensorOptions(DType::f64, Device::cpu()));
+  comm->all_reduce(v, CommReduceOp::avg);
+  return v.item();
+}
+
 }  // namespace zt

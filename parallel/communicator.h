@@ -74,6 +74,10 @@ class Communicator {
   Tensor all_gather(const Tensor& input);
 };
 
+// The mean over the ranks of one number per rank (a logged loss, say); collective, blocking, in
+// f64 on the CPU, so `comm` must take CPU tensors (the MPI bootstrap). A null comm is a world of one.
+double mean_over_ranks(Communicator* comm, double local);
+
 // A Work that was complete when created (empty tensors, a world of one).
 class CompletedWork final : public Work {
  public:

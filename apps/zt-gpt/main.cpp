@@ -129,13 +129,6 @@ void add_default_optimizer(const GptOptions& o, const zt::Config& config, zt::GP
   }
 }
 
-double global_mean(zt::Communicator& world, double local) {
-  if (world.size() == 1) return local;
-  zt::Tensor v = zt::full({1}, local, zt::DType::f64);
-  world.all_reduce(v, zt::CommReduceOp::avg);
-  return v.item();
-}
-
 // Rows [begin, begin + n) of a batch, on the device.
 zt::Batch rows(const zt::Batch& b, int64_t begin, int64_t n, zt::Device device) {
   return {zt::raw::to(zt::raw::contiguous(zt::raw::narrow(b.input, 0, begin, n)), device),
@@ -165,7 +158,7 @@ double estimate_loss(const Run& r, zt::TextSplit split) {
     total += zt::cross_entropy(r.engine.forward(b.input), b.target).item();
   }
   r.engine.train();
-  return global_mean(r.world, total / double(r.o.eval_iters));
+  return zt::mean_over_ranks(&r.world, total / double(r.o.eval_iters));
 }
 
 // Every rank runs the model (ZeRO-3 gathers collectively); the lead rank prints.
@@ -319,7 +312,7 @@ void train(const Run& r, zt::GPT& model) {
     const bool evaluate = step % o.eval_every == 0 || step == o.steps;
     if (step % o.print_every == 0 || evaluate) {
       const double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
-      StepLog s{step, global_mean(r.world, step_loss.item()), lr, double(window_tokens) / std::max(secs, 1e-9)};
+      StepLog s{step, zt::mean_over_ranks(&r.world, step_loss.item()), lr, double(window_tokens) / std::max(secs, 1e-9)};
       last_loss = s.loss;
       if (evaluate) {
         s.val_loss = last_val = estimate_loss(r, zt::TextSplit::val);

@@ -91,13 +91,6 @@ Splits load_data(const MlpOptions& o) {
 
 // The mean of a per-rank value over the data-parallel ranks (each rank's loss is the mean over an
 // equal share of the global batch, so this is the global-batch mean).
-double global_mean(zt::Communicator& world, double local) {
-  if (world.size() == 1) return local;
-  zt::Tensor v = zt::full({1}, local, zt::DType::f64);
-  world.all_reduce(v, zt::CommReduceOp::avg);
-  return v.item();
-}
-
 struct EvalResult {
   double loss = 0, accuracy = 0;
 };
@@ -330,7 +323,7 @@ int run(const MlpOptions& o, const zt::ArgParser& args, const std::shared_ptr<zt
     const bool epoch_end = loader.position().batch == 0 || loader.position().batch == loader.num_batches();
     const bool last = step == max_steps || (epoch_end && epoch + 1 >= epochs);
     if (step % print_every == 0 || last || epoch_end) {
-      last_loss = global_mean(world, step_loss.item());
+      last_loss = zt::mean_over_ranks(&world, step_loss.item());
       const double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
       const double rate = window_samples / std::max(secs, 1e-9);
       EvalResult val;

@@ -222,13 +222,6 @@ Trainer make_trainer(nlohmann::json doc, const Options& o, const ModelShape& sha
 }
 
 // The mean of a per-rank value over the data-parallel ranks.
-double global_mean(zt::Communicator& world, double local) {
-  if (world.size() == 1) return local;
-  zt::Tensor v = zt::full({1}, local, zt::DType::f64);
-  world.all_reduce(v, zt::CommReduceOp::avg);
-  return v.item();
-}
-
 // The metadata records the architecture and the compute dtype, so eval and predict rebuild the
 // same model and compute as training did (an fp16-trained model evaluates in fp16).
 void save_weights(const zt::TensorDict& weights, const Options& o, const ModelShape& s, zt::DType dtype) {
@@ -291,7 +284,7 @@ int train(const Options& o, const std::shared_ptr<zt::Communicator>& comm) {
       loss_sum = loss_sum.defined() ? zt::raw::add(loss_sum, l) : l;
       ++micro_batches;
     }
-    const double mean_loss = global_mean(world, loss_sum.item() / double(micro_batches));
+    const double mean_loss = zt::mean_over_ranks(&world, loss_sum.item() / double(micro_batches));
     if (!o.save.empty()) engine.save_checkpoint(o.save, "epoch" + std::to_string(epoch + 1), {{"epoch", epoch + 1}});
     // Every rank evaluates: under ZeRO stage 3 the forward gathers parameters collectively.
     accuracy = accuracy_percent(count_correct(*t.model, data.test, device, engine.dtype()), data.test.size());
