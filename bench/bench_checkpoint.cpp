@@ -79,8 +79,9 @@ int main(int argc, char** argv) {
     model->to(device);
     const nlohmann::json defaults = {{"train_batch_size", 8},
                                      {"optimizer", {{"type", "Adam"}, {"params", {{"lr", 1e-3}}}}}};
-    auto engine = zt::initialize(model, zt::config_from_app_defaults(defaults, {}),
-                                 zt::InitOptions{.monitor = false});
+    zt::InitOptions init;
+    init.monitor = false;
+    auto engine = zt::initialize(model, zt::config_from_app_defaults(defaults, {}), init);
     zt::Tensor x = zt::raw::to(zt::randn({8, width}), device);
     engine->backward(zt::mean(zt::square(engine->forward(x))));
     engine->step();  // Adam state exists from here
