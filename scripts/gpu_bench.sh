@@ -6,6 +6,8 @@
 #             (eager and torch.compile); GPT_ARGS adds flags to both (e.g. "--batch 16")
 #   cpu_adam  bench_cpu_adam over ADAM_NUMEL fp32 parameters (default 1e9) on all host cores and
 #             bench/torch_cpu_adam.py with the same threads
+#   profile   one bench_gpt step (GPT_ARGS) under Nsight Compute, kernel time by kernel
+#             (bench/kernel_profile.py); needs ncu with hardware counters
 #   BUILD_DIR (default build-gpu), CUDA_ARCH (default 90), BENCH_ARGS (e.g. --quick, for ops)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -59,7 +61,17 @@ for b in $benches; do
         "$build_dir/bin/bench_cpu_adam" --numel "${ADAM_NUMEL:-1e9}" --steps 5
       have_torch && run torch_cpu_adam.log env OMP_NUM_THREADS="$threads" \
         python3 bench/torch_cpu_adam.py --numel "${ADAM_NUMEL:-1e9}" --steps 3 ;;
-    *) echo "unknown bench '$b' in BENCHES (expected ops, gpt, cpu_adam)"; failed=1 ;;
+    profile)
+      ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
+      if [ -z "$ncu_bin" ]; then
+        echo "profile: ncu not found" | tee "$log_dir/kernel_profile.log"
+        failed=1
+        continue
+      fi
+      "$ncu_bin" --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
+        "$build_dir/bin/bench_gpt" --warmup 0 --steps 1 ${GPT_ARGS:-} >"$log_dir/ncu.csv" 2>"$log_dir/ncu.err"
+      run kernel_profile.log python3 bench/kernel_profile.py "$log_dir/ncu.csv" --top 60 --sequence 400 ;;
+    *) echo "unknown bench '$b' in BENCHES (expected ops, gpt, cpu_adam, profile)"; failed=1 ;;
   esac
 done
 
@@ -68,7 +80,7 @@ echo "gpu_bench summaries (logs in $log_dir)"
 for f in bench_cuda_ops torch_ops; do
   [ -f "$log_dir/$f.log" ] && sed -n '/^== summary/,$p' "$log_dir/$f.log" && echo
 done
-for f in bench_gpt torch_gpt bench_cpu_adam torch_cpu_adam; do
+for f in bench_gpt torch_gpt bench_cpu_adam torch_cpu_adam kernel_profile; do
   [ -f "$log_dir/$f.log" ] && tail -n 6 "$log_dir/$f.log" && echo
 done
 exit "$failed"
