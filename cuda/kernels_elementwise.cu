@@ -225,6 +225,18 @@ __global__ void fill_kernel(T* out, int64_t n, OffsetCalc<1> calc, T value) {
   }
 }
 
+// A contiguous, 16-byte aligned fill: whole vectors, then the tail.
+template <typename T>
+__global__ void fill_contiguous_kernel(T* out, int64_t n, T value) {
+  constexpr int kVec = 16 / sizeof(T) > 0 ? 16 / sizeof(T) : 1;
+  Vec<T, kVec> v;
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) v.v[j] = value;
+  const int64_t nvec = n / kVec;
+  ZT_GRID_STRIDE_LOOP(i, nvec) reinterpret_cast<Vec<T, kVec>*>(out)[i] = v;
+  ZT_GRID_STRIDE_LOOP(t, n - nvec * kVec) out[nvec * kVec + t] = value;
+}
+
 template <typename T>
 __global__ void arange_kernel(T* out, int64_t n, int64_t stride, double start, double step) {
   ZT_GRID_STRIDE_LOOP(i, n) out[i * stride] = to_element<T>(start + double(i) * step);
@@ -403,6 +415,13 @@ void CudaBackend::fill(const Tensor& out, double value) {
   if (n == 0) return;
   const OffsetCalc<1> calc = make_offset_calc<1>(out.shape(), {&out.strides()});
   ZT_DISPATCH_ALL(out.dtype(), "fill", ([&]<typename T>() {
+    if (out.is_contiguous() && reinterpret_cast<uintptr_t>(out.raw_data()) % 16 == 0) {
+      const int64_t vec = std::max<int64_t>(1, 16 / int64_t(sizeof(T)));
+      fill_contiguous_kernel<T><<<grid_for((n + vec - 1) / vec), kBlockSize, 0, current_stream(device)>>>(
+          device_data<T>(out), n, host_element<T>(value));
+      ZT_CUDA_LAUNCH_CHECK("fill_contiguous_kernel");
+      return;
+    }
     fill_kernel<T><<<grid_for(n), kBlockSize, 0, current_stream(device)>>>(device_data<T>(out), n, calc,
                                                                           host_element<T>(value));
     ZT_CUDA_LAUNCH_CHECK("fill_kernel");

@@ -9,6 +9,7 @@
 
 #include "cuda/cuda_backend.h"
 #include "cuda/device.h"
+#include "cuda/elementwise.cuh"
 #include "cuda/kernel_utils.cuh"
 
 namespace zt::cuda {
@@ -152,17 +153,58 @@ __global__ void reduce_split_kernel(Acc* partials, const T* a, int64_t n_red, in
   if (threadIdx.x == 0) partials[o * gridDim.x + s] = total;
 }
 
-// One warp per output merges its `splits` partials in a fixed order (deterministic).
+// One warp per output merges its `splits` partials in a fixed order (deterministic). The grid is
+// capped (grid_for), so warps loop over the outputs.
 template <typename O, typename Acc, bool kMean>
 __global__ void reduce_finish_kernel(O* out, const Acc* partials, int64_t n_out, int64_t splits,
                                      int64_t n_red) {
   const int lane = threadIdx.x % 32;
-  const int64_t o = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  if (o >= n_out) return;
-  Acc acc;
-  for (int64_t s = lane; s < splits; s += 32) acc.merge(partials[o * splits + s]);
-  acc = warp_merge(acc);
-  if (lane == 0) out[o] = finish<O, kMean>(acc, double(n_red));
+  const int64_t warps = int64_t(gridDim.x) * kWarpsPerBlock;
+  for (int64_t o = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32; o < n_out; o += warps) {
+    Acc acc;
+    for (int64_t s = lane; s < splits; s += 32) acc.merge(partials[o * splits + s]);
+    acc = warp_merge(acc);
+    if (lane == 0) out[o] = finish<O, kMean>(acc, double(n_red));
+  }
+}
+
+// Column sums: a is (rows, columns) with unit column stride (the bias gradient of a linear layer
+// sums its output gradient over the leading dims). Threads of a warp read neighbouring VEC-vectors
+// of one row, so reads coalesce (a block per output would read one element per row: a 32-byte
+// sector for 2 bytes of bf16). Block (x, s) sums columns [x*32*VEC, (x+1)*32*VEC) over the rows
+// of split s, kColumnRowsInFlight rows at a time, into partials[column * splits + s];
+// reduce_finish_kernel then merges each column's splits in a fixed order (deterministic).
+constexpr int kColumnRowsInFlight = kBlockSize / 32;
+
+template <typename T, typename A, int VEC>
+__global__ void reduce_columns_kernel(SumAcc<A>* partials, const T* a, int64_t n_col, int64_t n_row,
+                                      int64_t row_stride, int64_t rows_per_split) {
+  __shared__ A tile[kColumnRowsInFlight][32 * VEC];
+  const int64_t c0 = (int64_t(blockIdx.x) * 32 + threadIdx.x) * VEC;
+  const int64_t s = blockIdx.y;
+  const int64_t r0 = s * rows_per_split;
+  const int64_t r1 = r0 + rows_per_split < n_row ? r0 + rows_per_split : n_row;
+  A acc[VEC];
+#pragma unroll
+  for (int j = 0; j < VEC; ++j) acc[j] = A(0);
+  if (c0 < n_col) {
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += kColumnRowsInFlight) {
+      const Vec<T, VEC> v = *reinterpret_cast<const Vec<T, VEC>*>(a + r * row_stride + c0);
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) acc[j] += A(to_arith(v.v[j]));
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < VEC; ++j) tile[threadIdx.y][threadIdx.x * VEC + j] = acc[j];
+  __syncthreads();
+  if (threadIdx.y != 0 || c0 >= n_col) return;
+#pragma unroll
+  for (int j = 0; j < VEC; ++j) {
+    A total = A(0);
+#pragma unroll
+    for (int y = 0; y < kColumnRowsInFlight; ++y) total += tile[y][threadIdx.x * VEC + j];
+    partials[(c0 + j) * gridDim.y + s] = SumAcc<A>{total};
+  }
 }
 
 // The (kept, reduced) split of a's dims: offsets of each output's first element and of each
@@ -191,10 +233,41 @@ ReduceLayout make_layout(const Tensor& a, const std::vector<int>& dims) {
   return l;
 }
 
+// Whether l is a column sum (reduce_columns_kernel): one kept dim of unit stride, one reduced dim.
+bool is_column_reduction(const ReduceLayout& l) {
+  return l.n_out > 1 && l.n_red > 1 && l.kept.ndim == 1 && l.kept.strides[0][0] == 1 && l.red.ndim == 1;
+}
+
+template <typename T, typename O, typename A, bool kMean, int VEC>
+void launch_column_reduce(O* o, const T* p, const ReduceLayout& l, const Device& device, cudaStream_t stream) {
+  const int64_t col_blocks = (l.n_out + 32 * VEC - 1) / (32 * VEC);
+  const int64_t splits = std::clamp<int64_t>(kTargetBlocks / col_blocks, 1,
+                                             std::min<int64_t>(65535, (l.n_red + 31) / 32));
+  const int64_t rows_per_split = (l.n_red + splits - 1) / splits;
+  Tensor partials = Tensor::empty({int64_t(sizeof(SumAcc<A>)) * l.n_out * splits}, TensorOptions(DType::u8, device));
+  auto* pp = reinterpret_cast<SumAcc<A>*>(partials.raw_data());
+  reduce_columns_kernel<T, A, VEC><<<dim3(unsigned(col_blocks), unsigned(splits)), dim3(32, kColumnRowsInFlight), 0,
+                                     stream>>>(pp, p, l.n_out, l.n_red, l.red.strides[0][0], rows_per_split);
+  ZT_CUDA_LAUNCH_CHECK("reduce_columns_kernel");
+  reduce_finish_kernel<O, SumAcc<A>, kMean><<<grid_for(l.n_out, kWarpsPerBlock), kBlockSize, 0, stream>>>(
+      o, pp, l.n_out, splits, l.n_red);
+  ZT_CUDA_LAUNCH_CHECK("reduce_finish_kernel");
+}
+
 template <typename T, typename O, typename Acc, bool kMean>
 void launch_reduce(const Tensor& out, const Tensor& a, const ReduceLayout& l, cudaStream_t stream) {
   O* o = device_data<O>(out);
   const T* p = device_data<T>(a);
+  if constexpr (Acc::kIsSum) {
+    if (is_column_reduction(l)) {
+      using A = decltype(Acc::total);
+      constexpr int kVec = 16 / sizeof(T) >= 8 ? 8 : (16 / sizeof(T) > 0 ? int(16 / sizeof(T)) : 1);
+      const bool vectorizable = l.n_out % kVec == 0 && l.red.strides[0][0] % kVec == 0 &&
+                                reinterpret_cast<uintptr_t>(p) % (sizeof(T) * kVec) == 0;
+      if (vectorizable) return launch_column_reduce<T, O, A, kMean, kVec>(o, p, l, out.device(), stream);
+      return launch_column_reduce<T, O, A, kMean, 1>(o, p, l, out.device(), stream);
+    }
+  }
   // Enough blocks to fill the GPU: split each reduction when the outputs alone are too few.
   const int64_t splits = std::min<int64_t>((kTargetBlocks + l.n_out - 1) / l.n_out,
                                            (l.n_red + kSplitChunk - 1) / kSplitChunk);

@@ -108,6 +108,28 @@ inline Pair random_pair(const Shape& shape, DType dt, Layout layout = Layout::co
   return p;
 }
 
+// Columns [col_offset, col_offset + cols) of a random (rows, wide) matrix: rows with a stride
+// of `wide`, contiguous within a row (one of q, k, v in a fused qkv projection).
+inline Pair column_slice_pair(int64_t rows, int64_t cols, int64_t wide, int64_t col_offset, DType dt, double lo,
+                              double hi, uint64_t seed) {
+  const Tensor hb = random_host({rows, wide}, dt, lo, hi, seed);
+  Pair p;
+  p.side[0] = Tensor::view_of(hb.storage(), {rows, cols}, {wide, 1}, col_offset, dt);
+  p.side[1] = mirror_on_gpu(p.side[0]);
+  return p;
+}
+
+// A random vector of the last dim of `shape` broadcast over the leading dims (a bias).
+inline Pair bias_pair(const Shape& shape, DType dt, double lo, double hi, uint64_t seed) {
+  const Tensor hb = random_host({shape.back()}, dt, lo, hi, seed);
+  Shape strides(shape.size(), 0);
+  strides.back() = 1;
+  Pair p;
+  p.side[0] = Tensor::view_of(hb.storage(), shape, strides, 0, dt);
+  p.side[1] = mirror_on_gpu(p.side[0]);
+  return p;
+}
+
 // An output Pair (contiguous); the two sides start from different values, so an element a
 // kernel forgets to write cannot match.
 inline Pair output_pair(const Shape& shape, DType dt) {

@@ -87,6 +87,19 @@ int case_copy() {
                           [&](Backend& be, int i) { be.copy(dst[i], src[i]); }, {&dst},
                           std::max(rel_tolerance(dst_t), rel_tolerance(src_t)));
       }
+  // Column slices on either side (the row path): q, k, v out of a fused projection and their
+  // gradients back into one; an offset of 3 is misaligned (per-element path).
+  for (DType dt : {DType::f32, DType::bf16, DType::f16, DType::i64})
+    for (int64_t col_offset : {0, 64, 3}) {
+      Pair src = column_slice_pair(30, 64, 192, col_offset, dt, 1, 9, 7);
+      Pair dst = output_pair({30, 64}, dt);
+      ran += run_parity(label("copy from column slice", dtype_name(dt), col_offset),
+                        [&](Backend& be, int i) { be.copy(dst[i], src[i]); }, {&dst}, rel_tolerance(dt));
+      Pair into = column_slice_pair(30, 64, 192, col_offset, dt, 1, 9, 8);
+      Pair from = random_pair({30, 64}, dt, Layout::contiguous, 1, 9, 9);
+      ran += run_parity(label("copy into column slice", dtype_name(dt), col_offset),
+                        [&](Backend& be, int i) { be.copy(into[i], from[i]); }, {&into}, rel_tolerance(dt));
+    }
   return ran;
 }
 
@@ -115,6 +128,24 @@ int case_binary() {
                             [&](Backend& be, int i) { be.binary(op, out[i], a[i], b[i]); }, {&out},
                             rel_tolerance(dt));
         }
+  // The row path of cuda/elementwise.cuh (16-byte vectors along rows contiguous in every operand):
+  // a column slice of a wider matrix plus a bias broadcast over the leading dims. Slices at an
+  // offset of 3 elements are misaligned and must take the per-element path.
+  for (BinaryOp op : {BinaryOp::add, BinaryOp::mul, BinaryOp::maximum, BinaryOp::lt})
+    for (DType dt : kAllDTypes)
+      for (int64_t col_offset : {0, 64, 3}) {
+        const double lo = is_floating(dt) ? -2 : 1;
+        Pair a = column_slice_pair(30, 64, 192, col_offset, dt, lo, 9, 13), b = bias_pair({30, 64}, dt, lo, 9, 14);
+        Pair out = output_pair({30, 64}, binary_out_dtype(op, dt));
+        ran += run_parity(label("binary rows", op_name(op), dtype_name(dt), "column offset", col_offset),
+                          [&](Backend& be, int i) { be.binary(op, out[i], a[i], b[i]); }, {&out},
+                          rel_tolerance(dt));
+        Pair x = random_pair({6, 5, 64}, dt, Layout::contiguous, lo, 9, 15), bias = bias_pair({6, 5, 64}, dt, lo, 9, 16);
+        Pair out3 = output_pair({6, 5, 64}, binary_out_dtype(op, dt));
+        ran += run_parity(label("binary rows bias", op_name(op), dtype_name(dt)),
+                          [&](Backend& be, int i) { be.binary(op, out3[i], bias[i], x[i]); }, {&out3},
+                          rel_tolerance(dt));
+      }
   return ran;
 }
 
@@ -214,7 +245,13 @@ int case_reduce() {
       {{4, 33, 17}, {{0}, {2}, {0, 2}, {1}, {0, 1, 2}}},
       {{3, 5000}, {{1}, {0, 1}}},  // long rows: one block per output
       {{2, 70001}, {{1}, {0, 1}}},  // few long rows: split into chunks, then combined
-      {{2, 3, 4, 5}, {{1, 3}, {0, 2, 3}}}};
+      {{2, 3, 4, 5}, {{1, 3}, {0, 2, 3}}},
+      // Column sums (a bias gradient): vectors of columns, rows split across blocks.
+      {{6, 5, 64}, {{0, 1}}},
+      {{4097, 24}, {{0}}},
+      {{3, 2, 40}, {{0, 1}}},
+      // More columns than the capped grid has warps (65536 blocks x 8): the finish loops.
+      {{3, 524288 + 72}, {{0}}}};
   for (ReduceOp op : {ReduceOp::sum, ReduceOp::mean, ReduceOp::max, ReduceOp::min})
     for (DType dt : kAllDTypes)
       for (const auto& [s, dim_sets] : plans)
@@ -324,8 +361,10 @@ int case_layer_norm() {
 
 int case_layer_norm_backward() {
   int ran = 0;
+  std::vector<Shape> shapes = kRowShapes;
+  shapes.push_back({700, 768});  // a warp per row (bf16), the staged kernel (f32)
   for (DType dt : kFloatTypes)
-    for (const Shape& s : kRowShapes)
+    for (const Shape& s : shapes)
       for (bool affine : {false, true})
         for (bool want_wb : {false, true}) {
           const Shape c{s.back()};
