@@ -16,8 +16,6 @@ namespace zt {
 
 namespace {
 
-bool zero_sharded(const Config& config) { return config.zero_optimization.stage >= 1; }
-
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -50,12 +48,13 @@ Engine::Engine(std::shared_ptr<Module> model, const Config& config, InitOptions 
   std::vector<Tensor> originals = model_->parameters();
   // The program's optimizer groups, named before the dtype move replaces the tensors it holds.
   std::vector<std::vector<std::string>> param_groups;
-  if (options.optimizer && zero_sharded(config_)) param_groups = parameter_group_names(*model_, *options.optimizer);
+  const bool zero = uses_zero_optimizer(config_, *model_);
+  if (options.optimizer && zero) param_groups = parameter_group_names(*model_, *options.optimizer);
   // The model computes in the config's dtype; its f32 parameters live on as the masters.
   if (dtype_ != DType::f32) model_->to(dtype_);
   // DataParallel holds the parameter tensors: build it after the dtype move.
-  // ZeRO stages 1-3 reduce gradients themselves (zero/sharded_optimizer.h).
-  if (world > 1 && !zero_sharded(config_)) dp_ = std::make_unique<DataParallel>(model_, comm_);
+  // The ZeRO optimizer reduces gradients itself (zero/sharded_optimizer.h).
+  if (world > 1 && !zero) dp_ = std::make_unique<DataParallel>(model_, comm_);
   build_precision(std::move(originals), std::move(param_groups));
   build_optimizer(options);
   monitor_lines_ = options.monitor;

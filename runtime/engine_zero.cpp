@@ -1,6 +1,9 @@
 // Builds the ZeRO stage 1-3 optimizer from the config (runtime/engine_zero.h).
 #include "runtime/engine_zero.h"
 
+#include <optional>
+
+#include "autograd/autograd.h"
 #include "core/allocator.h"
 #include "core/error.h"
 #include "runtime/builders.h"
@@ -28,12 +31,23 @@ ShardedOptions sharded_options(const ZeroConfig& z, std::vector<std::vector<std:
 
 }  // namespace
 
+bool uses_zero_optimizer(const Config& config, const Module& model) {
+  if (config.zero_optimization.stage >= 1) return true;
+  std::optional<Tensor> first;
+  for (const Tensor& p : model.parameters()) {
+    if (!requires_grad(p)) continue;
+    if (first && (p.dtype() != first->dtype() || p.device() != first->device())) return false;
+    if (!first) first = p;
+  }
+  return first.has_value();
+}
+
 std::unique_ptr<ShardedOptimizer> build_sharded_optimizer(const Config& config, std::shared_ptr<Module> model,
                                                           std::shared_ptr<Communicator> comm,
                                                           std::vector<Tensor> originals,
                                                           std::vector<std::vector<std::string>> param_groups) {
   const ZeroConfig& z = config.zero_optimization;
-  if (z.stage == 0) return nullptr;
+  if (!uses_zero_optimizer(config, *model)) return nullptr;
   if (z.stage != 3) {
     ZeroOptions zo;
     zo.stage = int(z.stage);

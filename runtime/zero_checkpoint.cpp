@@ -65,6 +65,10 @@ std::vector<ShardPiece> group_pieces(const ShardedOptimizer& zero, const std::ve
 void add_zero_fragments(const ShardedOptimizer& zero, const Optimizer& optimizer, CheckpointState& state) {
   NoGradGuard no_grad;
   state.optimizer = zero.optimizer_state(optimizer);
+  if (!zero.writes_checkpoint_fragments()) {  // stage 0 off rank 0: rank 0 writes the same values
+    state.optimizer.tensors = TensorDict();
+    return;
+  }
   const std::vector<ShardPiece> pieces = zero.shard_pieces();
   if (zero.has_separate_masters()) add_pieces(pieces, zero.master_values(), "master/", "", state);
   // Stage 3 without gathered weights: every name of a partitioned parameter, from this rank's shard.
@@ -96,8 +100,9 @@ void load_zero_state(ShardedOptimizer& zero, const CheckpointState& state, Optim
   for (const auto& [entry, t] : state.optimizer.tensors) {
     const size_t slash = entry.find('/');
     ZT_CHECK(slash != std::string::npos, "load_checkpoint: optimizer state \"", entry, "\" is not stored per "
-             "parameter as ZeRO stages 1-3 need (\"<key>/<parameter>\"): the checkpoint was saved by ZeRO stage 0 "
-             "(load it with stage 0) or by an older zerotrain whose flat ZeRO optimizer state is no longer read");
+             "parameter as the ZeRO optimizer needs (\"<key>/<parameter>\"): the checkpoint was saved with one "
+             "optimizer state per tensor (a stage-0 model whose parameters differ in dtype or device; load it the "
+             "same way) or by an older zerotrain whose flat ZeRO optimizer state is no longer read");
     by_key[entry.substr(0, slash)][entry.substr(slash + 1)] = &t;
   }
   for (const auto& [key, params] : by_key)

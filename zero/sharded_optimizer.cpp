@@ -85,6 +85,29 @@ std::vector<size_t> ShardedOptimizer::parameter_groups(const std::vector<std::pa
   return out;
 }
 
+void ShardedOptimizer::start_masters_from(const std::vector<Tensor>& originals) {
+  const auto named = module_->named_parameters();
+  if (!separate_ || originals.size() != named.size()) return;
+  NoGradGuard no_grad;
+  std::map<std::string, Tensor> original_of;
+  for (size_t i = 0; i < named.size(); ++i)
+    if (originals[i].dtype() == DType::f32 && originals[i].numel() == named[i].second.numel())
+      original_of.emplace(named[i].first, raw::reshape(originals[i], {originals[i].numel()}));
+  Tensor values = offload_ ? master_values() : master_;
+  const Tensor weights = parameter_shard();
+  bool changed = false;
+  for (const ShardPiece& p : shard_pieces()) {
+    auto it = original_of.find(p.name);
+    if (it == original_of.end()) continue;
+    const Tensor exact = raw::to(raw::narrow(it->second, 0, p.param_offset, p.length), weights.device());
+    const Tensor held = raw::narrow(weights, 0, p.shard_offset, p.length);
+    if (raw::sum(raw::to(raw::binary(BinaryOp::ne, raw::to(exact, dtype_), held), DType::f32)).item() != 0) continue;
+    raw::copy_(raw::narrow(values, 0, p.shard_offset, p.length), exact);
+    changed = true;
+  }
+  if (changed && offload_) load_master_values(values);
+}
+
 void ShardedOptimizer::add_known_parameter(const Tensor& t, size_t group) {
   known_.push_back({t.impl_ptr().get(), group});
 }
@@ -188,8 +211,9 @@ double ShardedOptimizer::clip_gradients(double max_norm) {
   ZT_CHECK(max_norm >= 0, "ZeRO clip_gradients: expected max_norm >= 0, found ", max_norm);
   NoGradGuard no_grad;
   ZT_CHECK(master_grad_.defined(), "ZeRO clip_gradients: call unscale_gradients() first");
-  const Tensor g64 = raw::to(master_grad_, DType::f64);
-  Tensor sum_sq = raw::to(raw::reshape(raw::reduce(ReduceOp::sum, raw::mul(g64, g64), {0}), {1}), device_);
+  // Squares in f32, summed in double by the reduction (no f64 copy of the whole gradient).
+  Tensor sum_sq = raw::to(raw::reshape(raw::to(raw::reduce(ReduceOp::sum, raw::mul(master_grad_, master_grad_), {0}),
+                                               DType::f64), {1}), device_);
   if (world() > 1) comm_->all_reduce(sum_sq, CommReduceOp::sum);
   const double total = std::sqrt(raw::to(sum_sq, Device::cpu()).item());
   const double coef = max_norm / (total + 1e-6);

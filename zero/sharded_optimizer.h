@@ -85,6 +85,9 @@ struct ShardedOptions {
   // Note [ZeRO-Offload]. offload.rank is set from the communicator.
   bool offload_optimizer = false;
   OffloadOptions offload;
+  // false: ZeRO stage 0. Nothing is partitioned (each rank's shard is the whole model) while
+  // gradients are still averaged over the communicator, so every rank holds the same state.
+  bool partition = true;
 };
 
 // The names of `module`'s parameters in each of `optimizer`'s groups, matched by identity (a
@@ -150,6 +153,12 @@ class ShardedOptimizer : public PrecisionOptimizer {
 
   // ---- offload (Note [ZeRO-Offload]) ----
   bool offloaded() const { return offload_ != nullptr; }
+
+  // ---- partitioning ----
+  bool partitioned() const { return options_.partition; }
+  // Whether this rank's shard goes into checkpoints: every rank's when partitioned, else rank
+  // 0's alone (the others hold the same values).
+  bool writes_checkpoint_fragments() const { return options_.partition || data_parallel_rank() == 0; }
   const OffloadedAdamState* offloaded_state() const { return offload_.get(); }
   // Host memory held for the offload: the store's (state or swap buffers), the gradient buffer
   // and the staging copy of the weights. 0 without offload.
@@ -194,6 +203,12 @@ class ShardedOptimizer : public PrecisionOptimizer {
   // shard itself for f32 on the model's device, else an fp32 copy on the model's device counted
   // as optimizer state; under offload the store, initialised from it.
   void init_master(const Tensor& parameter_shard, std::vector<GroupRange> groups);
+  // For a bf16/f16 model, starts the masters from `originals` (the f32 parameters before the dtype
+  // move, named_parameters() order) instead of the compute dtype's rounding of them. A piece is
+  // taken only where the original rounds to the weight this rank holds, so an original of a rank
+  // whose weights were replaced by rank 0's broadcast is not used. Call after init_master and the
+  // broadcast.
+  void start_masters_from(const std::vector<Tensor>& originals);
   // Tensors bind() accepts in group `group` of an optimizer besides the masters and the originals.
   void add_known_parameter(const Tensor& t, size_t group);
   // grad_shard (S,) in the compute dtype (undefined: zeros) into the fp32 master gradient,
@@ -203,8 +218,12 @@ class ShardedOptimizer : public PrecisionOptimizer {
   void step_shard(Optimizer& optimizer, const Tensor& parameter_shard);
   // Drops the master gradient (a separate fp32 one is allocated by each step's unscale).
   void clear_master_grad();
-  int world() const { return comm_ ? comm_->size() : 1; }
-  int rank() const { return comm_ ? comm_->rank() : 0; }
+  // The partition: how many shards there are and which is this rank's (1 and 0 at stage 0).
+  int world() const { return options_.partition ? data_parallel_size() : 1; }
+  int rank() const { return options_.partition ? data_parallel_rank() : 0; }
+  // The communicator's group, over which gradients are averaged whether partitioned or not.
+  int data_parallel_size() const { return comm_ ? comm_->size() : 1; }
+  int data_parallel_rank() const { return comm_ ? comm_->rank() : 0; }
   // The page-locked allocator for offload transfers (null: pageable memory).
   Allocator* transfer_allocator() const {
     return options_.offload.pin_memory ? options_.offload.pinned_allocator : nullptr;

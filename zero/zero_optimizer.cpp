@@ -12,19 +12,34 @@
 
 namespace zt {
 
+namespace {
+
+// Stage 0 partitions nothing (ShardedOptions::partition).
+ShardedOptions sharded_for_stage(const ZeroOptions& o) {
+  ShardedOptions s = o.sharded;
+  s.partition = o.stage != 0;
+  return s;
+}
+
+}  // namespace
+
 ZeroOptimizer::ZeroOptimizer(std::shared_ptr<Module> module, std::shared_ptr<Communicator> comm,
                              ZeroOptions options, LossScaler scaler, std::vector<Tensor> originals)
-    : ShardedOptimizer(std::move(module), std::move(comm), scaler, originals, options.sharded), options_(options) {
-  ZT_CHECK(options_.stage == 1 || options_.stage == 2, "ZeroOptimizer: expected ZeRO stage 1 or 2, found ",
+    : ShardedOptimizer(std::move(module), std::move(comm), scaler, originals, sharded_for_stage(options)),
+      options_(options) {
+  ZT_CHECK(options_.stage >= 0 && options_.stage <= 2, "ZeroOptimizer: expected ZeRO stage 0, 1 or 2, found ",
            options_.stage, " (stage 3 is ZeroStage3Optimizer, zero/zero_stage3.h)");
+  ZT_CHECK(options_.stage > 0 || !options_.sharded.offload_optimizer,
+           "ZeroOptimizer: optimizer offload needs ZeRO stage 1 or more, found stage 0");
   ZT_CHECK(options_.reduce_bucket_size > 0, "ZeroOptimizer: reduce_bucket_size must be positive, found ",
            options_.reduce_bucket_size);
   const std::vector<int64_t> starts = build_flat(trainable_parameters("ZeroOptimizer"));
   init_master(parameter_shard(), shard_groups(starts));
+  start_masters_from(originals);
   {
     MemoryCategoryScope scope(MemoryCategory::gradients);
     const TensorOptions grad_options(dtype_, device_);
-    if (options_.stage == 1) flat_grad_ = zeros({padded_}, grad_options);
+    if (options_.stage <= 1) flat_grad_ = zeros({padded_}, grad_options);
     else grad_shard_ = zeros({shard_}, grad_options);
   }
   build_buckets();
@@ -71,7 +86,7 @@ std::vector<int64_t> ZeroOptimizer::build_flat(const std::vector<std::pair<std::
     raw::copy_(raw::narrow(flat_, 0, params_[k].offset, p.numel()), raw::reshape(p, {p.numel()}));
   }
   // Every replica starts from rank 0's values, whatever each rank's initialisation drew.
-  if (options_.broadcast_parameters && world() > 1) {
+  if (options_.broadcast_parameters && data_parallel_size() > 1) {
     comm_->broadcast(flat_, 0);
     for (const auto& [name, b] : module_->named_buffers()) comm_->broadcast(b, 0);
   }
@@ -107,7 +122,7 @@ void ZeroOptimizer::build_buckets() {
     buckets_.back().lo = lo;
     buckets_.back().len = len;
   };
-  if (options_.stage == 1) {
+  if (options_.stage <= 1) {
     const int64_t size = std::max<int64_t>(kZeroAlign, options_.reduce_bucket_size);
     for (int64_t hi = padded_; hi > 0; hi -= size) {
       const int64_t lo = std::max<int64_t>(0, hi - size);
@@ -119,8 +134,8 @@ void ZeroOptimizer::build_buckets() {
     for (int64_t k = chunks - 1; k >= 0; --k)
       add_bucket(k * chunk, std::min(chunk, shard_ - k * chunk));
   }
-  const int64_t ranges = options_.stage == 1 ? 1 : W;
-  const int64_t stride = options_.stage == 1 ? 0 : shard_;
+  const int64_t ranges = options_.stage <= 1 ? 1 : W;
+  const int64_t stride = options_.stage <= 1 ? 0 : shard_;
   for (size_t b = 0; b < buckets_.size(); ++b) {
     Bucket& bucket = buckets_[b];
     for (size_t i = 0; i < params_.size(); ++i) {
@@ -173,10 +188,10 @@ void ZeroOptimizer::pack(int64_t lo, int64_t len, const Tensor& dst) const {
 void ZeroOptimizer::launch(Bucket& b) {
   NoGradGuard no_grad;
   const int64_t W = world();
-  if (options_.stage == 1) {
+  if (options_.stage <= 1) {
     const Tensor dst = raw::narrow(flat_grad_, 0, b.lo, b.len);
     pack(b.lo, b.len, dst);
-    if (W > 1) b.work = comm_->all_reduce_async(dst, CommReduceOp::avg);
+    if (data_parallel_size() > 1) b.work = comm_->all_reduce_async(dst, CommReduceOp::avg);
     return;
   }
   const Tensor dst = raw::narrow(grad_shard_, 0, b.lo, b.len);

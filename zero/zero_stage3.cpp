@@ -30,6 +30,7 @@ ZeroStage3Optimizer::ZeroStage3Optimizer(std::shared_ptr<Module> module, std::sh
   const std::vector<GroupRange> groups = place_slices();
   fill_units_and_shard(named);
   init_master(shard_param_, groups);
+  start_masters_from(originals);
   register_hooks();
 }
 

@@ -3,11 +3,13 @@
 // schedule steps), and training that matches f32 within a stated tolerance.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <limits>
 
 #include "autograd/ops.h"
 #include "runtime/engine.h"
 #include "runtime/engine_test_util.h"
+#include "zero/zero_optimizer.h"
 
 using namespace zt;
 using zt::test::classification_batch;
@@ -65,10 +67,24 @@ TEST_CASE("engine precision: the model takes the compute dtype and the masters s
       "optimizer": {"type": "AdamW", "params": {"lr": 0.01}}})"));
   CHECK(e->dtype() == DType::bf16);
   for (const Tensor& p : model->parameters()) CHECK(p.dtype() == DType::bf16);
+  // Stage 0 steps the flat ZeRO optimizer: one f32 master range per parameter group, holding the
+  // f32 values the model had before its bf16 rounding.
+  auto* zero = dynamic_cast<ZeroOptimizer*>(&e->precision());
+  REQUIRE(zero != nullptr);
+  CHECK(zero->stage() == 0);
   const auto masters = e->precision().master_parameters();
-  REQUIRE(masters.size() == model->parameters().size());
-  CHECK(masters.front().same_impl(original));  // the f32 parameters became the masters
-  for (const Tensor& m : masters) CHECK(m.dtype() == DType::f32);
+  int64_t master_numel = 0;
+  for (const Tensor& m : masters) {
+    CHECK(m.dtype() == DType::f32);
+    master_numel += m.numel();
+  }
+  CHECK(master_numel == zero->padded_numel());
+  const auto layout = zero->layout();
+  const std::string first = model->named_parameters().front().first;
+  const auto it = std::find_if(layout.begin(), layout.end(), [&](const auto& r) { return r.name == first; });
+  REQUIRE(it != layout.end());
+  CHECK(raw::narrow(zero->master_shard(), 0, it->offset, it->numel).to_vector<double>() ==
+        raw::reshape(original, {original.numel()}).to_vector<double>());
   CHECK(e->loss_scale() == 1.0);  // bf16 needs no loss scaling
 }
 
