@@ -1,7 +1,8 @@
-// Mixed precision for stage 0 (DESIGN.md §5): the model computes in bf16/f16 while fp32 master
-// copies of its parameters take the optimizer step. PrecisionOptimizer is the seam the engine
-// talks to; a ZeRO stage 1-3 sharded optimizer implements the same interface and replaces
-// MixedPrecisionOptimizer without touching the engine.
+// Mixed precision (DESIGN.md §5): the model computes in bf16/f16 while fp32 master copies of its
+// parameters take the optimizer step. PrecisionOptimizer is the seam the engine talks to. The
+// engine normally steps the flat ZeRO optimizer (zero/sharded_optimizer.h; stage 0 unpartitioned);
+// MixedPrecisionOptimizer, one master per tensor, is its stage-0 fallback for models whose
+// trainable parameters differ in dtype or device (runtime/engine_zero.h uses_zero_optimizer).
 //
 // Note [Precision step]
 // The engine drives one optimizer step at the accumulation boundary as
@@ -55,7 +56,7 @@ struct MixedPrecisionOptions {
   std::vector<Tensor> masters;
 };
 
-// Stage 0: every rank keeps all masters, one fp32 tensor per parameter.
+// Every rank keeps all masters, one fp32 tensor per parameter.
 class MixedPrecisionOptimizer final : public PrecisionOptimizer {
  public:
   MixedPrecisionOptimizer(MixedPrecisionOptions options, LossScaler scaler);

@@ -1,6 +1,8 @@
-// ZeRO stages 1 and 2 (DESIGN.md §5): the model's parameters live in one flat buffer, each rank
-// keeps fp32 masters and optimizer state only for its shard of it, and (stage 2) only its shard
-// of the gradients. A ShardedOptimizer (zero/sharded_optimizer.h), so the engine drives it as it
+// ZeRO stages 0, 1 and 2 (DESIGN.md §5): the model's parameters live in one flat buffer, each
+// rank keeps fp32 masters and optimizer state only for its shard of it, and (stage 2) only its
+// shard of the gradients. Stage 0 is stage 1 with one shard of everything on every rank
+// (ShardedOptions::partition off): gradients are still averaged over the ranks, and the step is
+// the same fused step over the flat buffer, without the all_gather. A ShardedOptimizer (zero/sharded_optimizer.h), so the engine drives it as it
 // drives stage 3; what the stages share (bind, masters, unscale, clipping) lives there.
 //
 // Note [ZeRO flat layout]
@@ -54,7 +56,7 @@
 namespace zt {
 
 struct ZeroOptions {
-  int stage = 1;                              // 1 or 2
+  int stage = 1;                              // 0 (unpartitioned), 1 or 2
   int64_t reduce_bucket_size = 500'000'000;   // elements per reduction bucket (DeepSpeed's unit)
   bool broadcast_parameters = true;           // start every rank from rank 0's values
   ShardedOptions sharded{};                   // parameter groups, offload
