@@ -67,6 +67,15 @@ void Adam::set_betas(double beta1, double beta2) {
   options_.beta2 = beta2;
 }
 
+bool Adam::set_model_copy(const Tensor& param, const Tensor& copy) {
+  ZT_CHECK(copy.numel() == param.numel() && copy.is_contiguous() && copy.device() == param.device() &&
+               (copy.dtype() == DType::f16 || copy.dtype() == DType::bf16),
+           "Adam::set_model_copy: expected a contiguous f16/bf16 tensor of ", param.numel(), " elements on ",
+           param.device().str(), ", found ", copy.str());
+  model_copies_[param.impl_ptr().get()] = copy;
+  return true;
+}
+
 void Adam::update(const ParamGroup& group, const Tensor& param, const Tensor& grad,
                   ParamState& state) {
   if (!state.buffers.contains("exp_avg")) {
@@ -77,11 +86,16 @@ void Adam::update(const ParamGroup& group, const Tensor& param, const Tensor& gr
   const Tensor& v = state.buffers.at("exp_avg_sq");
   AdamStep s{group.lr,           options_.beta1,          options_.beta2, options_.eps,
              group.weight_decay, decoupled_weight_decay_, state.step};
+  auto copy = model_copies_.find(param.impl_ptr().get());
   if (adam_fusable(param, grad, m, v)) {
-    raw::adam_step_(param, grad, m, v, s.lr, s.beta1, s.beta2, s.eps, s.weight_decay, s.decoupled, s.step);
+    raw::adam_step_(param, grad, m, v, s.lr, s.beta1, s.beta2, s.eps, s.weight_decay, s.decoupled, s.step,
+                    copy != model_copies_.end() && param.dtype() == DType::f32 ? copy->second : Tensor());
+    if (copy != model_copies_.end() && param.dtype() != DType::f32)
+      raw::copy_(raw::reshape(copy->second, param.shape()), param);
     return;
   }
   adam_raw(param, grad, m, v, s);
+  if (copy != model_copies_.end()) raw::copy_(raw::reshape(copy->second, param.shape()), param);
 }
 
 AdamW::AdamW(std::vector<ParamGroup> groups, const AdamWOptions& options)

@@ -4,6 +4,8 @@
 //   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 #pragma once
+#include <map>
+
 #include "optim/optimizer.h"
 
 namespace zt {
@@ -28,6 +30,7 @@ class Adam : public Optimizer {
   const AdamOptions& options() const { return options_; }
   // Betas may change between steps (a momentum schedule drives them this way).
   void set_betas(double beta1, double beta2);
+  bool set_model_copy(const Tensor& param, const Tensor& copy) override;
 
  protected:
   Adam(std::vector<ParamGroup> groups, const AdamOptions& options, bool decoupled_weight_decay);
@@ -37,6 +40,7 @@ class Adam : public Optimizer {
  private:
   AdamOptions options_;
   bool decoupled_weight_decay_;
+  std::map<const TensorImpl*, Tensor> model_copies_;  // param -> copy (set_model_copy)
 };
 
 class AdamW : public Adam {

@@ -55,6 +55,12 @@ class Optimizer {
   void set_lr(double lr);  // every group
   int64_t step_count() const { return step_count_; }
 
+  // Asks the optimizer to write every update of `param` also into `copy` (same numel, contiguous,
+  // f16/bf16), rounded, in the same pass: the compute-dtype weights of mixed precision, which
+  // then need no separate copy from the fp32 masters. False when this optimizer cannot (the
+  // caller copies them itself); Adam and AdamW can.
+  virtual bool set_model_copy(const Tensor& param, const Tensor& copy) { return false; }
+
   OptimizerState state_dict() const;
   // Errors when the parameter layout (group count, sizes, shapes) differs from the saved one.
   void load_state_dict(const OptimizerState& state);

@@ -175,6 +175,20 @@ void ShardedOptimizer::bind(Optimizer& optimizer) const {
     }
     group.params = {group_masters_[g]};
   }
+  // The optimizer writes the compute-dtype weights in its own pass where it can (Adam/AdamW's
+  // fused step), so step_shard copies nothing back from the masters.
+  optimizer_writes_weights_ = false;
+  const Tensor weights = separate_ && !offloaded() ? parameter_shard() : Tensor();
+  // (Not for a parameter shard kept in host memory by offload_param while the masters are on the GPU.)
+  if (weights.defined() && weights.device() == master_.device() && weights.is_contiguous()) {
+    bool all = true;
+    for (size_t g = 0; g < groups; ++g) {
+      if (groups_[g].length == 0) continue;
+      all = optimizer.set_model_copy(group_masters_[g], raw::narrow(weights, 0, groups_[g].offset, groups_[g].length)) &&
+            all;
+    }
+    optimizer_writes_weights_ = all;
+  }
 }
 
 bool ShardedOptimizer::unscale_into_master(const Tensor& grad_shard) {
@@ -200,22 +214,22 @@ bool ShardedOptimizer::unscale_into_master(const Tensor& grad_shard) {
   if (!offload_)
     for (size_t g = 0; g < groups_.size(); ++g)
       set_grad(group_masters_[g], raw::narrow(master_grad_, 0, groups_[g].offset, groups_[g].length));
-  // Every rank must agree on skipping: the flag is the maximum over ranks of "this shard is bad".
-  // It lives on the model's device, where the communicator's collectives run.
-  Tensor bad = full({1}, raw::all_finite(master_grad_) ? 0.0 : 1.0, TensorOptions(DType::f32, device_));
-  if (world() > 1) comm_->all_reduce(bad, CommReduceOp::max);
-  return raw::to(bad, Device::cpu()).item() == 0.0;
+  // One reduction serves the skip decision and the clipping norm: the sum of squares over every
+  // rank's shard (squares in f32, summed in double, all-reduced so that every rank decides alike)
+  // is finite exactly when every gradient is, short of squares beyond f32's range (|g| > 1.8e19),
+  // which count as an overflow too. It lives on the model's device, where collectives run.
+  Tensor sum_sq = raw::to(raw::reshape(raw::to(raw::reduce(ReduceOp::sum, raw::mul(master_grad_, master_grad_), {0}),
+                                               DType::f64), {1}), device_);
+  if (world() > 1) comm_->all_reduce(sum_sq, CommReduceOp::sum);
+  grad_sum_sq_ = raw::to(sum_sq, Device::cpu()).item();
+  return std::isfinite(grad_sum_sq_);
 }
 
 double ShardedOptimizer::clip_gradients(double max_norm) {
   ZT_CHECK(max_norm >= 0, "ZeRO clip_gradients: expected max_norm >= 0, found ", max_norm);
   NoGradGuard no_grad;
   ZT_CHECK(master_grad_.defined(), "ZeRO clip_gradients: call unscale_gradients() first");
-  // Squares in f32, summed in double by the reduction (no f64 copy of the whole gradient).
-  Tensor sum_sq = raw::to(raw::reshape(raw::to(raw::reduce(ReduceOp::sum, raw::mul(master_grad_, master_grad_), {0}),
-                                               DType::f64), {1}), device_);
-  if (world() > 1) comm_->all_reduce(sum_sq, CommReduceOp::sum);
-  const double total = std::sqrt(raw::to(sum_sq, Device::cpu()).item());
+  const double total = std::sqrt(grad_sum_sq_);  // unscale_into_master's global sum of squares
   const double coef = max_norm / (total + 1e-6);
   if (coef < 1.0) raw::binary_(BinaryOp::mul, master_grad_, coef);
   return total;

@@ -212,7 +212,8 @@ class ShardedOptimizer : public PrecisionOptimizer {
   // Tensors bind() accepts in group `group` of an optimizer besides the masters and the originals.
   void add_known_parameter(const Tensor& t, size_t group);
   // grad_shard (S,) in the compute dtype (undefined: zeros) into the fp32 master gradient,
-  // divided by the loss scale; true when every rank's shard is finite.
+  // divided by the loss scale; true when every rank's shard is finite. Also keeps the global sum
+  // of squares for clip_gradients.
   bool unscale_into_master(const Tensor& grad_shard);
   // The optimizer's update of the masters, then the updated weights into parameter_shard (S,).
   void step_shard(Optimizer& optimizer, const Tensor& parameter_shard);
@@ -238,6 +239,9 @@ class ShardedOptimizer : public PrecisionOptimizer {
   Device device_ = Device::cpu();  // the parameters' device, where collectives run
   Tensor master_;                  // (S,) f32 on device_; undefined under offload
   Tensor master_grad_;             // (S,) f32: a view of the reduced shard for f32 models
+  double grad_sum_sq_ = 0;         // of master_grad_ over every rank's shard (unscale_into_master)
+  // bind() had the optimizer write the parameter shard in its step (Optimizer::set_model_copy).
+  mutable bool optimizer_writes_weights_ = false;
   bool separate_ = false;          // master_ is its own tensor (else the parameter shard)
 
  private:

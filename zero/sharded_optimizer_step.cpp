@@ -36,7 +36,7 @@ void ShardedOptimizer::step_shard(Optimizer& optimizer, const Tensor& parameter_
   NoGradGuard no_grad;
   if (!offload_) {
     optimizer.step();
-    if (separate_) raw::copy_(parameter_shard, master_);
+    if (separate_ && !optimizer_writes_weights_) raw::copy_(parameter_shard, master_);
     return;
   }
   check_offloadable(optimizer);

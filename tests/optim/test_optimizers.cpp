@@ -171,6 +171,30 @@ TEST_CASE("f32 fused loop and the raw-op path (strided gradient) agree") {
   CHECK(raw::max_abs_diff(pa, from_vector<double>({1, 2, 3, 4}, {2, 2}, DType::f32)) > 1e-3);
 }
 
+TEST_CASE("Adam writes a bf16 model copy of each update in the same step, on the fused and raw paths") {
+  for (bool strided_grad : {false, true}) {
+    CAPTURE(strided_grad);
+    Tensor p = from_vector<double>({1.001, -2.5, 3.25, 0.125}, {2, 2}, DType::f32);
+    set_requires_grad(p);
+    Tensor copy = raw::to(p, DType::bf16);
+    AdamW opt({p}, AdamWOptions{});
+    CHECK(opt.set_model_copy(p, raw::reshape(copy, {4})));
+    for (int s = 0; s < 3; ++s) {
+      Tensor gt = from_vector<double>({0.3, -0.7, 1.1, 0.2}, {2, 2}, DType::f32);
+      set_grad(p, strided_grad ? raw::transpose(raw::clone(gt), 0, 1) : gt);
+      opt.step();
+      // The copy is the update rounded to bf16, bit for bit.
+      CHECK(raw::to(copy, DType::f64).to_vector<double>() ==
+            raw::to(raw::to(p, DType::bf16), DType::f64).to_vector<double>());
+    }
+  }
+  Tensor p = from_vector<double>({1, 2}, {2}, DType::f32);
+  AdamW opt({p}, AdamWOptions{});
+  CHECK_THROWS_WITH_AS(opt.set_model_copy(p, zeros({3}, DType::bf16)), doctest::Contains("f16/bf16 tensor of 2"), Error);
+  SGD sgd({p}, SGDOptions{0.1});
+  CHECK_FALSE(sgd.set_model_copy(p, zeros({2}, DType::bf16)));  // the caller copies
+}
+
 TEST_CASE("Adam state memory is counted as optimizer_state") {
   Tensor p = param(std::vector<double>(1000, 1.0));
   Adam opt({p}, AdamOptions{});
