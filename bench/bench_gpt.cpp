@@ -32,20 +32,32 @@ struct Options {
   double peak_tflops = 989.0;
   bool checkpoint_activations = false;
   int64_t zero_stage = 0;
+  int64_t grad_accum = 1;               // micro-batches of --batch per optimizer step
+  std::string offload_optimizer = "none";  // zero_optimization.offload_optimizer.device
+  std::string nvme_path;
 };
+
+double gib(int64_t bytes) { return double(bytes) / double(int64_t(1) << 30); }
 
 int run(const Options& o) {
   const bool have_cuda = zt::has_backend(zt::DeviceType::CUDA);
   const zt::Device device = zt::Device::parse(o.device.empty() ? (have_cuda ? "cuda" : "cpu") : o.device);
   ZT_CHECK(zt::has_backend(device.type), "--device ", device.str(), ": not available in this build or machine");
   ZT_CHECK(o.dtype == "bf16" || o.dtype == "f32", "--dtype: expected bf16 or f32, found '", o.dtype, "'");
-  nlohmann::json config = {{"train_batch_size", o.batch},
+  ZT_CHECK(o.grad_accum >= 1, "--grad-accum: expected at least 1, found ", o.grad_accum);
+  nlohmann::json config = {{"train_batch_size", o.batch * o.grad_accum},
+                           {"train_micro_batch_size_per_gpu", o.batch},
                            {"gradient_clipping", 1.0},
                            {"steps_per_print", 1000000},
                            {"optimizer", {{"type", "AdamW"}, {"params", {{"lr", 6e-4}, {"betas", {0.9, 0.95}},
                                                                           {"weight_decay", 0.1}}}}}};
   if (o.dtype == "bf16") config["bf16"] = {{"enabled", true}};
   if (o.zero_stage > 0) config["zero_optimization"] = {{"stage", o.zero_stage}};
+  if (o.offload_optimizer != "none") {
+    config["zero_optimization"]["stage"] = o.zero_stage;
+    config["zero_optimization"]["offload_optimizer"] = {{"device", o.offload_optimizer}, {"pin_memory", true}};
+    if (!o.nvme_path.empty()) config["zero_optimization"]["offload_optimizer"]["nvme_path"] = o.nvme_path;
+  }
   const zt::Config cfg = zt::config_from_app_defaults(config, zt::ConfigOptions{});
 
   zt::GPTConfig gc;
@@ -66,17 +78,21 @@ int run(const Options& o) {
       zt::randint(0, o.vocab, {o.batch, o.block_size + 1}, zt::TensorOptions(zt::DType::i64), &gen), device);
   const zt::Tensor x = zt::raw::contiguous(zt::raw::narrow(tokens, 1, 0, o.block_size));
   const zt::Tensor y = zt::raw::contiguous(zt::raw::narrow(tokens, 1, 1, o.block_size));
-  auto step = [&] {
-    zt::Tensor loss = zt::cross_entropy(engine->forward(x), y);
-    engine->backward(loss);
-    engine->step();
+  auto step = [&] {  // one optimizer step: grad_accum micro-steps of the same batch
+    zt::Tensor loss;
+    for (int64_t m = 0; m < o.grad_accum; ++m) {
+      loss = zt::cross_entropy(engine->forward(x), y);
+      engine->backward(loss);
+      engine->step();
+    }
     return loss;
   };
   std::printf("bench_gpt: GPT %lld layers, %lld heads, %lld wide, context %lld, vocab %lld: %.1fM parameters | "
-              "batch %lld x %lld tokens, %s, AdamW, device %s\n",
+              "batch %lld x %lld tokens x %lld micro-steps, %s, AdamW, ZeRO stage %lld, offload_optimizer %s, device %s\n",
               (long long)o.n_layer, (long long)o.n_head, (long long)o.n_embd, (long long)o.block_size,
               (long long)o.vocab, double(model->num_parameters()) / 1e6, (long long)o.batch, (long long)o.block_size,
-              o.dtype.c_str(), device.str().c_str());
+              (long long)o.grad_accum, o.dtype.c_str(), (long long)o.zero_stage, o.offload_optimizer.c_str(),
+              device.str().c_str());
   double first_loss = 0;
   for (int64_t i = 0; i < o.warmup; ++i) {
     const double l = step().item();  // item() waits for the device
@@ -92,7 +108,7 @@ int run(const Options& o) {
   const double issue_secs = std::chrono::duration<double>(Clock::now() - start).count();
   const double last_loss = last.item();
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
-  const double tokens_per_s = double(o.steps * o.batch * o.block_size) / secs;
+  const double tokens_per_s = double(o.steps * o.grad_accum * o.batch * o.block_size) / secs;
   const double flops = tokens_per_s * model->flops_per_token(o.block_size);
   const zt::MemoryStats mem = zt::allocator_for(device).stats();
   std::printf("zerotrain: %.1f ms/step, %.0f tokens/s, %.1f TFLOP/s model, MFU %.1f%% of %.0f TFLOP/s, "
@@ -100,6 +116,22 @@ int run(const Options& o) {
               1e3 * secs / double(o.steps), tokens_per_s, flops / 1e12, 100 * flops / (o.peak_tflops * 1e12),
               o.peak_tflops, double(mem.total.peak) / double(int64_t(1) << 30), first_loss, last_loss,
               1e3 * issue_secs / double(o.steps));
+  // Model states between steps (parameters, gradients, optimizer state), against Psi = the
+  // parameter count: 16 bytes each for mixed-precision Adam on one device, about 2-4 with the
+  // optimizer offloaded (bf16 weights and gradients stay).
+  const auto model_state = [](const zt::MemoryStats& s) {
+    return s.of(zt::MemoryCategory::parameters).in_use + s.of(zt::MemoryCategory::gradients).in_use +
+           s.of(zt::MemoryCategory::optimizer_state).in_use;
+  };
+  const double psi = double(model->num_parameters());
+  std::printf("model states: device %.2f GiB (%.2f bytes/parameter)", gib(model_state(mem)),
+              double(model_state(mem)) / psi);
+  if (!device.is_cpu()) {  // pageable and page-locked host memory (the offloaded state is pinned)
+    int64_t host = model_state(zt::allocator_for(zt::Device::cpu()).stats());
+    if (zt::Allocator* pinned = zt::pinned_host_allocator()) host += model_state(pinned->stats());
+    std::printf(", host %.2f GiB (%.2f bytes/parameter)", gib(host), double(host) / psi);
+  }
+  std::printf("; %.0f tokens per optimizer step\n", double(o.grad_accum * o.batch * o.block_size));
   return 0;
 }
 
@@ -120,6 +152,9 @@ int main(int argc, char** argv) {
   args.add("--device", &o.device, "cpu or cuda (default: cuda when present)");
   args.add("--peak-tflops", &o.peak_tflops, "the device's dense peak for MFU (H200 bf16: 989)");
   args.add("--zero-stage", &o.zero_stage, "ZeRO stage of the engine's optimizer (0-3)");
+  args.add("--grad-accum", &o.grad_accum, "micro-batches of --batch sequences per optimizer step");
+  args.add("--offload-optimizer", &o.offload_optimizer, "none, cpu or nvme (ZeRO stage 1-3)");
+  args.add("--nvme-path", &o.nvme_path, "folder for --offload-optimizer nvme");
   args.add_switch("--checkpoint-activations", &o.checkpoint_activations, "recompute block activations in backward");
   try {
     if (!args.parse(argc, argv)) return 0;
