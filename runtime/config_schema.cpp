@@ -238,10 +238,12 @@ std::vector<SchemaEntry> offload_entries(const std::string& p, bool param) {
   };
   if (param) {
     e.push_back({p + ".buffer_size", T::integer, 100000000, at_least(1), {}, 0, {},
-                 "Elements per NVMe parameter buffer.", "",
+                 "Elements per NVMe parameter chunk (capped at 1 MiB): the unit the parameter file is read "
+                 "and written in, through buffer_count host buffers.", "",
                  ZT_FIELD(zero_optimization.offload_param.buffer_size)});
     e.push_back({p + ".max_in_cpu", T::integer, k1e9, at_least(0), {}, 0, {},
-                 "Parameter elements kept in host memory when offloading to NVMe.", "",
+                 "DeepSpeed's host cache of NVMe parameters; accepted, not used (zerotrain keeps only the "
+                 "buffers).", "",
                  ZT_FIELD(zero_optimization.offload_param.max_in_cpu)});
   } else {
     e.push_back({p + ".ratio", T::number, 1.0, between(0, 1), {}, 0, {},
@@ -304,7 +306,7 @@ std::vector<SchemaEntry> zero_entries() {
   };
   for (auto& x : offload_entries(z + ".offload_optimizer", false)) e.push_back(std::move(x));
   e.push_back({z + ".offload_param", T::object, nullptr, {}, {}, 0, {},
-               "ZeRO-Infinity offload of parameters (stage 3 only; cpu, nvme not yet).", "", nullptr});
+               "ZeRO-Infinity offload of parameters (stage 3 only; cpu or nvme).", "", nullptr});
   for (auto& x : offload_entries(z + ".offload_param", true)) e.push_back(std::move(x));
   return e;
 }

@@ -63,11 +63,13 @@ std::unique_ptr<ShardedOptimizer> build_sharded_optimizer(const Config& config, 
   so.param_persistence_threshold = z.stage3_param_persistence_threshold;
   so.sharded = sharded_options(z, std::move(param_groups));
   const OffloadParamConfig& param = z.offload_param;
-  ZT_CHECK(param.device != "nvme", config.origin, ": zero_optimization.offload_param.device \"nvme\" is not "
-           "supported yet (parameters are not swapped to NVMe); use \"cpu\" to keep the stage-3 parameter shard in "
-           "host memory, or \"none\"");
   so.offload_param = param.enabled();
   so.param_pinned_allocator = param.pin_memory ? pinned_host_allocator() : nullptr;
+  if (param.device == "nvme") {
+    so.param_nvme_path = param.nvme_path;
+    so.param_buffer_count = int(param.buffer_count);
+    so.param_buffer_size = param.buffer_size;
+  }
   return std::make_unique<ZeroStage3Optimizer>(std::move(model), std::move(comm), so, build_loss_scaler(config),
                                                std::move(originals));
 }

@@ -194,7 +194,7 @@ NvmeSwapper::NvmeSwapper(const NvmeSwapperOptions& options) : options_(options) 
   for (int i = 0; i < options.buffer_count; ++i)
     buffers_.emplace_back(host, slot_bytes_, kAlignment,
                           "NVMe swap buffer " + std::to_string(i + 1) + " of " + std::to_string(options.buffer_count),
-                          "lower sub_group_size or buffer_count");
+                          options.advice, options.category);
   folder_ = make_rank_folder(options.nvme_path, options.rank);
   file_path_ = folder_ + "/chunks.bin";
   try {

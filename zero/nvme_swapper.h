@@ -79,6 +79,8 @@ struct NvmeSwapperOptions {
   int io_threads = 4;          // threads issuing pread/pwrite (>= 1)
   bool direct_io = true;       // try O_DIRECT first
   Allocator* host_allocator = nullptr;  // the buffers' memory; null: the CPU allocator
+  MemoryCategory category = MemoryCategory::optimizer_state;  // what the buffers are counted as
+  std::string advice = "lower sub_group_size or buffer_count";  // when the buffers do not fit
 };
 
 class NvmeSwapper {

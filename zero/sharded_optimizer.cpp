@@ -108,6 +108,14 @@ void ShardedOptimizer::start_masters_from(const std::vector<Tensor>& originals) 
   if (changed && offload_) load_master_values(values);
 }
 
+void ShardedOptimizer::release_group_placeholders() {
+  if (!offload_) return;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const Tensor one = zeros({1}, TensorOptions(dtype_, Device::cpu()));
+    group_masters_[g] = raw::expand(one, {groups_[g].length});
+  }
+}
+
 void ShardedOptimizer::add_known_parameter(const Tensor& t, size_t group) {
   known_.push_back({t.impl_ptr().get(), group});
 }
@@ -178,7 +186,7 @@ void ShardedOptimizer::bind(Optimizer& optimizer) const {
   // The optimizer writes the compute-dtype weights in its own pass where it can (Adam/AdamW's
   // fused step), so step_shard copies nothing back from the masters.
   optimizer_writes_weights_ = false;
-  const Tensor weights = separate_ && !offloaded() ? parameter_shard() : Tensor();
+  const Tensor weights = separate_ && !offloaded() && parameter_shard_resident() ? parameter_shard() : Tensor();
   // (Not for a parameter shard kept in host memory by offload_param while the masters are on the GPU.)
   if (weights.defined() && weights.device() == master_.device() && weights.is_contiguous()) {
     bool all = true;

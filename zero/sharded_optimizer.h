@@ -146,6 +146,8 @@ class ShardedOptimizer : public PrecisionOptimizer {
   bool has_separate_masters() const { return dtype_ != DType::f32; }
   // This rank's parameter elements (S,) in the compute dtype, laid out as the master shard.
   virtual Tensor parameter_shard() const = 0;
+  // Whether parameter_shard() is the shard's own memory (false: a copy, as under NVMe offload).
+  virtual bool parameter_shard_resident() const { return true; }
   // See Note [ZeRO checkpoint pieces].
   virtual std::vector<ShardPiece> shard_pieces() const = 0;
   // See Note [ZeRO parameter groups].
@@ -209,6 +211,10 @@ class ShardedOptimizer : public PrecisionOptimizer {
   // whose weights were replaced by rank 0's broadcast is not used. Call after init_master and the
   // broadcast.
   void start_masters_from(const std::vector<Tensor>& originals);
+  // Under offload the optimizer's per-group tensors are only placeholders (Note [ZeRO-Offload]);
+  // this points them at zero-stride views that hold no memory, so they stop keeping the
+  // parameter shard alive (offload_param nvme frees it). Before bind().
+  void release_group_placeholders();
   // Tensors bind() accepts in group `group` of an optimizer besides the masters and the originals.
   void add_known_parameter(const Tensor& t, size_t group);
   // grad_shard (S,) in the compute dtype (undefined: zeros) into the fp32 master gradient,

@@ -18,6 +18,8 @@ ZeroStage3Optimizer::ZeroStage3Optimizer(std::shared_ptr<Module> module, std::sh
                                          Stage3Options options, LossScaler scaler, std::vector<Tensor> originals)
     : ShardedOptimizer(std::move(module), std::move(comm), scaler, originals, options.sharded),
       options_(options) {
+  ZT_CHECK(options_.param_nvme_path.empty() || options_.offload_param, "ZeroStage3Optimizer: param_nvme_path needs "
+           "offload_param");
   ZT_CHECK(options_.reduce_bucket_size > 0, "ZeroStage3Optimizer: reduce_bucket_size must be positive, found ",
            options_.reduce_bucket_size);
   ZT_CHECK(options_.prefetch_bucket_size >= 0 && options_.max_live_parameters >= 0 &&
@@ -31,6 +33,7 @@ ZeroStage3Optimizer::ZeroStage3Optimizer(std::shared_ptr<Module> module, std::sh
   fill_units_and_shard(named);
   init_master(shard_param_, groups);
   start_masters_from(originals);
+  if (!options_.param_nvme_path.empty()) park_shard_on_nvme();
   register_hooks();
 }
 
@@ -264,13 +267,15 @@ void ZeroStage3Optimizer::load_model_state(const TensorDict& state) {
   for (const auto& [name, t] : module_->state_dict())
     if (!is_partitioned(t) && state.contains(name)) whole.set(name, state.at(name));
   module_->load_state_dict(whole, /*strict=*/false);
+  const Tensor shard = nvme_shard_ ? nvme_shard_->read_all() : shard_param_;
   for (const ShardPiece& piece : shard_pieces()) {
     const Tensor& full = state.at(piece.name);
     ZT_CHECK(full.shape() == piece.shape, "ZeRO-3 load: \"", piece.name, "\" has shape ", shape_str(full.shape()),
              " but the model's parameter has shape ", shape_str(piece.shape));
-    raw::copy_(raw::narrow(shard_param_, 0, piece.shard_offset, piece.length),
+    raw::copy_(raw::narrow(shard, 0, piece.shard_offset, piece.length),
                raw::narrow(raw::reshape(full, {full.numel()}), 0, piece.param_offset, piece.length));
   }
+  if (nvme_shard_) nvme_shard_->write(0, shard);
   // Every gathered buffer is stale now.
   for (size_t u = 0; u < units_.size(); ++u) {
     ZT_CHECK(units_[u].holds == 0, "ZeRO-3 load: called inside a forward that uses ", unit_parameters(u).front());
@@ -285,9 +290,52 @@ bool ZeroStage3Optimizer::unscale_gradients() {
   return unscale_into_master(grad_shard_);
 }
 
+Tensor ZeroStage3Optimizer::parameter_shard() const { return nvme_shard_ ? nvme_shard_->read_all() : shard_param_; }
+
+Tensor ZeroStage3Optimizer::read_slice(const Unit& u) const {
+  if (!nvme_shard_) return slice_of(shard_param_, u);
+  Tensor slice;
+  {
+    MemoryCategoryScope scope(MemoryCategory::communication);
+    slice = empty({u.slice}, TensorOptions(dtype_, Device::cpu()));
+  }
+  nvme_shard_->read(u.shard_offset, slice);
+  return slice;
+}
+
+void ZeroStage3Optimizer::park_shard_on_nvme() {
+  NvmeParamShardOptions o;
+  o.nvme_path = options_.param_nvme_path;
+  o.rank = rank();
+  o.numel = shard_;
+  o.dtype = dtype_;
+  o.chunk_elements = std::max<int64_t>(1, std::min<int64_t>(options_.param_buffer_size,
+                                                            (int64_t(1) << 20) / int64_t(dtype_size(dtype_))));
+  o.buffer_count = options_.param_buffer_count;
+  o.host_allocator = options_.param_pinned_allocator;
+  nvme_shard_ = std::make_unique<NvmeParamShard>(o);
+  nvme_shard_->write(0, raw::contiguous(raw::to(shard_param_, Device::cpu())));
+  release_group_placeholders();
+  shard_param_ = Tensor();
+  host_shard_ = HostTensor();
+}
+
 void ZeroStage3Optimizer::step(Optimizer& optimizer) {
   NoGradGuard no_grad;
-  step_shard(optimizer, shard_param_);
+  if (!nvme_shard_) {
+    step_shard(optimizer, shard_param_);
+  } else if (!separate_) {  // the f32 master is the shard itself (Note [ZeRO-3 NVMe parameters])
+    step_shard(optimizer, master_);
+    nvme_shard_->write(0, master_);
+  } else {
+    Tensor weights;
+    {
+      MemoryCategoryScope scope(MemoryCategory::parameters);
+      weights = empty({shard_}, TensorOptions(dtype_, Device::cpu()));
+    }
+    step_shard(optimizer, weights);
+    nvme_shard_->write(0, weights);
+  }
   // Gathered values are stale: release what is gathered, refresh the persistent units.
   for (size_t u = 0; u < units_.size(); ++u) {
     ZT_CHECK(units_[u].holds == 0, "ZeRO-3 step: called inside a forward that uses ", unit_parameters(u).front());

@@ -24,6 +24,17 @@
 // param_persistence_threshold elements is persistent: it stays gathered, and one all_gather of
 // all persistent slices refreshes them after each step.
 //
+// Note [ZeRO-3 NVMe parameters]
+// offload_param device nvme (ZeRO-Infinity) keeps the parameter shard in a file under nvme_path
+// (zero/nvme_param_shard.h) instead of host memory. Construction builds the shard in host memory
+// as for device cpu, makes the masters from it, then writes it to the file and frees it. A gather
+// reads the unit's slice from the file into a host tensor, then proceeds as for device cpu. The
+// step writes the updated weights into a host tensor of the shard that lives for the step only,
+// then into the file (with the optimizer offloaded the store writes them there; without, the
+// masters are copied into it). An f32 model whose master is its shard (a model on the CPU
+// without offload_optimizer) keeps that master in memory: only its file copy is new. Host memory
+// between steps: the swap buffers (param_buffer_count chunks).
+//
 // Note [ZeRO-3 hooks]
 // Every module whose own parameter slots hold unit parameters (tied ones included) gets:
 // - forward pre-hook: holds its units, gathers those not gathered (materialize, then all_gather
@@ -83,6 +94,7 @@
 #include <utility>
 #include <vector>
 
+#include "zero/nvme_param_shard.h"
 #include "zero/sharded_optimizer.h"
 
 namespace zt {
@@ -98,6 +110,12 @@ struct Stage3Options {
   // param_pinned_allocator is not null.
   bool offload_param = false;
   Allocator* param_pinned_allocator = nullptr;
+  // offload_param device nvme (Note [ZeRO-3 NVMe parameters]): the shard lives in a file under
+  // this folder; read in chunks of at most param_buffer_size elements (and 1 MiB) through
+  // param_buffer_count host buffers.
+  std::string param_nvme_path;
+  int param_buffer_count = 5;
+  int64_t param_buffer_size = 100'000'000;
 };
 
 class ZeroStage3Optimizer final : public ShardedOptimizer {
@@ -120,7 +138,9 @@ class ZeroStage3Optimizer final : public ShardedOptimizer {
   void finish_gradient_reduction() override;
 
   int stage() const override { return 3; }
-  Tensor parameter_shard() const override { return shard_param_; }
+  // Under offload_param nvme a host copy read from the file (writes to it are not kept).
+  Tensor parameter_shard() const override;
+  bool parameter_shard_resident() const override { return nvme_shard_ == nullptr; }
   std::vector<ShardPiece> shard_pieces() const override;
   TensorDict model_state(bool gather_partitioned) override;
   std::vector<std::pair<std::string, std::string>> partitioned_state_names() const override;
@@ -185,6 +205,10 @@ class ZeroStage3Optimizer final : public ShardedOptimizer {
   void register_hooks();
   Tensor unit_view(const Unit& u) const;  // (L,) over the unit's storage
   Tensor slice_of(const Tensor& shard, const Unit& u) const { return raw_slice(shard, u.shard_offset, u.slice); }
+  // This rank's slice of unit u's parameters: a view of the shard, or read from its NVMe file.
+  Tensor read_slice(const Unit& u) const;
+  // offload_param nvme: moves the shard into its file (after the masters were made from it).
+  void park_shard_on_nvme();
   static Tensor raw_slice(const Tensor& t, int64_t offset, int64_t length);
   bool is_partitioned(const Tensor& t) const;
 
@@ -214,6 +238,8 @@ class ZeroStage3Optimizer final : public ShardedOptimizer {
   int64_t numel_ = 0;
   Tensor shard_param_;  // (S,) compute dtype: this rank's parameters (on the host with offload_param)
   HostTensor host_shard_;  // offload_param: the memory of shard_param_
+  // offload_param nvme: the shard's file (shard_param_ is then undefined after construction).
+  std::unique_ptr<NvmeParamShard> nvme_shard_;
   Tensor grad_shard_;   // (S,) compute dtype
   std::deque<PendingReduce> pending_;
   int64_t in_flight_ = 0;  // packed elements in pending_

@@ -25,7 +25,7 @@ void ZeroStage3Optimizer::fetch(size_t index) {
   }
   u.current = true;
   NoGradGuard no_grad;
-  Tensor mine = slice_of(shard_param_, u);
+  Tensor mine = read_slice(u);
   if (world() == 1) {
     raw::copy_(unit_view(u), mine);  // a host shard (offload_param) is copied to the device here
     return;
@@ -88,7 +88,7 @@ void ZeroStage3Optimizer::gather_persistent() {
   if (list.empty()) return;
   NoGradGuard no_grad;
   if (world() == 1) {
-    for (size_t u : list) raw::copy_(unit_view(units_[u]), slice_of(shard_param_, units_[u]));
+    for (size_t u : list) raw::copy_(unit_view(units_[u]), read_slice(units_[u]));
     return;
   }
   Tensor mine, all;
@@ -99,7 +99,7 @@ void ZeroStage3Optimizer::gather_persistent() {
   }
   int64_t offset = 0;
   for (size_t u : list) {
-    raw::copy_(raw::narrow(mine, 0, offset, units_[u].slice), slice_of(shard_param_, units_[u]));
+    raw::copy_(raw::narrow(mine, 0, offset, units_[u].slice), read_slice(units_[u]));
     offset += units_[u].slice;
   }
   comm_->all_gather(mine, all);

@@ -66,22 +66,35 @@ TEST_CASE("ZeRO-Offload cpu and nvme reproduce no offload bitwise: stages 1-3, f
   }
 }
 
-// offload_param keeps the stage-3 parameter shard in host memory; gathers copy slices from it. The
+// offload_param keeps the stage-3 parameter shard in host memory (cpu) or in a file (nvme: chunks
+// of 7 elements through two buffers, so slices straddle chunks); gathers copy slices from it. The
 // GPT has a tied head and activation checkpointing (a recomputed forward gathers inside backward).
-TEST_CASE("ZeRO-Offload stage 3 with offload_param: MLP and GPT reproduce no offload bitwise") {
+// f32 and bf16 take the step's three paths: the master is the shard (f32 on the CPU), a separate
+// master copied into the weights (bf16), the offloaded store writing them.
+TEST_CASE("ZeRO-Offload stage 3 with offload_param cpu and nvme: MLP and GPT reproduce no offload bitwise") {
   const int W = world()->size();
   zt::test::TempDir nvme("zt_offload_nvme");
-  const std::string param = R"("offload_param": {"device": "cpu", "pin_memory": true}, )";
-  for (const bool gpt : {false, true}) {
-    CAPTURE(gpt);
-    const zt::test::Task task = gpt ? zt::test::gpt_task(true) : zt::test::mlp_task();
-    const zt::test::Run plain = zt::test::train_task(task, zt::test::zero_test_config(3, 2, W, "", ""), world());
-    for (const std::string device : {"", "cpu", "nvme"}) {
-      CAPTURE(device);
-      const Config c = zt::test::zero_test_config(3, 2, W, "", param + offload_keys(device, nvme.path));
-      zt::test::check_same(zt::test::train_task(task, c, world()), plain, 0.0);
-    }
+  for (const std::string param_device : {"cpu", "nvme"}) {
+    const std::string param =
+        param_device == "cpu"
+            ? R"("offload_param": {"device": "cpu", "pin_memory": true}, )"
+            : R"("offload_param": {"device": "nvme", "nvme_path": ")" + nvme.path + R"(", "buffer_count": 2, "buffer_size": 7}, )";
+    for (const std::string& precision : {std::string(), kBf16})
+      for (const bool gpt : {false, true}) {
+        CAPTURE(param_device);
+        CAPTURE(precision);
+        CAPTURE(gpt);
+        const zt::test::Task task = gpt ? zt::test::gpt_task(true) : zt::test::mlp_task();
+        const zt::test::Run plain =
+            zt::test::train_task(task, zt::test::zero_test_config(3, 2, W, precision, ""), world());
+        for (const std::string device : {"", "cpu", "nvme"}) {
+          CAPTURE(device);
+          const Config c = zt::test::zero_test_config(3, 2, W, precision, param + offload_keys(device, nvme.path));
+          zt::test::check_same(zt::test::train_task(task, c, world()), plain, 0.0);
+        }
+      }
   }
+  CHECK(std::filesystem::is_empty(nvme.path));  // every swap folder was removed with its engine
 }
 
 // DeepSpeed's "Adam" with adam_w_mode false folds the decay into the gradient (L2): the store
