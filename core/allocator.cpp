@@ -2,6 +2,7 @@
 // aligned, counted by category so memory savings can be measured on the CPU too).
 #include "core/allocator.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -71,10 +72,19 @@ class CpuAllocator final : public Allocator {
   static constexpr size_t kMinCachedBytes = size_t(1) << 16;
   static constexpr size_t kMaxCachedBytes = size_t(1) << 30;
 
+  CpuAllocator() {
+    if (const char* v = std::getenv("ZT_HOST_MEMORY_LIMIT")) limit_ = parse_byte_size(v, "ZT_HOST_MEMORY_LIMIT");
+  }
   ~CpuAllocator() override { empty_cache(); }
 
   void* allocate(size_t bytes, MemoryCategory category) override {
     if (bytes == 0) return nullptr;
+    if (limit_ > 0) {
+      const int64_t in_use = stats().total.in_use;
+      ZT_CHECK(in_use + int64_t(bytes) <= limit_, "CPU allocator: out of memory allocating ", bytes, " bytes for ",
+               memory_category_name(category), ": ", in_use, " bytes in use and a limit of ", limit_,
+               " bytes (set_memory_limit or ZT_HOST_MEMORY_LIMIT)");
+    }
     const size_t rounded = round_size(bytes);
     void* p = take_cached(rounded);
     if (!p) {
@@ -133,6 +143,12 @@ class CpuAllocator final : public Allocator {
     stats_.reset_peaks();
   }
 
+  void set_memory_limit(int64_t bytes) override {
+    ZT_CHECK(bytes >= 0, "CPU allocator: expected a memory limit >= 0 bytes (0: none), found ", bytes);
+    limit_ = bytes;
+  }
+  int64_t memory_limit() const override { return limit_; }
+
  private:
   static size_t round_size(size_t bytes) {
     const size_t granule = bytes >= kMinCachedBytes ? size_t(4096) : kAlignment;
@@ -154,12 +170,33 @@ class CpuAllocator final : public Allocator {
   MemoryStats stats_;
   std::unordered_multimap<size_t, void*> cache_;  // rounded size -> free block
   size_t cached_bytes_ = 0;
+  std::atomic<int64_t> limit_{0};
 };
 
 Allocator* g_allocators[kNumDeviceTypes] = {};
 Allocator* g_pinned_host = nullptr;
 
 }  // namespace
+
+int64_t parse_byte_size(const std::string& text, const std::string& what) {
+  size_t used = 0;
+  double value = -1;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  int64_t unit = 1;
+  const std::string suffix = text.substr(used);
+  if (suffix == "K" || suffix == "k") unit = int64_t(1) << 10;
+  else if (suffix == "M" || suffix == "m") unit = int64_t(1) << 20;
+  else if (suffix == "G" || suffix == "g") unit = int64_t(1) << 30;
+  else if (suffix == "T" || suffix == "t") unit = int64_t(1) << 40;
+  else if (!suffix.empty()) used = 0;
+  ZT_CHECK(used > 0 && value >= 0, what, ": expected a size in bytes, optionally with a K, M, G or T suffix "
+           "(e.g. 512M, 2G), found '", text, "'");
+  return int64_t(value * double(unit));
+}
 
 Allocator& allocator_for(Device device) {
   static CpuAllocator cpu;

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "core/device.h"
 
@@ -52,7 +53,18 @@ class Allocator {
   virtual void reset_peak() = 0;
   // Releases cached blocks to the system (no-op for non-caching allocators).
   virtual void empty_cache() {}
+  // Caps the bytes in use (0: no cap); an allocation past it fails with the allocator's
+  // out-of-memory error, as if the memory were not there. For the CPU allocator the
+  // ZT_HOST_MEMORY_LIMIT environment variable sets it at start (bytes, or with a K/M/G/T suffix,
+  // binary units): a host smaller than the machine, to find what fits or to test host OOM.
+  // Allocators that cannot cap ignore it.
+  virtual void set_memory_limit(int64_t bytes) {}
+  virtual int64_t memory_limit() const { return 0; }
 };
+
+// Bytes from a size such as "1073741824", "512M" or "2G" (K/M/G/T: powers of 1024); `what`
+// names the setting in the error for anything else.
+int64_t parse_byte_size(const std::string& text, const std::string& what);
 
 // The allocator of a device type; CUDA registers its own when its backend loads.
 Allocator& allocator_for(Device device);

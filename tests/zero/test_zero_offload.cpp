@@ -130,6 +130,21 @@ TEST_CASE("ZeRO-Offload memory: offload_param nvme keeps swap buffers on the hos
   CHECK(zero.parameter_shard().numel() == S);
 }
 
+// A host that cannot hold the offloaded state: the error names the bytes, what they were for and
+// what to change, and nothing is left half-built (the next engine works).
+TEST_CASE("ZeRO-Offload: a host out of memory is a clear error at initialize") {
+  Allocator& cpu = allocator_for(Device::cpu());
+  auto model = two_linears();  // built before the limit: only the engine's allocations are capped
+  const int64_t before = cpu.memory_limit();
+  cpu.set_memory_limit(cpu.stats().total.in_use + 600'000);  // less than the 12 x 131,584 bytes of state
+  const std::string error = error_of([&] { engine_for(model, offload_config(2, R"("offload_optimizer": {"device": "cpu"}, )")); });
+  cpu.set_memory_limit(before);
+  CHECK(error.find("out of host memory: cannot allocate") != std::string::npos);
+  CHECK(error.find("bytes in use and a limit of") != std::string::npos);
+  auto e = engine_for(two_linears(), offload_config(2, R"("offload_optimizer": {"device": "cpu"}, )"));
+  one_step(*e);
+}
+
 TEST_CASE("ZeRO-Offload: the optimizer object follows the schedule and counts steps as without offload") {
   const std::string schedule =
       R"("optimizer": {"type": "AdamW", "params": {"lr": 0.02}},
