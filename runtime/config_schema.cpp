@@ -290,7 +290,8 @@ std::vector<SchemaEntry> zero_entries() {
        "Stage 3: most gathered parameter elements alive at once.", "",
        ZT_FIELD(zero_optimization.stage3_max_live_parameters)},
       {z + ".stage3_max_reuse_distance", T::integer, k1e9, at_least(0), {}, kAcceptsAuto, {},
-       "Stage 3: accepted for DeepSpeed compatibility; zerotrain releases each unit right after its use.", "",
+       "Stage 3: a unit whose next use is at most this many gathered elements away (the rest of the forward, "
+       "then backward) stays gathered after its forward; 0 releases every unit right after its use.", "",
        ZT_FIELD(zero_optimization.stage3_max_reuse_distance)},
       {z + ".stage3_gather_16bit_weights_on_model_save", T::boolean, false, {}, {}, 0, {},
        "Stage 3: gather the full 16-bit weights when saving the model.", "",

@@ -60,6 +60,7 @@ std::unique_ptr<ShardedOptimizer> build_sharded_optimizer(const Config& config, 
   so.reduce_bucket_size = z.reduce_bucket_size;
   so.prefetch_bucket_size = z.stage3_prefetch_bucket_size;
   so.max_live_parameters = z.stage3_max_live_parameters;
+  so.max_reuse_distance = z.stage3_max_reuse_distance;
   so.param_persistence_threshold = z.stage3_param_persistence_threshold;
   so.sharded = sharded_options(z, std::move(param_groups));
   const OffloadParamConfig& param = z.offload_param;

@@ -54,7 +54,14 @@
 // that was not used) is released by after_backward(); outside backward the root module's
 // forward hook releases what is not held, and its forward pre-hook clears the holds of a forward
 // that threw. In eval and under no-grad only the forward hooks run. A unit is released right
-// after its use (stage3_max_reuse_distance is not used: nothing is kept for a later reuse).
+// after its use, unless it is kept for a reuse (below).
+// Reuse (stage3_max_reuse_distance): once the first forward has recorded the calls, a training
+// forward (grad mode on) keeps a unit gathered after its module's forward when its next use is
+// near: the elements the calls in between gather (the rest of this forward, then backward from
+// the end back to the unit's last user) are at most max_reuse_distance, and the gathered elements
+// are within max_live_parameters. The last layers' units then serve backward without a second
+// gather. Kept units are released as any other once their gradients are in, and by
+// after_backward() or the next forward.
 // Prefetch: the first forward records the sequence of hooked module calls; afterwards a forward
 // pre-hook gathers the units of the calls that follow it, a backward pre-hook those that precede
 // it, up to prefetch_bucket_size elements and never beyond max_live_parameters gathered
@@ -104,6 +111,7 @@ struct Stage3Options {
   int64_t prefetch_bucket_size = 50'000'000;      // stage3_prefetch_bucket_size (0: no prefetch)
   int64_t max_live_parameters = 1'000'000'000;    // stage3_max_live_parameters
   int64_t param_persistence_threshold = 100'000;  // stage3_param_persistence_threshold
+  int64_t max_reuse_distance = 0;                 // stage3_max_reuse_distance (0: release after every use)
   bool broadcast_parameters = true;               // start every rank from rank 0's values
   ShardedOptions sharded{};                       // parameter groups, offload_optimizer
   // offload_param device cpu (Note [ZeRO-3 layout]); the host shard is page-locked when
@@ -159,6 +167,8 @@ class ZeroStage3Optimizer final : public ShardedOptimizer {
   bool unit_gathered(size_t u) const { return !units_.at(u).storage->released(); }
   // Elements of non-persistent units gathered now, and the most since reset_peak_live().
   int64_t live_elements() const { return live_; }
+  // All_gathers (or shard copies in a world of one) of non-persistent units since construction.
+  int64_t gather_count() const { return gathers_; }
   int64_t peak_live_elements() const { return peak_live_; }
   void reset_peak_live() { peak_live_ = live_; }
   // This step's reduced gradient shard (S,) in the compute dtype.
@@ -184,6 +194,7 @@ class ZeroStage3Optimizer final : public ShardedOptimizer {
     WorkHandle gather;
     Tensor staging;  // offload_param: this rank's slice on the device while gathered
     int holds = 0;            // module forwards in progress using it
+    bool kept = false;        // kept gathered for a near reuse (Note [ZeRO-3 hooks], reuse)
     int64_t grads_ready = 0;  // parameters counted
     bool reduced = false;     // its gradient slice already holds a contribution this step
   };
@@ -223,6 +234,8 @@ class ZeroStage3Optimizer final : public ShardedOptimizer {
   void on_forward_post(size_t user);
   void on_backward_pre(size_t user);
   void on_pass_begin();
+  // Elements gathered between trace position k and the next use of unit u (reuse, above).
+  int64_t reuse_distance(size_t k, size_t u) const;
   void on_pass_end();
   // Gradients (zero_stage3_gather.cpp).
   void on_grad_ready(size_t param);
@@ -243,7 +256,7 @@ class ZeroStage3Optimizer final : public ShardedOptimizer {
   Tensor grad_shard_;   // (S,) compute dtype
   std::deque<PendingReduce> pending_;
   int64_t in_flight_ = 0;  // packed elements in pending_
-  int64_t live_ = 0, peak_live_ = 0;
+  int64_t live_ = 0, peak_live_ = 0, gathers_ = 0;
   bool in_backward_ = false;
   // Note [ZeRO-3 hooks], prefetch: user indices in the order of the first forward's calls.
   std::vector<size_t> trace_;

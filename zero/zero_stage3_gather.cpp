@@ -21,6 +21,7 @@ void ZeroStage3Optimizer::fetch(size_t index) {
     if (!u.persistent) {
       live_ += u.padded;
       peak_live_ = std::max(peak_live_, live_);
+      ++gathers_;
     }
   }
   u.current = true;
@@ -49,6 +50,7 @@ void ZeroStage3Optimizer::wait(size_t index) {
 
 void ZeroStage3Optimizer::release(size_t index) {
   Unit& u = units_[index];
+  u.kept = false;
   if (u.persistent || u.holds > 0 || u.storage->released()) return;
   wait(index);  // MPI may still be writing into the buffer
   u.storage->release();
@@ -135,7 +137,31 @@ void ZeroStage3Optimizer::on_pass_end() {
     traced_ = true;
   }
   backward_next_ = trace_.size();
-  release_idle();  // prefetches this forward did not use
+  for (size_t u = 0; u < units_.size(); ++u)  // prefetches this forward did not use
+    if (!units_[u].kept) release(u);
+}
+
+int64_t ZeroStage3Optimizer::reuse_distance(size_t k, size_t u) const {
+  auto uses = [&](size_t pos) {
+    const std::vector<size_t>& us = users_[trace_[pos]].units;
+    return std::find(us.begin(), us.end(), u) != us.end();
+  };
+  auto others = [&](size_t pos) {
+    int64_t n = 0;
+    for (size_t v : users_[trace_[pos]].units)
+      if (v != u && !units_[v].persistent) n += units_[v].padded;
+    return n;
+  };
+  int64_t d = 0;
+  for (size_t j = k + 1; j < trace_.size(); ++j) {  // the rest of this forward
+    if (uses(j)) return d;
+    d += others(j);
+  }
+  for (size_t j = trace_.size(); j-- > k;) {  // then backward, from the last call
+    if (uses(j)) return d;
+    d += others(j);
+  }
+  return d;
 }
 
 void ZeroStage3Optimizer::on_forward_pre(size_t index) {
@@ -161,7 +187,18 @@ void ZeroStage3Optimizer::on_forward_post(size_t index) {
   for (size_t u : users_[index].units) --units_[u].holds;
   // In backward (a recompute) the module's own backward comes next: keep its units.
   if (in_backward_) return;
-  for (size_t u : users_[index].units) release(u);
+  // This call's trace position (on_forward_pre found it) once the calls are known.
+  const bool may_keep = options_.max_reuse_distance > 0 && traced_ && !tracing_ && forward_next_ > 0 &&
+                        grad_mode_enabled() && trace_[forward_next_ - 1] == index;
+  for (size_t u : users_[index].units) {
+    Unit& unit = units_[u];
+    if (may_keep && !unit.persistent && unit.holds == 0 && live_ <= options_.max_live_parameters &&
+        reuse_distance(forward_next_ - 1, u) <= options_.max_reuse_distance) {
+      unit.kept = true;
+      continue;
+    }
+    release(u);
+  }
 }
 
 void ZeroStage3Optimizer::on_backward_pre(size_t index) {

@@ -268,3 +268,46 @@ TEST_CASE("ZeRO-3 resumes a stage-0 checkpoint") {
   next3.params = zt::test::model_values(*stage3);
   zt::test::check_same(next3, next0, 1e-6);  // f32, one rank: only the summation order differs
 }
+
+// stage3_max_reuse_distance (Note [ZeRO-3 hooks], reuse): units whose next use is near stay
+// gathered after their forward, so backward reuses them instead of gathering them again; the
+// values are the same, so the run is bitwise the same. max_live_parameters still bounds it, and
+// 0 releases after every use.
+TEST_CASE("ZeRO-3 stage3_max_reuse_distance: fewer gathers, the same run; bounded by max_live_parameters") {
+  const zt::test::Task task = zt::test::gpt_task(false);
+  struct Result {
+    zt::test::Run run;
+    int64_t gathers = 0, peak_live = 0;
+  };
+  auto train = [&](int64_t distance, int64_t max_live) {
+    const std::string keys = R"("stage3_max_reuse_distance": )" +
+                             std::to_string(distance) + R"(, "stage3_max_live_parameters": )" +
+                             std::to_string(max_live) + ", ";
+    auto e = zt::test::make_engine(task, zt::test::zero_test_config(3, 1, 1, "", keys), nullptr);
+    Result r;
+    r.run.losses = zt::test::steps_on(*e, task, 100, 4, nullptr);
+    r.run.params = zt::test::model_values(*e);
+    const auto& z = dynamic_cast<ZeroStage3Optimizer&>(e->precision());
+    r.gathers = z.gather_count();
+    r.peak_live = z.peak_live_elements();
+    CHECK(z.live_elements() == 0);  // nothing stays gathered after the step
+    return r;
+  };
+  const Result plain = train(0, 1'000'000'000);
+  const Result reuse = train(1'000'000'000, 1'000'000'000);
+  const Result bounded = train(1'000'000'000, 1);
+  zt::test::check_same(reuse.run, plain.run, 0.0);
+  zt::test::check_same(bounded.run, plain.run, 0.0);
+  CAPTURE(plain.gathers);
+  CAPTURE(reuse.gathers);
+  // Every unit gathered once per forward and once per backward without reuse; with it, the
+  // units kept through the first (tracing) forward's end are gathered again, later ones not.
+  CHECK(reuse.gathers < plain.gathers);
+  CHECK(reuse.peak_live > plain.peak_live);   // the price: more gathered at once
+  CHECK(bounded.gathers == plain.gathers);     // nothing may be kept past 1 live element
+  // A distance that only the nearest reuse meets keeps fewer units than an unbounded one.
+  const Result near = train(1, 1'000'000'000);
+  zt::test::check_same(near.run, plain.run, 0.0);
+  CHECK(near.gathers <= plain.gathers);
+  CHECK(near.gathers >= reuse.gathers);
+}
