@@ -52,6 +52,7 @@
 #include "autograd/autograd.h"
 #include "autograd/ops.h"
 #include "core/allocator.h"
+#include "core/backend.h"
 #include "nn/activation.h"
 #include "nn/gpt.h"
 #include "nn/linear.h"
@@ -60,6 +61,7 @@
 #include "runtime/args.h"
 #include "runtime/config.h"
 #include "runtime/engine.h"
+#include "apps/zt-membench/max_model.h"
 #include "zero/sharded_optimizer.h"
 
 namespace {
@@ -87,6 +89,12 @@ struct BenchOptions {
   std::string nvme_path;
   int64_t sub_group_size = 1'000'000'000;
   int64_t buffer_count = 4;
+  // --max-model (apps/zt-membench/max_model.h)
+  bool max_model = false;
+  int64_t max_model_stage = 2;
+  int64_t max_heads = 1024;
+  std::string device = "cpu";
+  std::string device_memory, host_memory;
 };
 
 // One stage's numbers on one rank (bytes, except step_ms). host and disk: the offload's.
@@ -466,6 +474,33 @@ void check_options(const BenchOptions& o) {
            o.sub_group_size, " and ", o.buffer_count);
 }
 
+// --max-model: the search of max_model.h over the options of this run (a world of one).
+int run_max_model(const BenchOptions& o, const zt::Communicator& world) {
+  ZT_CHECK(world.size() == 1, "--max-model runs in one process; found ", world.size(), " ranks (run it without "
+           "mpirun)");
+  ZT_CHECK(o.model == "gpt", "--max-model searches GPT sizes: pass --model gpt");
+  zt::membench::MaxModelOptions m;
+  m.device = zt::Device::parse(o.device);
+  ZT_CHECK(zt::has_backend(m.device.type), "--device ", o.device, ": not available in this build or machine");
+  m.dtype = o.dtype;
+  m.depth = o.depth;
+  m.context = o.context;
+  m.vocab = o.vocab;
+  m.batch = o.batch;
+  m.steps = o.steps;
+  m.stage = o.max_model_stage;
+  m.max_heads = o.max_heads;
+  m.offloads = parse_offloads(o.offload);
+  m.nvme_path = o.nvme_path;
+  if (!o.device_memory.empty()) m.device_memory = zt::parse_byte_size(o.device_memory, "--device-memory");
+  if (!o.host_memory.empty()) m.host_memory = zt::parse_byte_size(o.host_memory, "--host-memory");
+  std::printf("zt-membench --max-model: searching the largest GPT per offload mode (each trial %lld steps)\n",
+              (long long)m.steps);
+  const auto results = zt::membench::search_max_model(m);
+  zt::membench::print_max_model(m, results);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -494,6 +529,16 @@ int main(int argc, char** argv) {
   args.add("--nvme-path", &o.nvme_path, "--offload nvme: directory for the optimizer state files");
   args.add("--sub-group-size", &o.sub_group_size, "--offload: zero_optimization.sub_group_size (elements)");
   args.add("--buffer-count", &o.buffer_count, "--offload nvme: offload_optimizer.buffer_count (swap buffers)");
+  args.add_switch("--max-model", &o.max_model,
+                  "find the largest GPT (--depth layers, heads of 64) that trains --steps steps in each --offload mode "
+                  "on --device, beside the formula's prediction (one process)");
+  args.add("--max-model-stage", &o.max_model_stage, "--max-model: ZeRO stage of the trials");
+  args.add("--max-heads", &o.max_heads, "--max-model: stop searching at this many heads");
+  args.add("--device", &o.device, "--max-model: cpu or cuda");
+  args.add("--device-memory", &o.device_memory,
+           "--max-model: device bytes for the prediction, e.g. 141G (default: the allocator's limit)");
+  args.add("--host-memory", &o.host_memory,
+           "--max-model: host bytes for the prediction (default: ZT_HOST_MEMORY_LIMIT, else the machine's)");
   try {
     if (!args.parse(argc, argv)) return 0;
     check_options(o);
@@ -504,6 +549,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     zt::MpiRuntime mpi;  // a world of one without mpirun
+    if (o.max_model) return run_max_model(o, *mpi.world());
     return run(o, mpi.world());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "zt-membench: error: %s\n", e.what());

@@ -189,3 +189,43 @@ TEST_CASE("zt-membench --model gpt on 2 ranks: a GPT's model states match the fo
   }
   std::filesystem::remove(csv);
 }
+
+// --max-model on the CPU, with ZT_HOST_MEMORY_LIMIT standing in for a machine of 200 MiB: the
+// search trains a GPT, finds the first size that runs out of memory, bisects, and reports the
+// largest that trains; that size's trial fits under the limit, the next size up did not.
+TEST_CASE("zt-membench --max-model finds the largest GPT that trains under a memory limit") {
+  const auto r = run_command("ZT_HOST_MEMORY_LIMIT=200M OMP_NUM_THREADS=1 " + bin_dir() +
+                             "/zt-membench --model gpt --max-model --depth 2 --context 32 --vocab 256 --batch 2 "
+                             "--steps 2 --dtype bf16 --offload none --max-heads 64");
+  REQUIRE_MESSAGE(r.run.exit_code == 0, r.run.output);
+  const std::string& out = r.run.output;
+  CAPTURE(out);
+  CHECK(out.find(": out of memory") != std::string::npos);  // the search reached the limit
+  std::istringstream lines(out);
+  std::string line;
+  int64_t heads = -1, predicted_width = -1;
+  double peak_gib = -1;
+  while (std::getline(lines, line)) {
+    std::istringstream in(line);
+    std::string mode;
+    int64_t width = 0, trials = 0;
+    double params = 0;
+    std::string bar;
+    if (in >> mode && mode == "none" && in >> heads >> width >> params >> peak_gib >> trials >> bar >> predicted_width)
+      break;
+    heads = -1;
+  }
+  REQUIRE(heads > 0);
+  CHECK(peak_gib * 1024 <= 200);  // the largest trained within the limit
+  // The size after it ran out of memory in the search.
+  CHECK(out.find("none: " + std::to_string(heads + 1) + " heads") != std::string::npos);
+  CHECK(out.find("none: " + std::to_string(heads + 1) + " heads (" + std::to_string((heads + 1) * 64) + " wide") !=
+        std::string::npos);
+  CHECK(predicted_width > 0);  // the limit is the device memory of the prediction
+}
+
+TEST_CASE("zt-membench --max-model needs --model gpt and one process") {
+  const auto r = run_command(bin_dir() + "/zt-membench --max-model --model mlp");
+  CHECK(r.run.exit_code != 0);
+  CHECK(r.run.output.find("--max-model searches GPT sizes: pass --model gpt") != std::string::npos);
+}
