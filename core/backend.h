@@ -22,6 +22,8 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual DeviceType device_type() const = 0;
+  // Devices of this type the process can use (the CPU: 1).
+  virtual int device_count() const { return 1; }
 #define ZT_OP(name, params) virtual void name params = 0;
 #include "core/ops.def"
 #undef ZT_OP

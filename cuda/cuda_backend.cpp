@@ -14,6 +14,8 @@ CudaBackend& cuda_backend() {
   return *backend;
 }
 
+int CudaBackend::device_count() const { return cuda::device_count(); }
+
 int common_device(const char* op, std::initializer_list<const Tensor*> tensors) {
   int index = -1;
   for (const Tensor* t : tensors) {

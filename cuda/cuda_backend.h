@@ -21,6 +21,7 @@ namespace zt::cuda {
 class CudaBackend final : public Backend {
  public:
   DeviceType device_type() const override { return DeviceType::CUDA; }
+  int device_count() const override;
 #define ZT_OP(name, params) void name params override;
 #include "core/ops.def"
 #undef ZT_OP

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 
+#include "core/backend.h"
 #include "parallel/mpi_communicator.h"
 
 namespace zt {
@@ -38,6 +39,12 @@ LaunchInfo launch_info_from_env() {
            "Open MPI environment is inconsistent: rank ", info.rank, " of ", info.world_size,
            ", local rank ", info.local_rank, " of ", info.local_size);
   return info;
+}
+
+Device local_device(DeviceType type, const LaunchInfo& info) {
+  if (type == DeviceType::CPU) return Device::cpu();
+  ZT_CHECK(has_backend(type), "no ", Device{type, 0}.str(), " backend in this build or no device present");
+  return Device{type, device_index_for_local_rank(info, backend_for(type).device_count())};
 }
 
 int device_index_for_local_rank(const LaunchInfo& info, int visible_devices) {

@@ -26,6 +26,8 @@ LaunchInfo launch_info_from_env();
 // has already narrowed and renumbered them, as zt-run arranges). An error when the node runs more
 // ranks than it shows GPUs.
 int device_index_for_local_rank(const LaunchInfo& info, int visible_devices);
+// This process's device of `type`: the CPU, or the GPU of its local rank (as above).
+Device local_device(DeviceType type, const LaunchInfo& info);
 
 struct MpiRuntimeOptions {
   double comm_timeout_s = 0;  // watchdog timeout of the world communicator; 0: ZT_COMM_TIMEOUT

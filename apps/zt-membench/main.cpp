@@ -2,6 +2,8 @@
 // beside the ZeRO paper's prediction for the model states (DESIGN.md §5).
 //
 // Note [zt-membench measurements]
+// On --device cuda the categories are the GPU allocator's (each rank its local GPU), the offloaded
+// host bytes apart from them; step_ms waits for the GPU.
 // For each stage a fresh model (--model mlp: depth x Linear(W, W), ReLU between; --model gpt: the
 // GPT of nn/gpt.h, next-token cross-entropy on random tokens) is trained for --steps steps
 // through the engine, each rank on its own random micro-batch. The numbers come from the CPU
@@ -98,12 +100,14 @@ struct BenchOptions {
 };
 
 // One stage's numbers on one rank (bytes, except step_ms). host and disk: the offload's.
+// params, grads and optim are the categories of the model's device allocator; on a GPU the
+// offloaded host bytes are outside them (host_apart = 1), on the CPU inside.
 struct Measure {
-  double params = 0, grads = 0, optim = 0, peak = 0, step_ms = 0, padded = 0, host = 0, disk = 0;
-  double model_state() const { return params + grads + optim; }
+  double params = 0, grads = 0, optim = 0, peak = 0, step_ms = 0, padded = 0, host = 0, disk = 0, host_apart = 0;
+  double model_state() const { return params + grads + optim + (host_apart > 0 ? host : 0); }
   double device() const { return model_state() - host; }
 };
-constexpr int kMeasureFields = 8;
+constexpr int kMeasureFields = 9;
 
 // The predicted model states of one stage and offload mode (Note [zt-membench measurements]).
 struct Prediction {
@@ -241,15 +245,19 @@ int64_t in_use(const zt::MemoryStats& s, zt::MemoryCategory c) { return s.of(c).
 Measure run_stage(int stage, const std::string& offload, const BenchOptions& o,
                   const std::shared_ptr<zt::Communicator>& comm) {
   using zt::MemoryCategory;
-  zt::Allocator& alloc = zt::allocator_for(zt::Device::cpu());
+  const zt::Device device = zt::local_device(zt::Device::parse(o.device).type, zt::launch_info_from_env());
+  zt::Allocator& alloc = zt::allocator_for(device);
   const zt::MemoryStats before = alloc.stats();
   Measure m;
+  m.host_apart = device.is_cpu() ? 0 : 1;
   zt::manual_seed(uint64_t(comm->rank()) + 1);
   auto engine = [&] {
     zt::InitOptions init;
     init.communicator = comm;
     init.monitor = false;
-    return zt::initialize(make_model(o), make_config(stage, offload, o, comm->size()), init);
+    std::shared_ptr<zt::Module> model = make_model(o);
+    model->to(device);
+    return zt::initialize(model, make_config(stage, offload, o, comm->size()), init);
   }();
   auto* zero = dynamic_cast<zt::ShardedOptimizer*>(&engine->precision());
   m.padded = double(zero ? zero->padded_numel() : 0);
@@ -259,13 +267,17 @@ Measure run_stage(int stage, const std::string& offload, const BenchOptions& o,
     const bool gpt = o.model == "gpt";
     zt::Tensor x = gpt ? zt::randint(0, o.vocab, {o.batch, o.context}) : zt::raw::to(zt::randn({o.batch, o.width}), dtype);
     zt::Tensor y = gpt ? zt::randint(0, o.vocab, {o.batch, o.context}) : zt::raw::to(zt::randn({o.batch, o.width}), dtype);
+    x = zt::raw::to(x, device);
+    y = zt::raw::to(y, device);
     alloc.reset_peak();
     const auto start = std::chrono::steady_clock::now();
     zt::Tensor out = engine->forward(x);
-    engine->backward(gpt ? zt::cross_entropy(out, y) : zt::mse_loss(out, y));
+    const zt::Tensor loss = gpt ? zt::cross_entropy(out, y) : zt::mse_loss(out, y);
+    engine->backward(loss);
     if (zero) zero->finish_gradient_reduction();
     const zt::MemoryStats mid = alloc.stats();
     engine->step();
+    loss.item();  // on a GPU: the copy queues behind the step, so the clock stops after it
     m.step_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     const zt::MemoryStats after = alloc.stats();
     m.grads = double(in_use(mid, MemoryCategory::gradients) - in_use(before, MemoryCategory::gradients));
@@ -282,14 +294,14 @@ Measure run_stage(int stage, const std::string& offload, const BenchOptions& o,
 
 // Every rank's Measure, in rank order (collective).
 std::vector<Measure> gather(zt::Communicator& world, const Measure& mine) {
-  const std::vector<double> fields = {mine.params, mine.grads, mine.optim,  mine.peak,
-                                      mine.step_ms, mine.padded, mine.host, mine.disk};
+  const std::vector<double> fields = {mine.params, mine.grads, mine.optim, mine.peak,      mine.step_ms,
+                                      mine.padded, mine.host,  mine.disk,  mine.host_apart};
   zt::Tensor all = world.all_gather(zt::from_vector(fields, {kMeasureFields}));
   const double* v = all.data<double>();
   std::vector<Measure> out(size_t(world.size()));
   for (size_t r = 0; r < out.size(); ++r) {
     const double* f = v + r * kMeasureFields;
-    out[r] = Measure{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]};
+    out[r] = Measure{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]};
   }
   return out;
 }
@@ -466,6 +478,8 @@ void check_options(const BenchOptions& o) {
   ZT_CHECK(o.width > 0 && o.depth > 0 && o.batch > 0, "--width, --depth and --batch must be positive, found ",
            o.width, ", ", o.depth, ", ", o.batch);
   ZT_CHECK(o.steps > 0, "--steps: expected at least 1 training step, found ", o.steps);
+  ZT_CHECK(zt::has_backend(zt::Device::parse(o.device).type), "--device ", o.device,
+           ": not available in this build or on this machine (expected cpu, or cuda with a GPU)");
   const std::vector<std::string> offloads = parse_offloads(o.offload);
   const bool nvme = std::find(offloads.begin(), offloads.end(), "nvme") != offloads.end();
   ZT_CHECK(!nvme || !o.nvme_path.empty(), "--offload nvme needs --nvme-path DIR (an existing, writable directory "
@@ -534,7 +548,7 @@ int main(int argc, char** argv) {
                   "on --device, beside the formula's prediction (one process)");
   args.add("--max-model-stage", &o.max_model_stage, "--max-model: ZeRO stage of the trials");
   args.add("--max-heads", &o.max_heads, "--max-model: stop searching at this many heads");
-  args.add("--device", &o.device, "--max-model: cpu or cuda");
+  args.add("--device", &o.device, "cpu or cuda (under mpirun: each rank's GPU by local rank; NCCL between them)");
   args.add("--device-memory", &o.device_memory,
            "--max-model: device bytes for the prediction, e.g. 141G (default: the allocator's limit)");
   args.add("--host-memory", &o.host_memory,
