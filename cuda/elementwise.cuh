@@ -34,6 +34,20 @@ __device__ __forceinline__ auto apply_fn(const F& f, const I (&x)[NIN]) {
   }
 }
 
+// f lane by lane over one VEC-vector of each input.
+template <int NIN, int VEC, typename O, typename I, typename F>
+__device__ __forceinline__ Vec<O, VEC> apply_vec(const F& f, const Vec<I, VEC> (&xv)[NIN]) {
+  Vec<O, VEC> ov;
+#pragma unroll
+  for (int j = 0; j < VEC; ++j) {
+    I x[NIN];
+#pragma unroll
+    for (int k = 0; k < NIN; ++k) x[k] = xv[k].v[j];
+    ov.v[j] = apply_fn(f, x);
+  }
+  return ov;
+}
+
 template <int NIN, int VEC, typename O, typename I, typename F>
 __global__ void map_contiguous_kernel(O* out, PtrArray<const I*, NIN> in, int64_t n, F f) {
   const int64_t nvec = n / VEC;
@@ -41,15 +55,7 @@ __global__ void map_contiguous_kernel(O* out, PtrArray<const I*, NIN> in, int64_
     Vec<I, VEC> xv[NIN];
 #pragma unroll
     for (int k = 0; k < NIN; ++k) xv[k] = reinterpret_cast<const Vec<I, VEC>*>(in.p[k])[i];
-    Vec<O, VEC> ov;
-#pragma unroll
-    for (int j = 0; j < VEC; ++j) {
-      I x[NIN];
-#pragma unroll
-      for (int k = 0; k < NIN; ++k) x[k] = xv[k].v[j];
-      ov.v[j] = apply_fn(f, x);
-    }
-    reinterpret_cast<Vec<O, VEC>*>(out)[i] = ov;
+    reinterpret_cast<Vec<O, VEC>*>(out)[i] = apply_vec<NIN, VEC, O>(f, xv);
   }
   // The tail that does not fill a vector, one element per thread.
   ZT_GRID_STRIDE_LOOP(t, n - nvec * VEC) {
@@ -89,15 +95,7 @@ __global__ void map_rows_kernel(O* out, PtrArray<const I*, NIN> in, int64_t rows
     Vec<I, VEC> xv[NIN];
 #pragma unroll
     for (int k = 0; k < NIN; ++k) xv[k] = *reinterpret_cast<const Vec<I, VEC>*>(in.p[k] + off[k + 1] + c);
-    Vec<O, VEC> ov;
-#pragma unroll
-    for (int j = 0; j < VEC; ++j) {
-      I x[NIN];
-#pragma unroll
-      for (int k = 0; k < NIN; ++k) x[k] = xv[k].v[j];
-      ov.v[j] = apply_fn(f, x);
-    }
-    *reinterpret_cast<Vec<O, VEC>*>(out + off[0] + c) = ov;
+    *reinterpret_cast<Vec<O, VEC>*>(out + off[0] + c) = apply_vec<NIN, VEC, O>(f, xv);
   }
 }
 
