@@ -13,6 +13,7 @@
 
 #include "apps/csv_table.h"
 #include "apps/mpi_runner.h"
+#include "core/backend.h"
 
 using zt::test::bin_dir;
 using zt::test::mpirun_prefix;
@@ -228,4 +229,14 @@ TEST_CASE("zt-membench --max-model needs --model gpt and one process") {
   const auto r = run_command(bin_dir() + "/zt-membench --max-model --model mlp");
   CHECK(r.run.exit_code != 0);
   CHECK(r.run.output.find("--max-model searches GPT sizes: pass --model gpt") != std::string::npos);
+}
+
+TEST_CASE("zt-membench --device names a device it cannot use") {
+  const auto bad = run_command(bin_dir() + "/zt-membench --device tpu");
+  CHECK(bad.run.exit_code != 0);
+  CHECK(bad.run.output.find("bad device 'tpu'") != std::string::npos);
+  if (zt::has_backend(zt::DeviceType::CUDA)) return;  // a GPU machine measures its GPU
+  const auto none = run_command(bin_dir() + "/zt-membench --device cuda --width 64 --depth 2");
+  CHECK(none.run.exit_code != 0);
+  CHECK(none.run.output.find("--device cuda: not available in this build or on this machine") != std::string::npos);
 }

@@ -5,6 +5,7 @@
 #include <map>
 #include <string>
 
+#include "core/backend.h"
 #include "parallel/mpi_runtime.h"
 
 using namespace zt;
@@ -58,6 +59,20 @@ TEST_CASE("rank, world size and local rank come from Open MPI's environment") {
   CHECK(device_index_for_local_rank(info, 4) == 1);
   CHECK_THROWS_WITH_AS(device_index_for_local_rank(info, 1), doctest::Contains("only 1 are visible"), Error);
   CHECK_THROWS_WITH_AS(device_index_for_local_rank(info, 0), doctest::Contains("none is visible"), Error);
+}
+
+TEST_CASE("local_device: the CPU for CPU runs; a rank's GPU by local rank, or a clear error without one") {
+  LaunchInfo info;
+  info.local_rank = 0;
+  CHECK(local_device(DeviceType::CPU, info) == Device::cpu());
+  if (!has_backend(DeviceType::CUDA)) {
+    CHECK_THROWS_WITH_AS(local_device(DeviceType::CUDA, info), doctest::Contains("no cuda:0 backend"), Error);
+    return;
+  }
+  const int gpus = backend_for(DeviceType::CUDA).device_count();
+  REQUIRE(gpus >= 1);
+  info.local_rank = gpus - 1;
+  CHECK(local_device(DeviceType::CUDA, info) == Device::cuda(gpus - 1));
 }
 
 TEST_CASE("a malformed or inconsistent launcher environment is an error naming it") {
