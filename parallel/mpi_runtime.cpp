@@ -47,6 +47,19 @@ Device local_device(DeviceType type, const LaunchInfo& info) {
   return Device{type, device_index_for_local_rank(info, backend_for(type).device_count())};
 }
 
+Device device_for_flag(const std::string& flag, const LaunchInfo& info) {
+  const bool have_cuda = has_backend(DeviceType::CUDA);
+  if (flag.empty()) {
+    const bool enough = have_cuda && backend_for(DeviceType::CUDA).device_count() >= info.local_size;
+    return enough ? local_device(DeviceType::CUDA, info) : Device::cpu();
+  }
+  const Device d = Device::parse(flag);
+  ZT_CHECK(has_backend(d.type), "--device ", flag, ": no such backend in this build or no GPU present (expected cpu",
+           have_cuda ? " or cuda)" : ")");
+  if (d.is_cpu() || flag.find(':') != std::string::npos) return d;
+  return local_device(d.type, info);
+}
+
 int device_index_for_local_rank(const LaunchInfo& info, int visible_devices) {
   ZT_CHECK(visible_devices > 0, "local rank ", info.local_rank, " needs a GPU, but none is visible "
            "(check CUDA_VISIBLE_DEVICES)");

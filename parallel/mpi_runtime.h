@@ -7,6 +7,7 @@
 // every communicator must be destroyed before it (a communicator outliving MPI skips its free).
 #pragma once
 #include <memory>
+#include <string>
 
 #include "parallel/communicator.h"
 
@@ -28,6 +29,10 @@ LaunchInfo launch_info_from_env();
 int device_index_for_local_rank(const LaunchInfo& info, int visible_devices);
 // This process's device of `type`: the CPU, or the GPU of its local rank (as above).
 Device local_device(DeviceType type, const LaunchInfo& info);
+// The device an app's --device flag names for this process: "cpu"; "cuda" (each rank its local
+// rank's GPU; the engine reduces over NCCL); "cuda:N" as given; empty: cuda when this build has a
+// GPU for every local rank, else cpu. An error names the flag when the device is not there.
+Device device_for_flag(const std::string& flag, const LaunchInfo& info);
 
 struct MpiRuntimeOptions {
   double comm_timeout_s = 0;  // watchdog timeout of the world communicator; 0: ZT_COMM_TIMEOUT

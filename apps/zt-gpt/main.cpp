@@ -229,16 +229,6 @@ zt::GPTConfig model_config(const GptOptions& o, const zt::TextDataset& data) {
   return c;
 }
 
-zt::Device pick_device(const std::string& flag, int ranks) {
-  const bool have_cuda = zt::has_backend(zt::DeviceType::CUDA);
-  const zt::Device device = zt::Device::parse(flag.empty() ? (have_cuda && ranks == 1 ? "cuda" : "cpu") : flag);
-  ZT_CHECK(zt::has_backend(device.type), "--device ", device.str(),
-           ": no such backend in this build or no GPU present (expected cpu", have_cuda ? " or cuda)" : ")");
-  ZT_CHECK(ranks == 1 || device.is_cpu(), "--device ", device.str(), ": data-parallel runs (", ranks,
-           " ranks) reduce gradients over MPI, which takes CPU tensors; use --device cpu");
-  return device;
-}
-
 void print_header(const GptOptions& o, const std::string& data_name, const zt::TextDataset& data,
                   const zt::GPT& model, const zt::Engine& engine, int ranks) {
   const zt::Config& c = engine.config();
@@ -352,7 +342,7 @@ void train(const Run& r, zt::GPT& model) {
 int run(const GptOptions& o, const zt::ArgParser& args, const std::shared_ptr<zt::Communicator>& comm) {
   check_options(o);
   const int ranks = comm->size();
-  const zt::Device device = pick_device(o.device, ranks);
+  const zt::Device device = zt::device_for_flag(o.device, zt::launch_info_from_env());
   const zt::Config config = make_config(o, args, ranks);
   zt::manual_seed(uint64_t(config.seed));  // dropout masks
   std::string data_name;

@@ -108,12 +108,6 @@ EvalResult evaluate(zt::Module& model, const zt::TensorDataset& test, zt::Device
   return r;
 }
 
-// cuda when a GPU is present; data-parallel runs stay on the CPU, whose tensors the MPI
-// communicator reduces (CUDA tensors need the NCCL communicator).
-std::string default_device(int ranks) {
-  return zt::has_backend(zt::DeviceType::CUDA) && ranks == 1 ? "cuda" : "cpu";
-}
-
 // The DeepSpeed config of this run: --config FILE with the flags given on the command line
 // written over it, or (no file) the flags themselves as app defaults.
 zt::Config make_config(const MlpOptions& o, const zt::ArgParser& args, int ranks) {
@@ -259,13 +253,8 @@ int run(const MlpOptions& o, const zt::ArgParser& args, const std::shared_ptr<zt
   zt::Communicator& world = *comm;
   const int ranks = world.size();
   const bool lead = world.rank() == 0;  // the rank that prints and writes
-  const zt::Device device = zt::Device::parse(o.device.empty() ? default_device(ranks) : o.device);
-  ZT_CHECK(zt::has_backend(device.type), "--device ", device.str(),
-           ": no such backend in this build or no GPU present (expected cpu",
-           zt::has_backend(zt::DeviceType::CUDA) ? " or cuda)" : ")");
+  const zt::Device device = zt::device_for_flag(o.device, zt::launch_info_from_env());
   ZT_CHECK(o.batch_size > 0 && o.hidden > 0 && o.lr > 0, "--batch-size, --hidden and --lr must be positive");
-  ZT_CHECK(ranks == 1 || device.is_cpu(), "--device ", device.str(), ": data-parallel runs (", ranks,
-           " ranks) reduce gradients over MPI, which takes CPU tensors; use --device cpu");
   const zt::Config config = make_config(o, args, ranks);
   const uint64_t seed = uint64_t(config.seed);
   zt::manual_seed(seed);

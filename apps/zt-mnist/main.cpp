@@ -128,15 +128,7 @@ std::string data_name(const Options& o) {
   return o.data.empty() ? "synthetic digits (built in)" : "MNIST from " + o.data;
 }
 
-zt::Device pick_device(const Options& o, int ranks) {
-  // Data-parallel runs stay on the CPU, whose tensors the MPI communicator reduces.
-  const bool cuda = zt::has_backend(zt::DeviceType::CUDA) && ranks == 1;
-  const zt::Device d = zt::Device::parse(o.device.empty() ? (cuda ? "cuda" : "cpu") : o.device);
-  ZT_CHECK(zt::has_backend(d.type), "--device ", d.str(), ": no such backend in this build or no GPU present");
-  ZT_CHECK(ranks == 1 || d.is_cpu(), "--device ", d.str(), ": data-parallel runs (", ranks,
-           " ranks) reduce gradients over MPI, which takes CPU tensors; use --device cpu");
-  return d;
-}
+zt::Device pick_device(const Options& o) { return zt::device_for_flag(o.device, zt::launch_info_from_env()); }
 
 // Correct predictions of `model` on (images, labels), in chunks; the model is left in train mode.
 int64_t count_correct(zt::Module& model, const zt::MnistData& d, zt::Device device, zt::DType dtype) {
@@ -251,7 +243,7 @@ int train(const Options& o, const std::shared_ptr<zt::Communicator>& comm) {
   const int ranks = world.size();
   const bool lead = world.rank() == 0;
   ZT_CHECK(o.epochs > 0, "--epochs must be positive, got ", o.epochs);
-  const zt::Device device = pick_device(o, ranks);
+  const zt::Device device = pick_device(o);
   const ModelShape shape{o.conv1, o.conv2, o.hidden};
   const zt::MnistSplits data = load_data(o);  // first: bad data fails before any setup
   Trainer t = make_trainer(config_document(o, device, lead), o, shape, comm, device, lead);
@@ -335,7 +327,7 @@ Loaded load_model(const Options& o, zt::Device device) {
 }
 
 int eval(const Options& o) {
-  const zt::Device device = pick_device(o, 1);
+  const zt::Device device = pick_device(o);
   const Loaded loaded = load_model(o, device);
   const zt::MnistSplits data = load_data(o);
   const int64_t correct = count_correct(*loaded.model, data.test, device, loaded.dtype);
@@ -363,7 +355,7 @@ void draw_ascii(const std::vector<uint8_t>& pixels) {  // 28 x 28
 }
 
 int predict(const Options& o) {
-  const zt::Device device = pick_device(o, 1);
+  const zt::Device device = pick_device(o);
   const Loaded loaded = load_model(o, device);
   zt::Module& model = *loaded.model;
   const zt::MnistData test = load_data(o).test;

@@ -75,6 +75,24 @@ TEST_CASE("local_device: the CPU for CPU runs; a rank's GPU by local rank, or a 
   CHECK(local_device(DeviceType::CUDA, info) == Device::cuda(gpus - 1));
 }
 
+TEST_CASE("device_for_flag: cpu, cuda by local rank, cuda:N as given; the default follows the GPUs") {
+  LaunchInfo info;
+  info.local_rank = 0;
+  info.local_size = 1;
+  CHECK(device_for_flag("cpu", info) == Device::cpu());
+  CHECK_THROWS_WITH_AS(device_for_flag("tpu", info), doctest::Contains("bad device 'tpu'"), Error);
+  if (!has_backend(DeviceType::CUDA)) {
+    CHECK(device_for_flag("", info) == Device::cpu());
+    CHECK_THROWS_WITH_AS(device_for_flag("cuda", info), doctest::Contains("--device cuda: no such backend"), Error);
+    return;
+  }
+  const int gpus = backend_for(DeviceType::CUDA).device_count();
+  CHECK(device_for_flag("", info) == Device::cuda(0));
+  CHECK(device_for_flag("cuda:0", info) == Device::cuda(0));
+  info.local_size = gpus + 1;  // more ranks on the node than GPUs: the default stays on the CPU
+  CHECK(device_for_flag("", info) == Device::cpu());
+}
+
 TEST_CASE("a malformed or inconsistent launcher environment is an error naming it") {
   {
     OmpiEnv env({{"OMPI_COMM_WORLD_RANK", "x"}, {"OMPI_COMM_WORLD_SIZE", "2"}});
