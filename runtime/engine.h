@@ -7,10 +7,12 @@
 //     engine->step();   // acts only at the gradient accumulation boundary
 //   }
 //
-// The engine orchestrates parts that live in their own files: the model's data parallelism
-// (parallel/data_parallel.h), the precision optimizer with its master weights and loss scaler
-// (zero/mixed_precision.h; ZeRO stages 1-3 shard it: zero/sharded_optimizer.h, chosen by
-// zero_optimization.stage, built by runtime/engine_zero.h, with offload_optimizer/offload_param),
+// The engine orchestrates parts that live in their own files: the precision optimizer with its
+// master weights and loss scaler, which also reduces the gradients (the flat ZeRO optimizer of
+// zero/sharded_optimizer.h at every stage, stage 0 unpartitioned, chosen by
+// zero_optimization.stage and built by runtime/engine_zero.h with offload_optimizer/offload_param;
+// for a stage-0 model whose parameters differ in dtype or device, zero/mixed_precision.h with
+// the data parallelism of parallel/data_parallel.h),
 // the optimizer and schedule built from the config (runtime/builders.h), and the monitor
 // (runtime/monitor.h). A program's optimizer may have several parameter groups (weight decay on
 // matrices only); ZeRO lays the parameters out by those groups (Note [ZeRO parameter groups]).
@@ -22,9 +24,9 @@
 //
 // Note [Engine step]
 // backward(loss) multiplies the loss by loss_scale / gradient_accumulation_steps and runs
-// backward; off the accumulation boundary it runs inside DataParallel::no_sync, so gradients
-// accumulate locally and are reduced once (a ZeRO optimizer is told set_syncing(boundary) before
-// and after_backward() after every backward). step() off the boundary only counts the micro-step.
+// backward; the ZeRO optimizer is told set_syncing(boundary) before and after_backward() after
+// every backward, so off the accumulation boundary gradients accumulate locally and are reduced
+// once (DataParallel, where used, runs that backward inside no_sync). step() off the boundary only counts the micro-step.
 // At the boundary: finish the gradient reduction, unscale into the fp32 masters, check every
 // gradient for inf/NaN (non-finite: skip the update, log one line, leave the schedule where it
 // is, count a skipped step; the dynamic loss scale backs off), clip by gradient_clipping,
@@ -141,7 +143,7 @@ class Engine {
   std::shared_ptr<Communicator> comm_;       // the model device's: DataParallel, ZeRO, the monitor
   std::unique_ptr<DataParallel> dp_;
   std::unique_ptr<PrecisionOptimizer> precision_;
-  ShardedOptimizer* sharded_ = nullptr;  // precision_ when ZeRO stage >= 1 shards it
+  ShardedOptimizer* sharded_ = nullptr;  // precision_ when it is the flat ZeRO optimizer
   std::shared_ptr<Optimizer> optimizer_;
   std::shared_ptr<LRSchedule> scheduler_;
   std::unique_ptr<Monitor> monitor_;

@@ -2,8 +2,8 @@
 // elements of the model's parameters: fp32 masters for it (the shard itself for an f32 model),
 // the optimizer state for it (the optimizer sees one tensor per parameter group, that group's
 // range of the master shard), and its reduced gradients. The base implements bind(), the loss
-// scaler, the unscale into the fp32 master gradients with a non-finite flag agreed by every rank,
-// global-norm clipping across shards, the step of the shard (on the device, or offloaded to the
+// scaler, the unscale into the fp32 master gradients with one all-reduced sum of squares that
+// gives every rank the same skip decision and the global norm for clipping across shards, the step of the shard (on the device, or offloaded to the
 // CPU Adam) and the state checkpoints need; the stages decide where parameters and gradients
 // live (zero/zero_optimizer.h for stages 1-2, zero/zero_stage3.h for stage 3).
 //
@@ -38,7 +38,7 @@
 // with the CPU Adam; the device keeps no master. The step:
 // - unscale: the reduced gradient shard (compute dtype, on the device) is copied into a host f32
 //   buffer (S,) (page-locked when pin_memory and a pinned allocator exist), divided by the loss
-//   scale; the non-finite flag and the clipping norm are all-reduced as without offload, so
+//   scale; the sum of squares (skip decision and clipping norm) is all-reduced as without offload, so
 //   every rank decides alike and the clipped values are the same.
 // - step: the store steps each group's range with that group's hyperparameters (lr as the
 //   schedule set it, weight_decay, betas, eps; AdamW decouples the decay) and writes the updated
@@ -123,7 +123,8 @@ class ShardedOptimizer : public PrecisionOptimizer {
   // or the group's master; each group then holds its master. Under offload: Adam or AdamW only.
   void bind(Optimizer& optimizer) const override;
   LossScaler& loss_scaler() override { return scaler_; }
-  // The global norm over every rank's master-gradient shard (one all_reduce of the sums of squares).
+  // Clips by the global norm over every rank's master-gradient shard, from the sum of squares
+  // unscale_gradients() all-reduced (no second pass over the gradient).
   double clip_gradients(double max_norm) override;
 
   // ---- the engine's protocol around backward ----

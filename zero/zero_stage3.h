@@ -121,7 +121,7 @@ struct Stage3Options {
   // offload_param device nvme (Note [ZeRO-3 NVMe parameters]): the shard lives in a file under
   // this folder; read in chunks of at most param_buffer_size elements (and 1 MiB) through
   // param_buffer_count host buffers.
-  std::string param_nvme_path;
+  std::string param_nvme_path{};
   int param_buffer_count = 5;
   int64_t param_buffer_size = 100'000'000;
 };

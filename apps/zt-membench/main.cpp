@@ -10,9 +10,8 @@
 // allocator's per-category counters (core/allocator.h), as deltas from the values before the
 // model was built, on the last step:
 //   gradients: in use after the gradient reduction of the step and before the optimizer step
-//              (the bench finishes the ZeRO reduction itself; stage 0's DataParallel averages
-//              into the parameters' gradients in place, so their size after backward is the
-//              size after the reduction). After the step, stage 0 frees them.
+//              (the bench finishes the ZeRO reduction itself, at every stage: stage 0 is the
+//              unpartitioned flat optimizer, whose flat gradient buffer stays between steps).
 //   parameters, optimizer_state: in use after the step (Adam allocates m and v on its first step).
 //              At stage 3 that is the parameter shard alone: every unit gathered for forward and
 //              backward has been released again (the bench sets stage3_param_persistence_threshold

@@ -47,6 +47,7 @@ bool trial(const MaxModelOptions& o, const std::string& offload, int64_t heads, 
   Allocator& alloc = allocator_for(o.device);
   const int64_t base = alloc.stats().total.in_use;
   alloc.reset_peak();
+  bool trained = true;
   try {
     GPTConfig c;
     c.n_layer = o.depth;
@@ -68,13 +69,11 @@ bool trial(const MaxModelOptions& o, const std::string& offload, int64_t heads, 
     raw::to(raw::sum(engine->module_state_dict().begin()->second), Device::cpu()).item();  // wait for the device
   } catch (const std::exception& e) {
     if (!is_out_of_memory(e.what())) throw;
-    *peak = double(alloc.stats().total.peak - base);
-    alloc.empty_cache();
-    return false;
+    trained = false;
   }
   *peak = double(alloc.stats().total.peak - base);
-  alloc.empty_cache();
-  return true;
+  alloc.empty_cache();  // the next trial starts from what the system has, not from this one's cache
+  return trained;
 }
 
 int64_t physical_memory() {
