@@ -103,6 +103,12 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* gen = nullpt
 // memory, so merging heads afterwards is free.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = true,
                                     std::optional<double> scale = std::nullopt);
+// Multi-head self-attention over a packed projection qkv (B, T, 3C), each token's row [q | k | v]
+// with heads of C / n_head: the heads' outputs merged into (B, T, C). The same values as
+// scaled_dot_product_attention over the split, head-viewed slices, and in backward the q, k and v
+// gradients land straight in one (B, T, 3C) gradient: no zero fill and no assembly copies.
+Tensor packed_qkv_attention(const Tensor& qkv, int64_t n_head, bool causal = true,
+                            std::optional<double> scale = std::nullopt);
 enum class Reduction { mean, sum, none };
 // logits (N, C) or (..., C), target i64 (N) or (...); mean over non-ignored targets.
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index = -100,

@@ -29,4 +29,41 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
                    });
 }
 
+namespace {
+
+// Slice `part` (0: q, 1: k, 2: v) of a packed (B, T, 3C) tensor as (B, H, T, D) heads: a view.
+Tensor packed_heads(const Tensor& packed, int64_t part, int64_t n_head) {
+  const int64_t B = packed.size(0), T = packed.size(1), C = packed.size(2) / 3;
+  return raw::transpose(raw::reshape(raw::narrow(packed, 2, part * C, C), {B, T, n_head, C / n_head}), 1, 2);
+}
+
+}  // namespace
+
+Tensor packed_qkv_attention(const Tensor& qkv, int64_t n_head, bool causal, std::optional<double> scale) {
+  ZT_CHECK(qkv.defined() && qkv.dim() == 3, "packed_qkv_attention: qkv must be 3-D (B, T, 3C), found ",
+           qkv.defined() ? shape_str(qkv.shape()) : std::string("an undefined tensor"));
+  ZT_CHECK(n_head > 0 && qkv.size(2) % (3 * n_head) == 0, "packed_qkv_attention: the last dim of qkv ",
+           shape_str(qkv.shape()), " must be 3 * n_head * head_dim with n_head = ", n_head);
+  const int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3;
+  const double s = scale ? *scale : 1.0 / std::sqrt(double(C / n_head));
+  raw::AttentionResult r = raw::attention(packed_heads(qkv, 0, n_head), packed_heads(qkv, 1, n_head),
+                                          packed_heads(qkv, 2, n_head), s, causal);
+  // r.out is (B, T, H, D) memory: merging the heads is a view.
+  Tensor merged = raw::reshape(raw::transpose(r.out, 1, 2), {B, T, C});
+  if (!needs_graph(qkv)) return merged;
+  return make_node(
+      "packed_qkv_attention", merged, {&qkv},
+      [qkv = autograd::save_for_backward(qkv), out = detach(r.out), lse = r.lse, n_head, s, causal](
+          const Tensor& g, Needs) -> Grads {
+        const int64_t B = g.size(0), T = g.size(1), C = g.size(2);
+        const Tensor g_heads = raw::transpose(raw::reshape(g, {B, T, n_head, C / n_head}), 1, 2);
+        Tensor grad = Tensor::empty(qkv.shape(), TensorOptions(g.dtype(), g.device()));
+        raw::attention_backward_into(
+            {packed_heads(grad, 0, n_head), packed_heads(grad, 1, n_head), packed_heads(grad, 2, n_head)}, g_heads,
+            packed_heads(qkv, 0, n_head), packed_heads(qkv, 1, n_head), packed_heads(qkv, 2, n_head), out, lse, s,
+            causal);
+        return {grad};
+      });
+}
+
 }  // namespace zt

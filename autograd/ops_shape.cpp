@@ -152,7 +152,11 @@ std::vector<Tensor> record_split(std::vector<Tensor> pieces, const Tensor& a, in
                    [sizes, dim, shape = a.shape()](const Grads& grads, Needs) -> Grads {
                      const Tensor& any = *std::find_if(grads.begin(), grads.end(),
                                                        [](const Tensor& g) { return g.defined(); });
-                     Tensor grad = zeros_for(shape, any);
+                     // The pieces tile the input: when each has a gradient, all of it is written below.
+                     const bool all = std::all_of(grads.begin(), grads.end(),
+                                                  [](const Tensor& g) { return g.defined(); });
+                     Tensor grad = all ? Tensor::empty(shape, TensorOptions(any.dtype(), any.device()))
+                                       : zeros_for(shape, any);
                      int64_t start = 0;
                      for (size_t i = 0; i < sizes.size(); ++i) {
                        if (grads[i].defined()) raw::copy_(raw::narrow(grad, dim, start, sizes[i]), grads[i]);

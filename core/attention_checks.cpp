@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <initializer_list>
 #include <utility>
 #include <vector>
@@ -43,14 +44,43 @@ bool self_disjoint(const Tensor& t) {
   return true;
 }
 
-// Outputs may overlap neither themselves, nor each other, nor an input.
+// Whether two views of one storage with the same shape and strides touch disjoint elements
+// because they interleave: for some stride R that every larger stride is a multiple of, the dims
+// of smaller strides reach E elements, and the offsets differ by d with E <= d mod R <= R - E.
+// That is the q, k and v slices of one packed (B, T, 3C) buffer (R = 3C, E = C), as the packed
+// attention's gradient is (autograd: packed_qkv_attention).
+bool interleaved_disjoint(const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape() || a.strides() != b.strides()) return false;
+  const int64_t delta = std::abs(a.offset() - b.offset());
+  for (int64_t r = 0; r < a.dim(); ++r) {
+    const int64_t period = a.stride(r);
+    if (a.size(r) <= 1 || period <= 0) continue;
+    int64_t reach = 1;  // elements the dims of smaller stride span
+    bool periodic = true;
+    for (int64_t d = 0; d < a.dim(); ++d) {
+      if (a.size(d) <= 1 || d == r) continue;
+      if (a.stride(d) < period) {
+        reach += (a.size(d) - 1) * a.stride(d);
+      } else if (a.stride(d) % period != 0) {
+        periodic = false;
+      }
+    }
+    const int64_t phase = delta % period;
+    if (periodic && phase >= reach && phase <= period - reach) return true;
+  }
+  return false;
+}
+
+// Outputs may overlap neither themselves, nor each other (unless they interleave, above), nor
+// an input.
 void check_outputs_disjoint(const char* op, std::initializer_list<NamedTensor> outputs,
                             std::initializer_list<NamedTensor> inputs) {
   for (const auto& [name, t] : outputs) {
     ZT_CHECK(self_disjoint(*t), op, ": output ", name, " has overlapping elements (strides ",
              shape_str(t->strides()), " for shape ", shape_str(t->shape()), ")");
     for (const auto& [other_name, other] : outputs)
-      ZT_CHECK(t == other || !raw::detail::may_overlap(*t, *other), op, ": outputs ", name, " and ", other_name,
+      ZT_CHECK(t == other || !raw::detail::may_overlap(*t, *other) || interleaved_disjoint(*t, *other), op,
+               ": outputs ", name, " and ", other_name,
                " overlap in memory");
     for (const auto& [in_name, in] : inputs)
       ZT_CHECK(!raw::detail::may_overlap(*t, *in), op, ": output ", name, " overlaps input ", in_name);

@@ -102,6 +102,10 @@ struct AttentionGrads {
 // The gradients of attention() from grad_out and that call's inputs, out and lse.
 AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
                                   const Tensor& out, const Tensor& lse, double scale, bool causal);
+// The same into given gradients (B, H, T, D) of q's dtype and device, unit stride in D: views that
+// may interleave, as the q, k and v slices of one packed (B, T, 3C) gradient do.
+void attention_backward_into(const AttentionGrads& grads, const Tensor& grad_out, const Tensor& q, const Tensor& k,
+                             const Tensor& v, const Tensor& out, const Tensor& lse, double scale, bool causal);
 
 // ---- indexing ----
 Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index);

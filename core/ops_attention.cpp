@@ -48,4 +48,18 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const
   return g;
 }
 
+void attention_backward_into(const AttentionGrads& grads, const Tensor& grad_out, const Tensor& q, const Tensor& k,
+                             const Tensor& v, const Tensor& out, const Tensor& lse, double scale, bool causal) {
+  const char* op = "attention_backward_into";
+  detail::check_same_device(op, {&grads.q, &grads.k, &grads.v, &grad_out, &q, &k, &v, &out, &lse});
+  const Tensor qc = unit_last_stride(q), kc = unit_last_stride(k), vc = unit_last_stride(v);
+  const Tensor oc = unit_last_stride(out), gc = unit_last_stride(grad_out);
+  const AttentionDims d = check_attention_inputs(op, qc, kc, vc, scale);
+  ZT_CHECK(grad_out.shape() == q.shape() && grad_out.dtype() == q.dtype(), op, ": grad_out must match q ",
+           q.str(), ", found ", grad_out.str());
+  if (!empty_problem(d))
+    backend_for(q.device())
+        .attention_backward(grads.q, grads.k, grads.v, gc, qc, kc, vc, oc, contiguous(lse), scale, causal);
+}
+
 }  // namespace zt::raw

@@ -9,8 +9,8 @@
 // - Forward: one block per (b, h, 64 queries). K/V tiles of 64 keys are double-buffered with
 //   cp.async; online softmax in registers on log2(e)-scaled scores (exp2); O is staged through
 //   the warp's own Q rows in shared memory for 16-byte stores; lse per row.
-// - Backward, deterministic (no atomics): delta_i = dO_i . O_i (one warp per row), then
-//   dQ: one block per (b, h, 64 queries) over key tiles, P rebuilt from lse; and
+// - Backward, deterministic (no atomics): delta_i = dO_i . O_i (16-byte vectors, a few lanes per
+//   row), then dQ: one block per (b, h, 64 queries) over key tiles, P rebuilt from lse; and
 //   dK, dV: one block per (b, h, 64 keys) over query tiles (32 at D = 128, keeping dK, dV and the
 //   scores in registers), warps owning key rows so that P^T and dS^T are register fragments.
 //   S and dP are computed in both passes: 7 tile matmuls instead of the 5 of FA2's atomic dQ,
@@ -32,6 +32,7 @@
 #include "core/attention_checks.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/device.h"
+#include "cuda/elementwise.cuh"  // Vec: 16-byte loads
 #include "cuda/kernel_utils.cuh"
 #include "cuda/row_softmax.cuh"
 #include "cuda/attention_args.cuh"
@@ -215,6 +216,20 @@ constexpr int tile_elems(int rows) {
 
 // ---- tensor-core kernels ----
 
+// Blocks per SM the backward kernels ask the compiler to fit (ptxas, sm_90). Unbounded, dQ took
+// 134 registers at Dp = 64 (3 blocks per SM) and dK/dV 193 (2); capped at 128 and 168 they spill a
+// few bytes and fit 4 and 3 (H200, GPT-2 124M: 136 -> 116 and 236 -> 184 us per layer). At
+// Dp = 128 dQ fits 3 in its 166 registers, and dK/dV needs its 254 (capping spilled hundreds of
+// bytes).
+template <int Dp>
+constexpr int dq_min_blocks() {
+  return Dp <= 64 ? 4 : 3;
+}
+template <int Dp>
+constexpr int dkdv_min_blocks() {
+  return Dp <= 64 ? 3 : 1;
+}
+
 // Shared memory: Q (64, Dp + 8), then 2 stages of K and V (64, Dp + 8) each.
 template <int Dp>
 constexpr size_t forward_mma_smem() {
@@ -316,7 +331,7 @@ constexpr size_t dq_mma_smem() {
 
 // dQ_i = scale sum_j dS_ij K_j with dS = P (dP - delta), P = exp(scale S - lse), dP = dO V^T.
 template <typename T, int Dp>
-__global__ void __launch_bounds__(kThreads) attention_dq_mma(const AttnArgs a) {
+__global__ void __launch_bounds__(kThreads, dq_min_blocks<Dp>()) attention_dq_mma(const AttnArgs a) {
   constexpr int kStride = Dp + 8, kNT = kTile / 8, kDT = Dp / 8, kElems = tile_elems<Dp>(kTile);
   extern __shared__ __align__(16) unsigned char smem[];
   uint16_t* q_s = reinterpret_cast<uint16_t*>(smem);  // warp w reads rows [16w, 16w + 16) of Q, dO
@@ -397,7 +412,7 @@ constexpr size_t dkdv_mma_smem() {
 // dV_j = sum_i P_ij dO_i, dK_j = scale sum_i dS_ij Q_i, computed transposed (warps own key rows):
 // S^T = K Q^T, dP^T = V dO^T, then P^T and dS^T are the A fragments of the two products.
 template <typename T, int Dp>
-__global__ void __launch_bounds__(kThreads) attention_dkdv_mma(const AttnArgs a) {
+__global__ void __launch_bounds__(kThreads, dkdv_min_blocks<Dp>()) attention_dkdv_mma(const AttnArgs a) {
   constexpr int kStride = Dp + 8, kBr = dkdv_query_tile<Dp>(), kNQ = kBr / 8, kDT = Dp / 8;
   constexpr int kKeyElems = tile_elems<Dp>(kTile), kQueryElems = tile_elems<Dp>(kBr);
   constexpr int kStageBytes = dkdv_stage_bytes<Dp>();
@@ -490,6 +505,62 @@ __global__ void __launch_bounds__(kThreads) attention_delta_kernel(const AttnArg
   for (int d = lane; d < a.dim; d += 32) s += A(to_compute(o[d])) * A(to_compute(g[d]));
   s = warp_sum(s);
   if (lane == 0) static_cast<A*>(a.delta)[row] = s;
+}
+
+// The same for 16-bit rows of 16-byte vectors (a.vec): kLanes lanes per row, 32 / kLanes rows per
+// warp, so each lane loads whole vectors (one warp per row of D = 64 had each lane load 4 bytes:
+// 25 us for 25 MB on the H200). The group's partial sums meet by shuffles within the group.
+template <typename T, int kLanes>
+__global__ void __launch_bounds__(kThreads) attention_delta_vec_kernel(const AttnArgs a) {
+  constexpr int V = 8, kRowsPerWarp = 32 / kLanes;
+  const int64_t rows = int64_t(a.batch_heads) * a.seq;
+  const int64_t row = (int64_t(blockIdx.x) * kWarps + threadIdx.x / 32) * kRowsPerWarp + threadIdx.x % 32 / kLanes;
+  const int lane = threadIdx.x % kLanes;
+  float s = 0.f;
+  if (row < rows) {
+    const int bh = int(row / a.seq), t = int(row % a.seq);
+    const T* o = head_rows<const T>(a.out, bh, a.heads) + t * a.out.st;
+    const T* g = head_rows<const T>(a.grad_out, bh, a.heads) + t * a.grad_out.st;
+    for (int d = lane * V; d < a.dim; d += kLanes * V) {
+      const Vec<T, V> ov = *reinterpret_cast<const Vec<T, V>*>(o + d);
+      const Vec<T, V> gv = *reinterpret_cast<const Vec<T, V>*>(g + d);
+#pragma unroll
+      for (int j = 0; j < V; ++j) s += float(to_compute(ov.v[j])) * float(to_compute(gv.v[j]));
+    }
+  }
+#pragma unroll
+  for (int offset = kLanes / 2; offset > 0; offset /= 2) s += __shfl_xor_sync(0xffffffffu, s, offset);
+  if (lane == 0 && row < rows) static_cast<float*>(a.delta)[row] = s;
+}
+
+// Queues delta = rowsum(dO * O) over the B * H * T rows (f16/bf16 with a.vec: the vector kernel).
+template <typename T>
+void launch_delta(const AttnArgs& a, cudaStream_t stream) {
+  const int64_t rows = int64_t(a.batch_heads) * a.seq;
+  auto blocks = [&](int64_t rows_per_block) {
+    const int64_t n = (rows + rows_per_block - 1) / rows_per_block;
+    ZT_CHECK(n <= INT_MAX, "attention_backward: B * H * T = ", rows, " rows exceed the CUDA grid");
+    return dim3(unsigned(n));
+  };
+  if constexpr (sizeof(T) == 2) {
+    if (a.vec) {
+      auto launch_lanes = [&](auto kernel, int lanes) {
+        kernel<<<blocks(int64_t(kWarps) * (32 / lanes)), kThreads, 0, stream>>>(a);
+      };
+      const int vectors = (a.dim + 7) / 8;  // at most 16 (D <= 128)
+      if (vectors <= 4) {
+        launch_lanes(attention_delta_vec_kernel<T, 4>, 4);
+      } else if (vectors <= 8) {
+        launch_lanes(attention_delta_vec_kernel<T, 8>, 8);
+      } else {
+        launch_lanes(attention_delta_vec_kernel<T, 16>, 16);
+      }
+      ZT_CUDA_LAUNCH_CHECK("attention_delta_vec_kernel");
+      return;
+    }
+  }
+  attention_delta_kernel<T><<<blocks(kWarps), kThreads, 0, stream>>>(a);
+  ZT_CUDA_LAUNCH_CHECK("attention_delta_kernel");
 }
 
 // ---- launchers ----
@@ -597,12 +668,9 @@ void CudaBackend::attention_backward(const Tensor& grad_q, const Tensor& grad_k,
   a.lse = lse.raw_data();
   const Tensor delta = Tensor::empty({d.batch * d.heads * d.seq}, TensorOptions(lse.dtype(), lse.device()));
   a.delta = delta.raw_data();
-  const int64_t delta_blocks = (d.batch * d.heads * d.seq + kWarps - 1) / kWarps;
-  ZT_CHECK(delta_blocks <= INT_MAX, "attention_backward: B * H * T = ", d.batch * d.heads * d.seq,
-           " rows exceed the CUDA grid");
   const cudaStream_t stream = current_stream(device);
   ZT_DISPATCH_FLOATING(q.dtype(), "attention_backward", ([&]<typename T>() {
-    launch("attention_delta_kernel", attention_delta_kernel<T>, dim3(unsigned(delta_blocks)), 0, stream, a);
+    launch_delta<T>(a, stream);
     if constexpr (sizeof(T) == 2) {
       with_padded_dim(a.dim, [&]<int Dp>() {
         launch("attention_dq_mma", attention_dq_mma<T, Dp>, tile_grid(a, kTile), dq_mma_smem<Dp>(), stream, a);

@@ -54,14 +54,14 @@ Tensor CausalSelfAttention::forward(const Tensor& x) {
   ZT_CHECK(x.dim() == 3 && x.size(2) == n_embd_, "CausalSelfAttention: expected input (B, T, ",
            n_embd_, "), found ", shape_str(x.shape()));
   const int64_t B = x.size(0), T = x.size(1), C = n_embd_, nh = n_head_, hs = C / nh;
+  // Fused: q, k and v stay views of the projection, and their gradients land in one buffer.
+  if (uses_fused()) return (*resid_dropout_)((*proj_)(packed_qkv_attention((*qkv_)(x), nh, true)));
   std::vector<Tensor> qkv = split((*qkv_)(x), C, 2);  // 3 x (B, T, C)
   auto heads = [&](const Tensor& t) {                  // (B, T, C) -> (B, nh, T, hs), a view
     return transpose(reshape(t, {B, T, nh, hs}), 1, 2);
   };
   Tensor q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);
-  // The fused output is (B, T, nh, hs) memory already, so the contiguous() below copies nothing.
-  Tensor y = uses_fused() ? scaled_dot_product_attention(q, k, v, true) : unfused_attention(q, k, v);
-  y = reshape(contiguous(transpose(y, 1, 2)), {B, T, C});  // merge heads: (B, T, C)
+  Tensor y = reshape(contiguous(transpose(unfused_attention(q, k, v), 1, 2)), {B, T, C});  // merge heads
   return (*resid_dropout_)((*proj_)(y));
 }
 

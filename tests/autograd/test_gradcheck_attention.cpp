@@ -53,5 +53,18 @@ TEST_CASE("gradcheck: scaled_dot_product_attention on the slices of a packed (B,
       {qkv});
 }
 
+TEST_CASE("gradcheck: packed_qkv_attention over a (B, T, 3C) projection") {
+  struct Packed {
+    int64_t B, T, H, D;
+  };
+  for (const Packed& c : {Packed{1, 1, 1, 3}, Packed{2, 5, 2, 3}, Packed{1, 7, 3, 2}}) {
+    for (bool causal : {true, false}) {
+      INFO("B=", c.B, " T=", c.T, " H=", c.H, " D=", c.D, " causal=", causal);
+      expect_gradcheck([&](const V& in) { return packed_qkv_attention(in[0], c.H, causal); },
+                       {leaf({c.B, c.T, 3 * c.H * c.D}, 40 + uint64_t(c.T))});
+    }
+  }
+}
+
 }  // namespace
 }  // namespace zt

@@ -145,6 +145,61 @@ TEST_CASE("fused attention: output layout and strided inputs") {
   CHECK(raw::max_abs_diff(raw::attention(qt, part(1), part(2), 0.5, true).out, r.out) == 0.0);
 }
 
+TEST_CASE("packed_qkv_attention equals attention over the split slices, forward and backward, bitwise") {
+  const int64_t B = 2, T = 9, H = 3, D = 4, C = H * D;
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    for (bool causal : {true, false}) {
+      INFO(dtype_name(dtype), " causal=", causal);
+      const Tensor qkv = raw::to(randn({B, T, 3 * C}, DType::f32), dtype);
+      set_requires_grad(qkv, true);
+      const Tensor w = raw::to(randn({B, T, C}, DType::f32), dtype);
+      const Tensor packed = packed_qkv_attention(qkv, H, causal);
+      REQUIRE(packed.shape() == Shape{B, T, C});
+      backward(sum(mul(packed, w)));
+      const Tensor packed_grad = grad(qkv);
+      set_grad(qkv, Tensor());
+      // The split path: three (B, T, C) slices viewed as heads, merged back after attention.
+      std::vector<Tensor> parts = split(qkv, C, 2);
+      auto heads = [&](const Tensor& t) { return transpose(reshape(t, {B, T, H, D}), 1, 2); };
+      const Tensor y = scaled_dot_product_attention(heads(parts[0]), heads(parts[1]), heads(parts[2]), causal);
+      const Tensor split_out = reshape(contiguous(transpose(y, 1, 2)), {B, T, C});
+      backward(sum(mul(split_out, w)));
+      CHECK(raw::max_abs_diff(packed, split_out) == 0.0);
+      CHECK(raw::max_abs_diff(packed_grad, grad(qkv)) == 0.0);
+    }
+  }
+}
+
+TEST_CASE("attention_backward_into writes interleaved slices of one gradient; overlapping ones are refused") {
+  const int64_t B = 1, T = 5, H = 2, D = 3, C = H * D;
+  const Tensor qkv = randn({B, T, 3 * C}, DType::f32);
+  auto heads = [&](const Tensor& packed, int64_t part) {
+    return raw::transpose(raw::reshape(raw::narrow(packed, 2, part * C, C), {B, T, H, D}), 1, 2);
+  };
+  const raw::AttentionResult r = raw::attention(heads(qkv, 0), heads(qkv, 1), heads(qkv, 2), 0.5, true);
+  const Tensor g = randn({B, H, T, D}, DType::f32);
+  const raw::AttentionGrads want =
+      raw::attention_backward(g, heads(qkv, 0), heads(qkv, 1), heads(qkv, 2), r.out, r.lse, 0.5, true);
+  const Tensor packed = Tensor::empty({B, T, 3 * C}, TensorOptions(DType::f32, Device::cpu()));
+  raw::attention_backward_into({heads(packed, 0), heads(packed, 1), heads(packed, 2)}, g, heads(qkv, 0),
+                               heads(qkv, 1), heads(qkv, 2), r.out, r.lse, 0.5, true);
+  CHECK(raw::max_abs_diff(heads(packed, 0), want.q) == 0.0);
+  CHECK(raw::max_abs_diff(heads(packed, 1), want.k) == 0.0);
+  CHECK(raw::max_abs_diff(heads(packed, 2), want.v) == 0.0);
+  // Slices one element apart share elements: a clear error, nothing written.
+  const Tensor shifted = raw::transpose(raw::reshape(raw::narrow(packed, 2, 1, C), {B, T, H, D}), 1, 2);
+  CHECK_THROWS_WITH_AS(raw::attention_backward_into({heads(packed, 0), shifted, heads(packed, 2)}, g, heads(qkv, 0),
+                                                    heads(qkv, 1), heads(qkv, 2), r.out, r.lse, 0.5, true),
+                       doctest::Contains("outputs grad_q and grad_k overlap"), Error);
+}
+
+TEST_CASE("packed_qkv_attention: argument errors name what was wrong") {
+  CHECK_THROWS_WITH_AS(packed_qkv_attention(randn({2, 3}, DType::f32), 1),
+                       doctest::Contains("qkv must be 3-D (B, T, 3C)"), Error);
+  CHECK_THROWS_WITH_AS(packed_qkv_attention(randn({1, 4, 12}, DType::f32), 3),
+                       doctest::Contains("must be 3 * n_head * head_dim with n_head = 3"), Error);
+}
+
 TEST_CASE("fused attention: argument errors name what was wrong") {
   const Tensor q = randn({1, 2, 5, 4}, DType::f32), k = randn({1, 2, 5, 4}, DType::f32);
   auto message = [](auto fn) -> std::string {
