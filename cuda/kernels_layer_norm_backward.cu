@@ -307,15 +307,19 @@ __global__ void __launch_bounds__(kMaxStagedBlock, 2)
 // (H200, bf16 (8192, 768): 44 us, then 23 us to add the partials, for 38 MB of row traffic).
 // Here a block's warps add their sums in shared memory, in warp order (deterministic), and
 // write one partial row per block; the row sums are warp shuffles (no barrier per row).
+// K (vectors per lane) is the fewest that cover the row, and two blocks fit an SM up to K = 3.
+// With K = 4 for every width the kernel took 168 registers: one block of 8 warps per SM (12.5%
+// occupancy, and the driver sized shared memory for that one block), bf16 (8192, 768) in 44 us.
+// At K = 4 a 128-register cap spilled 340 bytes, so it keeps one block.
 constexpr int kWarpRowVecs = 4, kWarpRowWarps = 8;
 
-template <typename T, typename S>
-__global__ void __launch_bounds__(kWarpRowWarps * 32)
+template <int K, typename T, typename S>
+__global__ void __launch_bounds__(kWarpRowWarps * 32, K < 4 ? 2 : 1)
     layer_norm_backward_warp_kernel(T* gx, compute_t<T>* partial_w, compute_t<T>* partial_b, const T* gy,
                                     const T* x, const S* mean, const S* rstd, const T* w, int64_t rows,
                                     int64_t cols) {
   using A = compute_t<T>;
-  constexpr int V = 16 / int(sizeof(T)), K = kWarpRowVecs;
+  constexpr int V = 16 / int(sizeof(T));
   using VT = Vec<T, V>;
   extern __shared__ __align__(16) unsigned char ln_warp_sums[];
   A* sum_w = reinterpret_cast<A*>(ln_warp_sums);  // (cols), then the bias sums (cols)
@@ -531,8 +535,16 @@ bool launch_fused_backward(T* gx, T* gw, T* gb, const T* gy, const T* x, const S
       Tensor partials = Tensor::empty({2 * grid * cols}, TensorOptions(DTypeOf<A>::value, Device::cuda(device)));
       A* pw = device_data<A>(partials);
       A* pb = pw + grid * cols;
-      layer_norm_backward_warp_kernel<T, S><<<unsigned(grid), kWarpRowWarps * 32, 2 * cols * sizeof(A), stream>>>(
-          gx, pw, pb, gy, x, mean, rstd, w, rows, cols);
+      auto launch = [&](auto kernel) {
+        kernel<<<unsigned(grid), kWarpRowWarps * 32, 2 * cols * sizeof(A), stream>>>(gx, pw, pb, gy, x, mean, rstd,
+                                                                                     w, rows, cols);
+      };
+      switch ((cols / V + 31) / 32) {  // vectors per lane
+        case 1: launch(layer_norm_backward_warp_kernel<1, T, S>); break;
+        case 2: launch(layer_norm_backward_warp_kernel<2, T, S>); break;
+        case 3: launch(layer_norm_backward_warp_kernel<3, T, S>); break;
+        default: launch(layer_norm_backward_warp_kernel<4, T, S>); break;
+      }
       ZT_CUDA_LAUNCH_CHECK("layer_norm_backward_warp_kernel");
       launch_wb_finish(gw, gb, pw, pb, grid, cols, stream);
       return true;
