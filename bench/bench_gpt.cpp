@@ -35,6 +35,7 @@ struct Options {
   int64_t grad_accum = 1;               // micro-batches of --batch per optimizer step
   std::string offload_optimizer = "none";  // zero_optimization.offload_optimizer.device
   std::string nvme_path;
+  bool profile = false;  // profiler capture around the timed steps only
 };
 
 double gib(int64_t bytes) { return double(bytes) / double(int64_t(1) << 30); }
@@ -102,11 +103,13 @@ int run(const Options& o) {
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
   zt::Tensor last;
+  if (o.profile) zt::backend_for(device).profiler_capture(true);
   for (int64_t i = 0; i < o.steps; ++i) last = step();
   // Host time to issue the steps: close to the total when the host, not the GPU, sets the pace
   // (the optimizer's host syncs count here too).
   const double issue_secs = std::chrono::duration<double>(Clock::now() - start).count();
   const double last_loss = last.item();
+  if (o.profile) zt::backend_for(device).profiler_capture(false);
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
   const double tokens_per_s = double(o.steps * o.grad_accum * o.batch * o.block_size) / secs;
   const double flops = tokens_per_s * model->flops_per_token(o.block_size);
@@ -155,6 +158,8 @@ int main(int argc, char** argv) {
   args.add("--grad-accum", &o.grad_accum, "micro-batches of --batch sequences per optimizer step");
   args.add("--offload-optimizer", &o.offload_optimizer, "none, cpu or nvme (ZeRO stage 1-3)");
   args.add("--nvme-path", &o.nvme_path, "folder for --offload-optimizer nvme");
+  args.add_switch("--profile", &o.profile,
+                  "open the profiler capture for the timed steps only (ncu/nsys --profile-from-start off)");
   args.add_switch("--checkpoint-activations", &o.checkpoint_activations, "recompute block activations in backward");
   try {
     if (!args.parse(argc, argv)) return 0;

@@ -24,6 +24,9 @@ class Backend {
   virtual DeviceType device_type() const = 0;
   // Devices of this type the process can use (the CPU: 1).
   virtual int device_count() const { return 1; }
+  // Opens (true) or closes the span an external profiler started with capture off records
+  // (Nsight's --profile-from-start off): cudaProfilerStart/Stop on CUDA; nothing on the CPU.
+  virtual void profiler_capture(bool on) { (void)on; }
 #define ZT_OP(name, params) virtual void name params = 0;
 #include "core/ops.def"
 #undef ZT_OP

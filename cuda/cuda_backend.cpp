@@ -3,6 +3,8 @@
 // for DeviceType::CUDA at program start when a GPU is present, and stays silent otherwise.
 #include "cuda/cuda_backend.h"
 
+#include <cuda_profiler_api.h>
+
 #include "cuda/caching_allocator.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device.h"
@@ -15,6 +17,8 @@ CudaBackend& cuda_backend() {
 }
 
 int CudaBackend::device_count() const { return cuda::device_count(); }
+
+void CudaBackend::profiler_capture(bool on) { ZT_CUDA_CHECK(on ? cudaProfilerStart() : cudaProfilerStop()); }
 
 int common_device(const char* op, std::initializer_list<const Tensor*> tensors) {
   int index = -1;

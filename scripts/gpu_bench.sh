@@ -6,7 +6,7 @@
 #             (eager and torch.compile); GPT_ARGS adds flags to both (e.g. "--batch 16")
 #   cpu_adam  bench_cpu_adam over ADAM_NUMEL fp32 parameters (default 1e9) on all host cores and
 #             bench/torch_cpu_adam.py with the same threads
-#   profile   one bench_gpt step (GPT_ARGS) under Nsight Compute, kernel time by kernel
+#   profile   one steady-state bench_gpt step (GPT_ARGS) under Nsight Compute, kernel time by kernel
 #             (bench/kernel_profile.py); needs ncu with hardware counters
 #   BUILD_DIR (default build-gpu), CUDA_ARCH (default 90), BENCH_ARGS (e.g. --quick, for ops)
 set -uo pipefail
@@ -68,8 +68,10 @@ for b in $benches; do
         failed=1
         continue
       fi
-      "$ncu_bin" --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
-        "$build_dir/bin/bench_gpt" --warmup 0 --steps 1 ${GPT_ARGS:-} >"$log_dir/ncu.csv" 2>"$log_dir/ncu.err"
+      # One steady-state step: the warm-up steps (first-call casts, heuristics) are not captured.
+      "$ncu_bin" --clock-control none --profile-from-start off --metrics gpu__time_duration.sum --csv \
+        --print-units base "$build_dir/bin/bench_gpt" --warmup 2 --steps 1 --profile ${GPT_ARGS:-} \
+        >"$log_dir/ncu.csv" 2>"$log_dir/ncu.err"
       run kernel_profile.log python3 bench/kernel_profile.py "$log_dir/ncu.csv" --top 60 --sequence 400 ;;
     *) echo "unknown bench '$b' in BENCHES (expected ops, gpt, cpu_adam, profile)"; failed=1 ;;
   esac
