@@ -56,12 +56,12 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
 
 namespace {
 
-// x W^T + b. The bias is written first and the GEMM accumulates onto it (beta = 1), so the
-// output is written once by the broadcast and once by the GEMM's epilogue, instead of the GEMM
-// writing it and an add pass reading and writing it again; the sum is rounded once. Arguments
-// the fused form cannot take go the plain way, whose checks name what is wrong.
+// x W^T + b through raw::linear: the bias added in the GEMM's epilogue (cuBLASLt), or written
+// first with the GEMM accumulating onto it, never a separate add pass over the output; the sum is
+// rounded once. Arguments the fused form cannot take go the plain way, whose checks name what is
+// wrong.
 Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  const bool fusable = bias.defined() && bias.dim() == 1 && weight.dim() == 2 && x.dim() >= 1 &&
+  const bool fusable = bias.defined() && bias.dim() == 1 && weight.dim() == 2 && x.dim() >= 2 &&
                        bias.size(0) == weight.size(0) && x.size(-1) == weight.size(1) &&
                        bias.dtype() == x.dtype() && weight.dtype() == x.dtype() && bias.device() == x.device() &&
                        weight.device() == x.device();
@@ -70,12 +70,7 @@ Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor& bias)
     if (bias.defined()) raw::binary_(BinaryOp::add, out, bias);
     return out;
   }
-  Shape shape = x.shape();
-  shape.back() = weight.size(0);
-  Tensor out = Tensor::empty(shape, TensorOptions(x.dtype(), x.device()));
-  raw::copy_(out, raw::expand(bias, shape));
-  raw::matmul_acc_(out, x, weight, false, true, 1.0, 1.0);
-  return out;
+  return raw::linear(x, weight, bias);
 }
 
 }  // namespace
@@ -85,18 +80,52 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   if (!autograd::needs_graph(x, weight, bias)) return out;
   Tensor keep_x = autograd::save_if(requires_grad(weight), x);
   Tensor keep_w = autograd::save_if(requires_grad(x), weight);
+  const bool bias_1d = bias.defined() && bias.dim() == 1 && bias.dtype() == x.dtype() && x.dim() >= 1;
   return autograd::make_node(
       "linear", std::move(out), {&x, &weight, &bias},
-      [keep_x, keep_w, bias_shape = bias.defined() ? bias.shape() : Shape{}](const Tensor& g,
-                                                                            Needs need) -> Grads {
+      [keep_x, keep_w, bias_1d, bias_shape = bias.defined() ? bias.shape() : Shape{}](const Tensor& g,
+                                                                                     Needs need) -> Grads {
         Grads grads(3);
         if (need[0]) grads[0] = raw::matmul(g, keep_w);  // (..., out) @ (out, in)
+        if (need[1] && need[2] && bias_1d) {  // both from one read of g
+          raw::LinearGrads wb = raw::linear_weight_grads(g, keep_x);
+          grads[1] = wb.weight;
+          grads[2] = wb.bias;
+          return grads;
+        }
         if (need[1]) {
           Tensor g2 = raw::reshape(g, {-1, g.size(-1)});            // (R, out)
           Tensor x2 = raw::reshape(keep_x, {-1, keep_x.size(-1)});  // (R, in)
           grads[1] = raw::matmul(g2, x2, true, false);              // (out, in)
         }
         if (need[2]) grads[2] = raw::sum_to(g, bias_shape);
+        return grads;
+      });
+}
+
+Tensor gelu_mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2) {
+  raw::LinearGelu hidden = raw::linear_gelu(x, w1, b1);  // pre = x w1^T + b1, out = gelu_tanh(pre)
+  Tensor out = raw::linear(hidden.out, w2, b2);
+  if (!autograd::needs_graph(x, w1, b1, w2, b2)) return out;
+  return autograd::make_node(
+      "gelu_mlp", std::move(out), {&x, &w1, &b1, &w2, &b2},
+      [x = autograd::save_for_backward(x), w1 = autograd::save_for_backward(w1),
+       w2 = autograd::save_for_backward(w2), pre = hidden.pre, h = hidden.out](const Tensor& g, Needs need) -> Grads {
+        Grads grads(5);
+        if (need[3] || need[4]) {
+          raw::LinearGrads second = raw::linear_weight_grads(g, h);
+          if (need[3]) grads[3] = second.weight;
+          if (need[4]) grads[4] = second.bias;
+        }
+        if (need[0] || need[1] || need[2]) {
+          raw::GeluLinearGrads first = raw::gelu_linear_input_grads(g, w2, pre);  // d pre and d b1
+          if (need[0]) grads[0] = raw::matmul(first.pre, w1);                    // (..., 4C) @ (4C, C)
+          if (need[1]) {
+            grads[1] = raw::matmul(raw::reshape(first.pre, {-1, first.pre.size(-1)}),
+                                   raw::reshape(x, {-1, x.size(-1)}), true, false);
+          }
+          if (need[2]) grads[2] = first.bias;
+        }
         return grads;
       });
 }

@@ -64,6 +64,28 @@ Tensor sum_to(const Tensor& a, const Shape& shape);
 // (M, K) @ (K, N); (B, M, K) @ (B, K, N); (..., M, K) @ (K, N). trans_* transposes the last two
 // dims of that operand without a copy.
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
+// x (..., K) @ weight (N, K)^T + bias (N): a linear layer's forward, through the backend's
+// gemm_bias (its bias added in the GEMM's epilogue where it can). One dtype and device.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+// linear then GELU (tanh approximation) in one product (gemm_bias_gelu): out = gelu_tanh(pre),
+// pre = x W^T + b (..., N), kept for backward.
+struct LinearGelu {
+  Tensor out, pre;
+};
+LinearGelu linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias);
+// A linear layer's weight and bias gradients from grad_out (..., N) and its input x (..., K):
+// grad_out^T x (N, K) and the column sums of grad_out (N), from one product (gemm_row_sums).
+struct LinearGrads {
+  Tensor weight, bias;
+};
+LinearGrads linear_weight_grads(const Tensor& grad_out, const Tensor& x);
+// Through a linear layer's input and the GELU before it (gemm_gelu_backward): pre (..., K) =
+// gelu's input, weight (N, K), grad_out (..., N): grad_pre = (grad_out @ weight) * gelu_tanh'(pre)
+// and its column sums, the bias gradient of the layer that made pre.
+struct GeluLinearGrads {
+  Tensor pre, bias;
+};
+GeluLinearGrads gelu_linear_input_grads(const Tensor& grad_out, const Tensor& weight, const Tensor& pre);
 // out += alpha * a @ b with the same shape rules, accumulating in place.
 void matmul_acc_(const Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b,
                  double alpha = 1.0, double beta = 1.0);

@@ -39,13 +39,36 @@ struct Plan {
   bool tuned = false;                            // algo is the timed fastest candidate
 };
 
-// device, type, compute, op_a, op_b, m, n, k, lda, ldb, ldd, alignments of A, B, D, workspace.
+// device, type, compute, op_a, op_b, m, n, k, lda, ldb, ldd, alignments of A, B, D, workspace,
+// epilogue.
 using PlanKey = std::tuple<int, int, int, int, int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, uint32_t,
-                           uint32_t, uint32_t, size_t>;
+                           uint32_t, uint32_t, size_t, int>;
 
 template <typename V>
 void set_desc(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attr, V value) {
   ZT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, attr, &value, sizeof(value)));
+}
+
+void set_desc_pointer(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attr, const void* p) {
+  ZT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, attr, &p, sizeof(p)));
+}
+
+cublasLtEpilogue_t lt_epilogue(LtEpilogue e) {
+  switch (e) {
+    case LtEpilogue::none: return CUBLASLT_EPILOGUE_DEFAULT;
+    case LtEpilogue::bias: return CUBLASLT_EPILOGUE_BIAS;
+    case LtEpilogue::gelu_aux_bias: return CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+    case LtEpilogue::dgelu_bgrad: return CUBLASLT_EPILOGUE_DGELU_BGRAD;
+    case LtEpilogue::bgradb: return CUBLASLT_EPILOGUE_BGRADB;
+  }
+  return CUBLASLT_EPILOGUE_DEFAULT;
+}
+
+// The call's vector and aux pointers into the plan's descriptor (the heuristic also reads them
+// for their alignment).
+void set_epilogue_pointers(cublasLtMatmulDesc_t desc, const LtGemm& g) {
+  if (g.vec) set_desc_pointer(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, g.vec);
+  if (g.aux) set_desc_pointer(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, g.aux);
 }
 
 template <typename V>
@@ -59,6 +82,15 @@ Plan make_plan(cublasLtHandle_t handle, const LtGemm& g, uint32_t align_a, uint3
   ZT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, g.compute, CUDA_R_32F));
   set_desc(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, int32_t(g.op_a));
   set_desc(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, int32_t(g.op_b));
+  if (g.epilogue != LtEpilogue::none) {
+    set_desc(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, lt_epilogue(g.epilogue));
+    set_desc(p.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, int32_t(g.type));
+    if (g.aux) {
+      set_desc(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, int64_t(g.ldd));
+      set_desc(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, int32_t(g.type));
+    }
+    set_epilogue_pointers(p.desc, g);  // set again on every call
+  }
   // Stored shapes: op_a(A) is (m, k), so A is (m, k) untransposed or (k, m) transposed.
   const bool ta = g.op_a != CUBLAS_OP_N, tb = g.op_b != CUBLAS_OP_N;
   ZT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, g.type, uint64_t(ta ? g.k : g.m), uint64_t(ta ? g.m : g.k), g.lda));
@@ -145,29 +177,27 @@ bool lt_enabled() {
 bool lt_matmul(int device, cudaStream_t stream, const LtGemm& g, void* workspace, size_t workspace_bytes) {
   const uint32_t align_a = alignment_of(g.a), align_b = alignment_of(g.b), align_d = alignment_of(g.d);
   const PlanKey key{device, int(g.type), int(g.compute), int(g.op_a), int(g.op_b), g.m, g.n, g.k, g.lda, g.ldb,
-                    g.ldd, align_a, align_b, align_d, workspace_bytes};
+                    g.ldd, align_a, align_b, align_d, workspace_bytes, int(g.epilogue)};
   LtState& s = state();
   static const bool tune = env_flag("ZT_CUBLASLT_AUTOTUNE", false);
-  cublasLtHandle_t handle = nullptr;
-  cublasLtMatmulAlgo_t algo{};
-  const Plan* plan = nullptr;
+  cublasStatus_t status = CUBLAS_STATUS_SUCCESS;
   {
+    // Held through the call: the epilogue's pointers live in the plan's shared descriptor.
     std::lock_guard<std::mutex> lock(s.mutex);
     if (s.handles.empty()) s.handles.assign(size_t(device_count()), nullptr);
     ZT_CHECK(device >= 0 && size_t(device) < s.handles.size(), "gemm: CUDA device ", device, " out of range");
     if (!s.handles[size_t(device)]) ZT_CUBLAS_CHECK(cublasLtCreate(&s.handles[size_t(device)]));
-    handle = s.handles[size_t(device)];
+    cublasLtHandle_t handle = s.handles[size_t(device)];
     auto it = s.plans.find(key);
     if (it == s.plans.end())
       it = s.plans.emplace(key, make_plan(handle, g, align_a, align_b, align_d, workspace_bytes)).first;
     Plan& p = it->second;  // map nodes stay put
     if (p.candidates.empty()) return false;
+    set_epilogue_pointers(p.desc, g);
     if (tune && !p.tuned && g.beta == 0.0f && p.candidates.size() > 1)
       autotune(handle, p, g, workspace, workspace_bytes, stream);
-    algo = p.algo;
-    plan = &p;
+    status = run_plan(handle, p, p.algo, g, workspace, workspace_bytes, stream);
   }
-  const cublasStatus_t status = run_plan(handle, *plan, algo, g, workspace, workspace_bytes, stream);
   if (status == CUBLAS_STATUS_NOT_SUPPORTED) return false;  // nothing queued: cublasGemmEx instead
   ZT_CUBLAS_CHECK(status);
   return true;

@@ -14,8 +14,20 @@
 
 namespace zt::cuda {
 
+// What cuBLASLt's epilogue does after the product P = alpha * op_a(A) @ op_b(B) + beta * D, in
+// f32 before the rounding to `type`. vec and aux are of `type`, 16-byte aligned; aux (m, n)
+// with D's leading dim.
+enum class LtEpilogue {
+  none,           // D = P
+  bias,           // D = P + vec (m) added to every column
+  gelu_aux_bias,  // aux = P + vec, D = gelu_tanh(aux)
+  dgelu_bgrad,    // D = P * gelu_tanh'(aux), vec (m) = the row sums of D (over n)
+  bgradb,         // D = P, vec (n) = the sums of op_b(B) over k
+};
+
 // D (m, n) = alpha * op_a(A) (m, k) @ op_b(B) (k, n) + beta * D, column-major, D updated in
-// place (it is also C). A, B and D are all of `type`; scaling and accumulation in f32.
+// place (it is also C), then the epilogue. A, B and D are all of `type`; scaling and
+// accumulation in f32.
 struct LtGemm {
   cudaDataType_t type;          // CUDA_R_16F, CUDA_R_16BF or CUDA_R_32F
   cublasComputeType_t compute;  // CUBLAS_COMPUTE_32F, or CUBLAS_COMPUTE_32F_FAST_TF32 for f32
@@ -28,6 +40,9 @@ struct LtGemm {
   void* d;
   int64_t ldd;
   float alpha, beta;
+  LtEpilogue epilogue = LtEpilogue::none;
+  void* vec = nullptr;  // bias (read) or bias gradient (written)
+  void* aux = nullptr;  // the GELU input: written by gelu_aux_bias, read by dgelu_bgrad
 };
 
 // Whether cuda/gemm.cpp sends its plain f16/bf16/TF32 GEMMs here: yes, unless the environment

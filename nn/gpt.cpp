@@ -72,6 +72,11 @@ MLP::MLP(const GPTConfig& c, Generator* gen) {
 }
 
 Tensor MLP::forward(const Tensor& x) {
+  // One fused op (GELU, its gradient and both biases in the GEMMs' epilogues), unless a child
+  // has hooks its own forward must run (ZeRO-3 gathers parameters there).
+  if (fc_->bias().defined() && proj_->bias().defined() && !fc_->has_hooks() && !gelu_->has_hooks() &&
+      !proj_->has_hooks())
+    return (*dropout_)(gelu_mlp(x, fc_->weight(), fc_->bias(), proj_->weight(), proj_->bias()));
   return (*dropout_)((*proj_)((*gelu_)((*fc_)(x))));  // (B, T, 4C) inside, (B, T, C) out
 }
 

@@ -117,6 +117,11 @@ class Module : public std::enable_shared_from_this<Module> {
   HookHandle register_backward_hook(BackwardHook fn);
   // Removes the hook with this handle from whichever list holds it; false when none does.
   bool remove_hook(HookHandle handle);
+  // Whether any hook is registered on this module (not its children): a parent whose fused
+  // forward skips a child's operator() must not skip the child's hooks (ZeRO-3 gathers there).
+  bool has_hooks() const {
+    return !forward_pre_hooks_.empty() || !forward_hooks_.empty() || has_backward_hooks();
+  }
 
  private:
   struct NamedTensor {

@@ -47,6 +47,18 @@ TEST_CASE("gradcheck: linear with and without bias") {
   expect_gradcheck([&](const V& in) { return linear(x_const, in[0], in[1]); }, {w, b});
 }
 
+TEST_CASE("gradcheck: gelu_mlp over (B, T, C) and (N, C) inputs, every argument differentiated") {
+  const Tensor w1 = leaf({6, 3}, 61), b1 = leaf({6}, 62), w2 = leaf({4, 6}, 63), b2 = leaf({4}, 64);
+  for (const Shape& xs : {Shape{5, 3}, Shape{2, 3, 3}}) {
+    INFO("x ", shape_str(xs));
+    expect_gradcheck([](const V& in) { return gelu_mlp(in[0], in[1], in[2], in[3], in[4]); },
+                     {leaf(xs, 60), w1, b1, w2, b2});
+  }
+  // Only the second layer trains: the first layer's gradients are not computed.
+  const Tensor x = detach(leaf({5, 3}, 60)), w1c = detach(w1), b1c = detach(b1);
+  expect_gradcheck([&](const V& in) { return gelu_mlp(x, w1c, b1c, in[0], in[1]); }, {w2, b2});
+}
+
 TEST_CASE("gradcheck: view ops") {
   Tensor a = leaf({2, 3, 4}, 15);
   expect_gradcheck([](const V& in) { return reshape(in[0], {4, -1}); }, {a});

@@ -242,3 +242,75 @@ TEST_CASE("gemm: odd mid-size batched shapes in every transpose combination") {
     }
   }
 }
+
+TEST_CASE("gemm_bias and raw::linear: x W^T + b, over flattened leading dims; errors name the shapes") {
+  const int64_t B = 2, T = 3, K = 5, N = 4;
+  for (DType dt : kGemmDTypes) {
+    CAPTURE(zt::dtype_name(dt));
+    const std::vector<double> xv = pattern(B * T * K, 1), wv = pattern(N * K, 2), bv = pattern(N, 3);
+    const Tensor x = gemm_tensor(xv, {B, T, K}, dt), w = gemm_tensor(wv, {N, K}, dt), b = gemm_tensor(bv, {N}, dt);
+    std::vector<double> want = reference(xv, {B * T, K}, false, wv, {N, K}, true, {}, 1, B * T, N, K, 1.0, 0.0);
+    for (int64_t r = 0; r < B * T; ++r)
+      for (int64_t n = 0; n < N; ++n) want[size_t(r * N + n)] += bv[size_t(n)];
+    const Tensor y = zt::raw::linear(x, w, b);
+    CHECK(y.shape() == Shape{B, T, N});
+    check_close(y, want, dt);
+    // A view whose rows do not flatten (a transposed batch) takes the batched product, same values.
+    const Tensor xt = zt::raw::transpose(zt::raw::contiguous(zt::raw::transpose(x, 0, 1)), 0, 1);
+    REQUIRE_FALSE(xt.is_contiguous());
+    check_close(zt::raw::linear(xt, w, b), want, dt);
+    // K = 0: every row is the bias.
+    const Tensor y0 = zt::raw::linear(Tensor::empty({2, 0}, dt), Tensor::empty({N, 0}, dt), b);
+    std::vector<double> rows0;
+    for (int r = 0; r < 2; ++r) rows0.insert(rows0.end(), bv.begin(), bv.end());
+    check_close(y0, rows0, dt);
+  }
+  const Tensor x = Tensor::empty({2, 5}, DType::f32), w = Tensor::empty({4, 5}, DType::f32);
+  CHECK_THROWS_WITH_AS(zt::raw::linear(x, w, Tensor::empty({3}, DType::f32)),
+                       doctest::Contains("weight (N, K) and bias (N)"), zt::Error);
+  CHECK_THROWS_WITH_AS(zt::raw::linear(x, w, Tensor::empty({4}, DType::f64)), doctest::Contains("dtype"), zt::Error);
+  Tensor out = Tensor::empty({2, 4}, DType::f32);
+  CHECK_THROWS_WITH_AS(zt::cpu::cpu_backend().gemm_bias(out, x, w, false, true, Tensor::empty({5}, DType::f32)),
+                       doctest::Contains("gemm_bias: expected out (M, N) and a contiguous bias (N)"), zt::Error);
+}
+
+TEST_CASE("linear_gelu, gelu_linear_input_grads and linear_weight_grads equal their compositions") {
+  const int64_t B = 2, T = 3, K = 5, N = 6, M = 4;
+  for (DType dt : kGemmDTypes) {
+    CAPTURE(zt::dtype_name(dt));
+    const Tensor x = gemm_tensor(pattern(B * T * K, 1), {B, T, K}, dt);
+    const Tensor w1 = gemm_tensor(pattern(N * K, 2), {N, K}, dt), b1 = gemm_tensor(pattern(N, 3), {N}, dt);
+    const Tensor w2 = gemm_tensor(pattern(M * N, 4), {M, N}, dt), g = gemm_tensor(pattern(B * T * M, 5), {B, T, M}, dt);
+    // Forward: pre = x w1^T + b1, out = gelu_tanh(pre), each rounded as the separate ops round.
+    const zt::raw::LinearGelu h = zt::raw::linear_gelu(x, w1, b1);
+    const Tensor pre = zt::raw::linear(x, w1, b1);
+    CHECK(h.pre.shape() == Shape{B, T, N});
+    CHECK(zt::raw::max_abs_diff(h.pre, pre) == 0.0);
+    CHECK(zt::raw::max_abs_diff(h.out, zt::raw::unary(zt::UnaryOp::gelu_tanh, pre)) == 0.0);
+    // Backward through the second layer's input and the GELU: (g w2) * gelu'(pre), column sums.
+    const zt::raw::GeluLinearGrads d = zt::raw::gelu_linear_input_grads(g, w2, pre);
+    const Tensor d_pre = zt::raw::unary_backward(zt::UnaryOp::gelu_tanh, zt::raw::matmul(g, w2), pre);
+    CHECK(zt::raw::max_abs_diff(d.pre, d_pre) == 0.0);
+    const double sum_tol = dt == DType::f64 ? 1e-12 : dt == DType::f32 ? 1e-5 : 3e-2;
+    CHECK(zt::raw::max_abs_diff(d.bias, zt::raw::sum(d_pre, {0, 1})) <= sum_tol);
+    // Weight and bias gradients of a layer from one product: g^T h and the column sums of g.
+    const zt::raw::LinearGrads wb = zt::raw::linear_weight_grads(g, h.out);
+    const Tensor g2 = zt::raw::reshape(g, {B * T, M}), h2 = zt::raw::reshape(h.out, {B * T, N});
+    CHECK(zt::raw::max_abs_diff(wb.weight, zt::raw::matmul(g2, h2, true, false)) == 0.0);
+    CHECK(zt::raw::max_abs_diff(wb.bias, zt::raw::sum(g, {0, 1})) <= sum_tol);
+  }
+  // No rows: the bias gradients are zeros.
+  const Tensor w = Tensor::empty({3, 2}, DType::f32);
+  const zt::raw::GeluLinearGrads none =
+      zt::raw::gelu_linear_input_grads(Tensor::empty({0, 3}, DType::f32), w, Tensor::empty({0, 2}, DType::f32));
+  CHECK(none.bias.to_vector<double>() == std::vector<double>{0, 0});
+  const zt::raw::LinearGrads none_wb =
+      zt::raw::linear_weight_grads(Tensor::empty({0, 3}, DType::f32), Tensor::empty({0, 2}, DType::f32));
+  CHECK(none_wb.bias.to_vector<double>() == std::vector<double>{0, 0, 0});
+  CHECK(none_wb.weight.to_vector<double>() == std::vector<double>(6, 0.0));
+  CHECK_THROWS_WITH_AS(zt::raw::linear_weight_grads(Tensor::empty({4, 3}, DType::f32), Tensor::empty({5, 2}, DType::f32)),
+                       doctest::Contains("must share their leading dims"), zt::Error);
+  CHECK_THROWS_WITH_AS(zt::raw::gelu_linear_input_grads(Tensor::empty({4, 3}, DType::f32), w,
+                                                        Tensor::empty({4, 5}, DType::f32)),
+                       doctest::Contains("expected grad_out (..., N), weight (N, K) and pre (..., K)"), zt::Error);
+}

@@ -308,6 +308,97 @@ int case_gemm() {
   return ran;
 }
 
+// Random values, or (an empty shape, which random_pair cannot fill) an empty pair.
+Pair operand_pair(const Shape& s, DType dt, double lo, double hi, uint64_t seed) {
+  return shape_numel(s) == 0 ? output_pair(s, dt) : random_pair(s, dt, Layout::contiguous, lo, hi, seed);
+}
+
+// The bias epilogue (cuBLASLt, 16-byte aligned bias, f16/bf16 and TF32) and the fallback that
+// writes the bias rows first: odd and aligned widths, a bias at an odd element offset, K = 0.
+int case_gemm_bias() {
+  int ran = 0;
+  struct Dims {
+    int64_t m, n, k;
+  };
+  for (DType dt : kFloatTypes)
+    for (bool tf32 : {false, true})
+      for (const Dims& d : {Dims{17, 9, 33}, Dims{33, 64, 40}, Dims{5, 24, 0}})
+        for (bool ta : {false, true})
+          for (bool offset_bias : {false, true}) {
+            if (tf32 && dt != DType::f32) continue;
+            Pair a = operand_pair(ta ? Shape{d.k, d.m} : Shape{d.m, d.k}, dt, -1, 1, 74);
+            Pair b = operand_pair({d.n, d.k}, dt, -1, 1, 75);  // a weight (N, K)
+            Pair storage = random_pair({d.n + 1}, dt, Layout::contiguous, -1, 1, 76);
+            Pair bias;
+            for (int i = 0; i < 2; ++i)
+              bias.side[i] = Tensor::view_of(storage[i].storage(), {d.n}, {1}, storage[i].offset() + (offset_bias ? 1 : 0),
+                                             dt);
+            Pair out = output_pair({d.m, d.n}, dt);
+            cuda::set_allow_tf32(tf32);
+            ran += run_parity(
+                label("gemm_bias", dtype_name(dt), tf32 ? "tf32" : "", d.m, d.n, d.k, ta, offset_bias),
+                [&](Backend& be, int i) { be.gemm_bias(out[i], a[i], b[i], ta, true, bias[i]); }, {&out},
+                tf32 ? 5e-3 : rel_tolerance(dt) * 2);
+            cuda::set_allow_tf32(false);
+          }
+  return ran;
+}
+
+// The GELU and bias-gradient epilogues (cuBLASLt when operands are 16-byte aligned and the
+// width a multiple of 8; separate kernels otherwise, as for the odd widths and f64 here).
+struct EpilogueDims {
+  int64_t m, n, k;
+};
+const EpilogueDims kEpilogueDims[] = {{17, 9, 33}, {64, 48, 40}, {6, 16, 0}};
+
+
+int case_gemm_bias_gelu() {
+  int ran = 0;
+  for (DType dt : kFloatTypes)
+    for (const EpilogueDims& d : kEpilogueDims)
+      for (bool ta : {false, true}) {
+        Pair a = operand_pair(ta ? Shape{d.k, d.m} : Shape{d.m, d.k}, dt, -1, 1, 77);
+        Pair b = operand_pair({d.n, d.k}, dt, -1, 1, 78);
+        Pair bias = random_pair({d.n}, dt, Layout::contiguous, -1, 1, 79);
+        Pair out = output_pair({d.m, d.n}, dt), pre = output_pair({d.m, d.n}, dt);
+        ran += run_parity(label("gemm_bias_gelu", dtype_name(dt), d.m, d.n, d.k, ta),
+                          [&](Backend& be, int i) { be.gemm_bias_gelu(out[i], pre[i], a[i], b[i], ta, true, bias[i]); },
+                          {&out, &pre}, rel_tolerance(dt) * 2);
+      }
+  return ran;
+}
+
+int case_gemm_gelu_backward() {
+  int ran = 0;
+  for (DType dt : kFloatTypes)
+    for (const EpilogueDims& d : kEpilogueDims) {
+      Pair g = operand_pair({d.m, d.k}, dt, -1, 1, 80);  // grad_out (M, K) @ weight (K, N)
+      Pair w = operand_pair({d.k, d.n}, dt, -1, 1, 81);
+      Pair pre = random_pair({d.m, d.n}, dt, Layout::contiguous, -3, 3, 82);
+      Pair grad_pre = output_pair({d.m, d.n}, dt), grad_bias = output_pair({d.n}, dt);
+      ran += run_parity(
+          label("gemm_gelu_backward", dtype_name(dt), d.m, d.n, d.k),
+          [&](Backend& be, int i) { be.gemm_gelu_backward(grad_pre[i], grad_bias[i], g[i], w[i], false, false, pre[i]); },
+          {&grad_pre, &grad_bias}, rel_tolerance(dt) * 4);
+    }
+  return ran;
+}
+
+int case_gemm_row_sums() {
+  int ran = 0;
+  for (DType dt : kFloatTypes)
+    for (const EpilogueDims& d : kEpilogueDims)
+      for (bool ta : {true, false}) {  // true: a weight gradient g^T x
+        Pair a = operand_pair(ta ? Shape{d.k, d.m} : Shape{d.m, d.k}, dt, -1, 1, 83);
+        Pair b = operand_pair({d.k, d.n}, dt, -1, 1, 84);
+        Pair out = output_pair({d.m, d.n}, dt), sums = output_pair({d.m}, dt);
+        ran += run_parity(label("gemm_row_sums", dtype_name(dt), d.m, d.n, d.k, ta),
+                          [&](Backend& be, int i) { be.gemm_row_sums(out[i], sums[i], a[i], b[i], ta, false); },
+                          {&out, &sums}, rel_tolerance(dt) * 4);
+      }
+  return ran;
+}
+
 const std::vector<Shape> kRowShapes = {{3, 7}, {5, 300}, {2, 3, 1500}, {1, 5000}, {300, 64}};
 
 int case_softmax() {
@@ -831,6 +922,10 @@ const std::map<OpId, int (*)()>& parity_cases() {
       {OpId::reduce, case_reduce},
       {OpId::arg_reduce, case_arg_reduce},
       {OpId::gemm, case_gemm},
+      {OpId::gemm_bias, case_gemm_bias},
+      {OpId::gemm_bias_gelu, case_gemm_bias_gelu},
+      {OpId::gemm_gelu_backward, case_gemm_gelu_backward},
+      {OpId::gemm_row_sums, case_gemm_row_sums},
       {OpId::softmax, case_softmax},
       {OpId::softmax_backward, case_softmax_backward},
       {OpId::layer_norm, case_layer_norm},
