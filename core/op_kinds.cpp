@@ -17,7 +17,7 @@ const char* op_name(UnaryOp op) {
 }
 
 const char* op_name(ReduceOp op) {
-  static const char* const names[] = {"sum", "mean", "max", "min"};
+  static const char* const names[] = {"sum", "mean", "max", "min", "sum_squares"};
   return names[int(op)];
 }
 

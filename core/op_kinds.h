@@ -11,7 +11,9 @@ enum class UnaryOp : uint8_t {
   gelu_tanh,  // tanh approximation, as GPT-2 and torch.nn.GELU(approximate="tanh")
   logical_not
 };
-enum class ReduceOp : uint8_t { sum, mean, max, min };
+// sum_squares: the sum of x * x with each square and the sum in the accumulation type (double for
+// floating inputs), the result rounded once to the input's dtype; floating dtypes only.
+enum class ReduceOp : uint8_t { sum, mean, max, min, sum_squares };
 enum class ArgReduceOp : uint8_t { argmax, argmin };
 
 const char* op_name(BinaryOp op);

@@ -48,17 +48,18 @@ Shape reduced_shape(const Shape& shape, const std::vector<int>& dims, bool keepd
 
 Tensor reduce(ReduceOp op, const Tensor& a, std::vector<int64_t> dims, bool keepdim) {
   detail::check_defined(op_name(op), {&a});
-  if (op == ReduceOp::mean) detail::check_floating("mean", a);
+  if (op == ReduceOp::mean || op == ReduceOp::sum_squares) detail::check_floating(op_name(op), a);
   const std::vector<int> nd = normalize_dims(dims, a.dim());
   const Shape kept = reduced_shape(a.shape(), nd, true);
   Tensor out = Tensor::empty(kept, {reduce_out_dtype(op, a.dtype()), a.device()});
   if (out.numel() > 0) {
     int64_t reduced_count = 1;
     for (int d : nd) reduced_count *= a.size(d);
-    ZT_CHECK(reduced_count > 0 || op == ReduceOp::sum || op == ReduceOp::mean, op_name(op),
+    const bool sums = op == ReduceOp::sum || op == ReduceOp::sum_squares;
+    ZT_CHECK(reduced_count > 0 || sums || op == ReduceOp::mean, op_name(op),
              ": cannot reduce over an empty dim of shape ", shape_str(a.shape()));
     if (reduced_count == 0) {
-      fill_(out, op == ReduceOp::sum ? 0.0 : std::nan(""));  // empty mean is NaN, as numpy
+      fill_(out, sums ? 0.0 : std::nan(""));  // empty mean is NaN, as numpy
     } else {
       backend_for(a.device()).reduce(op, out, a, nd);
     }

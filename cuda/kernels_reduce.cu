@@ -34,16 +34,26 @@ __device__ __forceinline__ bool is_nan_value(C v) {
 // Accumulators over arithmetic type C.
 template <typename A>
 struct SumAcc {
-  static constexpr bool kIsSum = true;
+  static constexpr bool kIsSum = true, kSquares = false;
   A total = A(0);
   template <typename C> __device__ void add(C x) { total += A(x); }
   __device__ void merge(const SumAcc& o) { total += o.total; }
   __device__ SumAcc shfl(int offset) const { return SumAcc{shfl_xor(total, offset)}; }
 };
 
+// Squares summed, each formed in A (the gradient norm's sum of squares without a squared copy).
+template <typename A>
+struct SumSquaresAcc {
+  static constexpr bool kIsSum = true, kSquares = true;
+  A total = A(0);
+  template <typename C> __device__ void add(C x) { total += A(x) * A(x); }
+  __device__ void merge(const SumSquaresAcc& o) { total += o.total; }
+  __device__ SumSquaresAcc shfl(int offset) const { return SumSquaresAcc{shfl_xor(total, offset)}; }
+};
+
 template <typename C, bool kMax>
 struct ExtremumAcc {
-  static constexpr bool kIsSum = false;
+  static constexpr bool kIsSum = false, kSquares = false;
   C best;
   __device__ ExtremumAcc() {
     if constexpr (std::is_floating_point_v<C>) {
@@ -258,7 +268,7 @@ template <typename T, typename O, typename Acc, bool kMean>
 void launch_reduce(const Tensor& out, const Tensor& a, const ReduceLayout& l, cudaStream_t stream) {
   O* o = device_data<O>(out);
   const T* p = device_data<T>(a);
-  if constexpr (Acc::kIsSum) {
+  if constexpr (Acc::kIsSum && !Acc::kSquares) {
     if (is_column_reduction(l)) {
       using A = decltype(Acc::total);
       constexpr int kVec = 16 / sizeof(T) >= 8 ? 8 : (16 / sizeof(T) > 0 ? int(16 / sizeof(T)) : 1);
@@ -344,7 +354,7 @@ void CudaBackend::reduce(ReduceOp op, const Tensor& out, const Tensor& a, const 
   const ReduceLayout l = make_layout(a, dims);
   ZT_CHECK(out.numel() == l.n_out && out.is_contiguous(), "reduce ", op_name(op),
            ": out must be contiguous with ", l.n_out, " elements, found ", out.str());
-  ZT_CHECK(l.n_red > 0 || op == ReduceOp::sum, "reduce ", op_name(op),
+  ZT_CHECK(l.n_red > 0 || op == ReduceOp::sum || op == ReduceOp::sum_squares, "reduce ", op_name(op),
            ": cannot reduce an empty set of elements (shape ", shape_str(a.shape()), ")");
   if (l.n_out == 0) return;
   cudaStream_t stream = current_stream(device);
@@ -357,6 +367,9 @@ void CudaBackend::reduce(ReduceOp op, const Tensor& out, const Tensor& a, const 
         case ReduceOp::mean: return launch_reduce<T, O, SumAcc<A>, true>(out, a, l, stream);
         case ReduceOp::max: return launch_reduce<T, O, ExtremumAcc<C, true>, false>(out, a, l, stream);
         case ReduceOp::min: return launch_reduce<T, O, ExtremumAcc<C, false>, false>(out, a, l, stream);
+        case ReduceOp::sum_squares:
+          if constexpr (std::is_floating_point_v<C>) return launch_reduce<T, O, SumSquaresAcc<A>, false>(out, a, l, stream);
+          ZT_FAIL("reduce sum_squares: expected a floating dtype, found ", dtype_name(a.dtype()));
       }
     };
     if (out.dtype() == a.dtype()) {

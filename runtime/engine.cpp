@@ -101,6 +101,7 @@ void Engine::build_optimizer(InitOptions& options) {
     std::vector<ParamGroup> groups;
     for (const Tensor& master : sharded_->master_parameters()) groups.push_back(ParamGroup{{master}});
     optimizer_ = zt::build_optimizer(config_.optimizer, std::move(groups));
+    precision_->bind(*optimizer_);  // lets Adam write the compute-dtype weights in its own pass
   } else {
     optimizer_ = zt::build_optimizer(config_.optimizer, {ParamGroup{precision_->master_parameters()}});
   }

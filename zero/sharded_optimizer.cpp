@@ -223,11 +223,12 @@ bool ShardedOptimizer::unscale_into_master(const Tensor& grad_shard) {
     for (size_t g = 0; g < groups_.size(); ++g)
       set_grad(group_masters_[g], raw::narrow(master_grad_, 0, groups_[g].offset, groups_[g].length));
   // One reduction serves the skip decision and the clipping norm: the sum of squares over every
-  // rank's shard (squares in f32, summed in double, all-reduced so that every rank decides alike)
-  // is finite exactly when every gradient is, short of squares beyond f32's range (|g| > 1.8e19),
-  // which count as an overflow too. It lives on the model's device, where collectives run.
-  Tensor sum_sq = raw::to(raw::reshape(raw::to(raw::reduce(ReduceOp::sum, raw::mul(master_grad_, master_grad_), {0}),
-                                               DType::f64), {1}), device_);
+  // rank's shard (squares and sum in double, one pass with no squared copy, the sum rounded to
+  // f32; all-reduced so that every rank decides alike) is finite exactly when every gradient is,
+  // short of a sum beyond f32's range (3.4e38), which counts as an overflow too. It lives on the
+  // model's device, where collectives run.
+  Tensor sum_sq = raw::to(
+      raw::reshape(raw::to(raw::reduce(ReduceOp::sum_squares, master_grad_, {0}), DType::f64), {1}), device_);
   if (world() > 1) comm_->all_reduce(sum_sq, CommReduceOp::sum);
   grad_sum_sq_ = raw::to(sum_sq, Device::cpu()).item();
   return std::isfinite(grad_sum_sq_);

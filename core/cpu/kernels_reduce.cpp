@@ -118,6 +118,31 @@ struct SumAcc {
   void merge(const SumAcc& o) { total += o.total; }
 };
 
+// Squares summed: each square formed in A (double for floating inputs).
+template <typename A>
+struct SumSquaresAcc {
+  A total = A(0);
+  template <typename T> void operator()(T x) {
+    const A v = cast_to<A>(x);
+    total += v * v;
+  }
+  template <typename T> void run(const T* p, int64_t n) {
+    A s0 = 0, s1 = 0;
+    int64_t j = 0;
+    for (; j + 2 <= n; j += 2) {
+      const A v0 = cast_to<A>(p[j]), v1 = cast_to<A>(p[j + 1]);
+      s0 += v0 * v0;
+      s1 += v1 * v1;
+    }
+    for (; j < n; ++j) {
+      const A v = cast_to<A>(p[j]);
+      s0 += v * v;
+    }
+    total += s0 + s1;
+  }
+  void merge(const SumSquaresAcc& o) { total += o.total; }
+};
+
 template <typename C, bool kMax>
 struct ExtremumAcc {
   C best = kMax ? (std::numeric_limits<C>::has_infinity ? -std::numeric_limits<C>::infinity()
@@ -200,7 +225,7 @@ void CpuBackend::reduce(ReduceOp op, const Tensor& out, const Tensor& a, const s
   ReducePlan plan = make_plan(a, dims);
   ZT_CHECK(out.numel() == plan.n_out && out.is_contiguous(), "reduce ", op_name(op),
            ": out must be contiguous with ", plan.n_out, " elements, found ", out.str());
-  ZT_CHECK(plan.n_red > 0 || op == ReduceOp::sum, "reduce ", op_name(op),
+  ZT_CHECK(plan.n_red > 0 || op == ReduceOp::sum || op == ReduceOp::sum_squares, "reduce ", op_name(op),
            ": cannot reduce an empty set of elements (shape ", shape_str(a.shape()), ")");
   ZT_DISPATCH_ALL(a.dtype(), "reduce", ([&]<typename T>() {
     using C = std::conditional_t<std::is_same_v<T, bool>, int, compute_t<T>>;
@@ -214,6 +239,10 @@ void CpuBackend::reduce(ReduceOp op, const Tensor& out, const Tensor& a, const s
           return run_reduce<T, O, SumAcc<A>>(out, a, plan, [count](const SumAcc<A>& s) {
             return double(s.total) / count;
           });
+        case ReduceOp::sum_squares:
+          if constexpr (std::is_floating_point_v<C>)
+            return run_reduce<T, O, SumSquaresAcc<A>>(out, a, plan, [](const auto& s) { return s.total; });
+          ZT_FAIL("reduce sum_squares: expected a floating dtype, found ", dtype_name(a.dtype()));
         case ReduceOp::max:
           return run_reduce<T, O, ExtremumAcc<C, true>>(out, a, plan, [](const auto& m) { return m.best; });
         case ReduceOp::min:

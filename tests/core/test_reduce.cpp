@@ -139,3 +139,19 @@ TEST_CASE("reduction errors: bad or repeated dims, empty max") {
   CHECK(contains(error_of([] { raw::amax(zeros({0, 3}), {0}); }), "(0, 3)"));
   check_values(raw::sum(zeros({0, 3}), {0}), {0, 0, 0}, {3});
 }
+
+TEST_CASE("sum_squares: squares and their sum in double, one rounding; floating only; empty is 0") {
+  Tensor a = make({1, -2, 3, 4, 0.5, -6}, {2, 3});
+  check_values(raw::reduce(ReduceOp::sum_squares, a, {1}), {14, 52.25}, {2});
+  check_values(raw::reduce(ReduceOp::sum_squares, a, {0}), {17, 4.25, 45}, {3});
+  // A transposed view, and 16-bit inputs (4096 bf16 values of 3: 36864, exact in bf16).
+  check_values(raw::reduce(ReduceOp::sum_squares, raw::transpose(a, 0, 1), {}), {66.25}, {});
+  check_values(raw::reduce(ReduceOp::sum_squares, full({4096}, 3.0, DType::bf16), {}), {36864}, {}, 0.0);
+  // Squares beyond f32's range are formed in double; only a sum past it overflows the f32 result.
+  check_values(raw::reduce(ReduceOp::sum_squares, full({2}, 1e19, DType::f32), {}), {2e38}, {}, 1e-6);
+  CHECK(std::isinf(raw::reduce(ReduceOp::sum_squares, full({4}, 1e19, DType::f32), {}).item()));
+  CHECK(std::isnan(raw::reduce(ReduceOp::sum_squares, make({1, NAN}, {2}), {}).item()));
+  check_values(raw::reduce(ReduceOp::sum_squares, Tensor::empty({0, 3}, DType::f32), {0}), {0, 0, 0}, {3});
+  CHECK(contains(error_of([] { raw::reduce(ReduceOp::sum_squares, make({1, 2}, {2}, DType::i32), {}); }),
+                 "sum_squares: expected a floating dtype"));
+}

@@ -252,7 +252,7 @@ int case_reduce() {
       {{3, 2, 40}, {{0, 1}}},
       // More columns than the capped grid has warps (65536 blocks x 8): the finish loops.
       {{3, 524288 + 72}, {{0}}}};
-  for (ReduceOp op : {ReduceOp::sum, ReduceOp::mean, ReduceOp::max, ReduceOp::min})
+  for (ReduceOp op : {ReduceOp::sum, ReduceOp::mean, ReduceOp::max, ReduceOp::min, ReduceOp::sum_squares})
     for (DType dt : kAllDTypes)
       for (const auto& [s, dim_sets] : plans)
         for (const auto& dims : dim_sets)
