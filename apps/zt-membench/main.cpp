@@ -94,6 +94,7 @@ struct BenchOptions {
   bool max_model = false;
   int64_t max_model_stage = 2;
   int64_t max_heads = 1024;
+  int64_t max_model_steps = 3;  // a model "trains" when this many steps run (--steps is the stages' count)
   std::string device = "cpu";
   std::string device_memory, host_memory;
 };
@@ -500,7 +501,7 @@ int run_max_model(const BenchOptions& o, const zt::Communicator& world) {
   m.context = o.context;
   m.vocab = o.vocab;
   m.batch = o.batch;
-  m.steps = o.steps;
+  m.steps = o.max_model_steps;
   m.stage = o.max_model_stage;
   m.max_heads = o.max_heads;
   m.offloads = parse_offloads(o.offload);
@@ -547,6 +548,7 @@ int main(int argc, char** argv) {
                   "on --device, beside the formula's prediction (one process)");
   args.add("--max-model-stage", &o.max_model_stage, "--max-model: ZeRO stage of the trials");
   args.add("--max-heads", &o.max_heads, "--max-model: stop searching at this many heads");
+  args.add("--max-model-steps", &o.max_model_steps, "--max-model: training steps a trial must complete");
   args.add("--device", &o.device, "cpu or cuda (under mpirun: each rank's GPU by local rank; NCCL between them)");
   args.add("--device-memory", &o.device_memory,
            "--max-model: device bytes for the prediction, e.g. 141G (default: the allocator's limit)");

@@ -5,8 +5,8 @@
 // The family: --depth layers, heads of 64 (width = 64 x heads), --context, --vocab, bf16 or f32,
 // Adam, ZeRO --max-model-stage (default 2) over a world of one, --batch sequences. For each mode
 // of --offload (none, cpu, nvme; the last two need stage >= 1) the search trains the model with
-// 1 head for --steps steps, doubles the heads while that succeeds, then bisects between the last
-// success and the first failure. A trial fails when an allocation runs out of memory (the device
+// 1 head for --max-model-steps steps (default 3), doubles the heads while that succeeds, then
+// bisects between the last success and the first failure. A trial fails when an allocation runs out of memory (the device
 // allocator's error; on the CPU a limit set with ZT_HOST_MEMORY_LIMIT stands in for a smaller
 // machine); any other error stops the search. Everything a trial allocated is freed before the
 // next.

@@ -197,11 +197,12 @@ TEST_CASE("zt-membench --model gpt on 2 ranks: a GPT's model states match the fo
 TEST_CASE("zt-membench --max-model finds the largest GPT that trains under a memory limit") {
   const auto r = run_command("ZT_HOST_MEMORY_LIMIT=200M OMP_NUM_THREADS=1 " + bin_dir() +
                              "/zt-membench --model gpt --max-model --depth 2 --context 32 --vocab 256 --batch 2 "
-                             "--steps 2 --dtype bf16 --offload none --max-heads 64");
+                             "--dtype bf16 --offload none --max-heads 64");
   REQUIRE_MESSAGE(r.run.exit_code == 0, r.run.output);
   const std::string& out = r.run.output;
   CAPTURE(out);
   CHECK(out.find(": out of memory") != std::string::npos);  // the search reached the limit
+  CHECK(out.find("each trial 3 steps") != std::string::npos);  // --max-model-steps' default
   std::istringstream lines(out);
   std::string line;
   int64_t heads = -1, predicted_width = -1;
