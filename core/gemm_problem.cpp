@@ -50,4 +50,26 @@ GemmProblem describe_gemm(const Tensor& out, const Tensor& a, const Tensor& b, b
   return p;
 }
 
+void check_gemm_bias(const Tensor& out, const Tensor& bias) {
+  ZT_CHECK(out.dim() == 2 && bias.dim() == 1 && bias.size(0) == out.size(1) && bias.is_contiguous() &&
+               bias.dtype() == out.dtype(),
+           "gemm_bias: expected out (M, N) and a contiguous bias (N) of out's dtype, found ", out.str(), " and ",
+           bias.str());
+}
+
+void check_gemm_epilogue(const char* op, const Tensor& out, const Tensor& vec, int64_t vec_len, const Tensor& aux) {
+  ZT_CHECK(out.dim() == 2 && out.is_contiguous(), op, ": out must be a contiguous 2-D tensor, found ", out.str());
+  ZT_CHECK(vec.dim() == 1 && vec.size(0) == vec_len && vec.is_contiguous() && vec.dtype() == out.dtype(), op,
+           ": expected a contiguous vector of ", vec_len, " ", dtype_name(out.dtype()), " elements, found ",
+           vec.str());
+  if (aux.defined())
+    ZT_CHECK(aux.shape() == out.shape() && aux.is_contiguous() && aux.dtype() == out.dtype(), op,
+             ": the GELU input must be contiguous, of out's shape and dtype ", out.str(), ", found ", aux.str());
+}
+
+Tensor as_reduction_output(const Tensor& v, int dim) {
+  const int64_t n = v.size(0);
+  return Tensor::view_of(v.storage(), dim == 0 ? Shape{1, n} : Shape{n, 1}, {n, 1}, v.offset(), v.dtype());
+}
+
 }  // namespace zt

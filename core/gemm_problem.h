@@ -23,4 +23,15 @@ struct GemmProblem {
 // cuBLAS take int) and that out shares no memory with a or b; errors name what was found.
 GemmProblem describe_gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b);
 
+// gemm_bias: out (M, N), a contiguous bias (N) of out's dtype.
+void check_gemm_bias(const Tensor& out, const Tensor& bias);
+
+// The epilogue ops' extra operands (gemm_bias_gelu, gemm_gelu_backward, gemm_row_sums): out a
+// contiguous 2-D tensor; vec a contiguous (vec_len) of out's dtype; aux, when defined, contiguous
+// and like out.
+void check_gemm_epilogue(const char* op, const Tensor& out, const Tensor& vec, int64_t vec_len, const Tensor& aux);
+
+// A (n) vector viewed as the (1, n) or (n, 1) output of a 2-D reduction over dim 0 or 1.
+Tensor as_reduction_output(const Tensor& v, int dim);
+
 }  // namespace zt

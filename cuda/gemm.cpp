@@ -198,12 +198,6 @@ void run_gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool trans_a,
       int(batch), compute, CUBLAS_GEMM_DEFAULT));
 }
 
-// A (n) vector as the (1, n) or (n, 1) output of a reduction over dim 0 or 1.
-Tensor as_reduced(const Tensor& v, int dim) {
-  const int64_t n = v.size(0);
-  return Tensor::view_of(v.storage(), dim == 0 ? Shape{1, n} : Shape{n, 1}, {n, 1}, v.offset(), v.dtype());
-}
-
 void run_epilogue_apart(const Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b,
                         const Epilogue& e) {
   CudaBackend& be = cuda_backend();
@@ -219,25 +213,13 @@ void run_epilogue_apart(const Tensor& out, const Tensor& a, const Tensor& b, boo
       run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0);
       be.unary_backward(UnaryOp::gelu_tanh, out, out, e.aux);
       if (out.numel() == 0) return be.fill(e.vec, 0.0);
-      return be.reduce(ReduceOp::sum, as_reduced(e.vec, 0), out, {0});
+      return be.reduce(ReduceOp::sum, as_reduction_output(e.vec, 0), out, {0});
     case LtEpilogue::bgradb:
       run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0);
       // op(a) is (M, K): a stored (K, M) when transposed.
       if (a.numel() == 0) return be.fill(e.vec, 0.0);
-      return be.reduce(ReduceOp::sum, as_reduced(e.vec, trans_a ? 0 : 1), a, {trans_a ? 0 : 1});
+      return be.reduce(ReduceOp::sum, as_reduction_output(e.vec, trans_a ? 0 : 1), a, {trans_a ? 0 : 1});
   }
-}
-
-// gemm_bias_gelu / gemm_gelu_backward / gemm_row_sums operands: 2-D, contiguous out (and aux),
-// vec contiguous of out's dtype with `vec_len` elements.
-void check_epilogue_args(const char* op, const Tensor& out, const Tensor& vec, int64_t vec_len, const Tensor& aux) {
-  ZT_CHECK(out.dim() == 2 && out.is_contiguous(), op, ": out must be a contiguous 2-D tensor, found ", out.str());
-  ZT_CHECK(vec.dim() == 1 && vec.size(0) == vec_len && vec.is_contiguous() && vec.dtype() == out.dtype(), op,
-           ": expected a contiguous vector of ", vec_len, " ", dtype_name(out.dtype()), " elements, found ",
-           vec.str());
-  if (aux.defined())
-    ZT_CHECK(aux.shape() == out.shape() && aux.is_contiguous() && aux.dtype() == out.dtype(), op,
-             ": the GELU input must be contiguous, of out's shape and dtype ", out.str(), ", found ", aux.str());
 }
 
 }  // namespace
@@ -249,28 +231,25 @@ void CudaBackend::gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool
 
 void CudaBackend::gemm_bias(const Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b,
                             const Tensor& bias) {
-  ZT_CHECK(out.dim() == 2 && bias.dim() == 1 && bias.size(0) == out.size(1) && bias.is_contiguous() &&
-               bias.dtype() == out.dtype(),
-           "gemm_bias: expected out (M, N) and a contiguous bias (N) of out's dtype, found ", out.str(), " and ",
-           bias.str());
+  check_gemm_bias(out, bias);
   run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0, {LtEpilogue::bias, bias, Tensor()});
 }
 
 void CudaBackend::gemm_bias_gelu(const Tensor& out, const Tensor& pre, const Tensor& a, const Tensor& b, bool trans_a,
                                  bool trans_b, const Tensor& bias) {
-  check_epilogue_args("gemm_bias_gelu", out, bias, out.dim() == 2 ? out.size(1) : -1, pre);
+  check_gemm_epilogue("gemm_bias_gelu", out, bias, out.dim() == 2 ? out.size(1) : -1, pre);
   run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0, {LtEpilogue::gelu_aux_bias, bias, pre});
 }
 
 void CudaBackend::gemm_gelu_backward(const Tensor& grad_pre, const Tensor& grad_bias, const Tensor& a,
                                      const Tensor& b, bool trans_a, bool trans_b, const Tensor& pre) {
-  check_epilogue_args("gemm_gelu_backward", grad_pre, grad_bias, grad_pre.dim() == 2 ? grad_pre.size(1) : -1, pre);
+  check_gemm_epilogue("gemm_gelu_backward", grad_pre, grad_bias, grad_pre.dim() == 2 ? grad_pre.size(1) : -1, pre);
   run_gemm(grad_pre, a, b, trans_a, trans_b, 1.0, 0.0, {LtEpilogue::dgelu_bgrad, grad_bias, pre});
 }
 
 void CudaBackend::gemm_row_sums(const Tensor& out, const Tensor& a_sums, const Tensor& a, const Tensor& b,
                                 bool trans_a, bool trans_b) {
-  check_epilogue_args("gemm_row_sums", out, a_sums, out.dim() == 2 ? out.size(0) : -1, Tensor());
+  check_gemm_epilogue("gemm_row_sums", out, a_sums, out.dim() == 2 ? out.size(0) : -1, Tensor());
   run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0, {LtEpilogue::bgradb, a_sums, Tensor()});
 }
 

@@ -207,60 +207,36 @@ void CpuBackend::gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool 
 
 void CpuBackend::gemm_bias(const Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b,
                            const Tensor& bias) {
-  ZT_CHECK(out.dim() == 2 && bias.dim() == 1 && bias.size(0) == out.size(1) && bias.is_contiguous() &&
-               bias.dtype() == out.dtype(),
-           "gemm_bias: expected out (M, N) and a contiguous bias (N) of out's dtype, found ", out.str(), " and ",
-           bias.str());
+  check_gemm_bias(out, bias);
   // The bias rows first, then the product accumulated onto them: one rounding of the sum.
   copy(out, Tensor::view_of(bias.storage(), out.shape(), {0, 1}, bias.offset(), bias.dtype()));
   gemm(out, a, b, trans_a, trans_b, 1.0, 1.0);
 }
 
-namespace {
-
-// A (n) vector as the (1, n) or (n, 1) output of a reduction over dim 0 or 1.
-Tensor as_reduced(const Tensor& v, int dim) {
-  const int64_t n = v.size(0);
-  return Tensor::view_of(v.storage(), dim == 0 ? Shape{1, n} : Shape{n, 1}, {n, 1}, v.offset(), v.dtype());
-}
-
-// out contiguous (M, N); vec a contiguous (vec_len) of out's dtype; aux (when given) like out.
-void check_epilogue_args(const char* op, const Tensor& out, const Tensor& vec, int64_t vec_len, const Tensor& aux) {
-  ZT_CHECK(out.dim() == 2 && out.is_contiguous(), op, ": out must be a contiguous 2-D tensor, found ", out.str());
-  ZT_CHECK(vec.dim() == 1 && vec.size(0) == vec_len && vec.is_contiguous() && vec.dtype() == out.dtype(), op,
-           ": expected a contiguous vector of ", vec_len, " ", dtype_name(out.dtype()), " elements, found ",
-           vec.str());
-  if (aux.defined())
-    ZT_CHECK(aux.shape() == out.shape() && aux.is_contiguous() && aux.dtype() == out.dtype(), op,
-             ": the GELU input must be contiguous, of out's shape and dtype ", out.str(), ", found ", aux.str());
-}
-
-}  // namespace
-
 // The meaning of the fused forms is the composition: each step rounds to the dtype, as the
 // separate ops would.
 void CpuBackend::gemm_bias_gelu(const Tensor& out, const Tensor& pre, const Tensor& a, const Tensor& b, bool trans_a,
                                 bool trans_b, const Tensor& bias) {
-  check_epilogue_args("gemm_bias_gelu", out, bias, out.dim() == 2 ? out.size(1) : -1, pre);
+  check_gemm_epilogue("gemm_bias_gelu", out, bias, out.dim() == 2 ? out.size(1) : -1, pre);
   gemm_bias(pre, a, b, trans_a, trans_b, bias);
   unary(UnaryOp::gelu_tanh, out, pre);
 }
 
 void CpuBackend::gemm_gelu_backward(const Tensor& grad_pre, const Tensor& grad_bias, const Tensor& a,
                                     const Tensor& b, bool trans_a, bool trans_b, const Tensor& pre) {
-  check_epilogue_args("gemm_gelu_backward", grad_pre, grad_bias, grad_pre.dim() == 2 ? grad_pre.size(1) : -1, pre);
+  check_gemm_epilogue("gemm_gelu_backward", grad_pre, grad_bias, grad_pre.dim() == 2 ? grad_pre.size(1) : -1, pre);
   gemm(grad_pre, a, b, trans_a, trans_b, 1.0, 0.0);
   unary_backward(UnaryOp::gelu_tanh, grad_pre, grad_pre, pre);
   if (grad_pre.numel() == 0) return fill(grad_bias, 0.0);  // no rows (the kernel needs one)
-  reduce(ReduceOp::sum, as_reduced(grad_bias, 0), grad_pre, {0});
+  reduce(ReduceOp::sum, as_reduction_output(grad_bias, 0), grad_pre, {0});
 }
 
 void CpuBackend::gemm_row_sums(const Tensor& out, const Tensor& a_sums, const Tensor& a, const Tensor& b,
                                bool trans_a, bool trans_b) {
-  check_epilogue_args("gemm_row_sums", out, a_sums, out.dim() == 2 ? out.size(0) : -1, Tensor());
+  check_gemm_epilogue("gemm_row_sums", out, a_sums, out.dim() == 2 ? out.size(0) : -1, Tensor());
   gemm(out, a, b, trans_a, trans_b, 1.0, 0.0);
   if (a.numel() == 0) return fill(a_sums, 0.0);  // K = 0 (the kernel needs an element)
-  reduce(ReduceOp::sum, as_reduced(a_sums, trans_a ? 0 : 1), a, {trans_a ? 0 : 1});  // op(a) (M, K)
+  reduce(ReduceOp::sum, as_reduction_output(a_sums, trans_a ? 0 : 1), a, {trans_a ? 0 : 1});  // op(a) (M, K)
 }
 
 }  // namespace zt::cpu
