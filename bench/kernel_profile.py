@@ -4,8 +4,8 @@ the step (GEMMs, attention, layer norm, ...) and by kernel: calls, total microse
 the summed kernel time, mean per call. Used to find where a step's GPU time goes
 (scripts/gpu_bench.sh, BENCHES=profile).
 
-  ncu --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
-      build-gpu/bin/bench_gpt --warmup 0 --steps 1 > ncu.csv
+  ncu --clock-control none --profile-from-start off --metrics gpu__time_duration.sum --csv \
+      --print-units base build-gpu/bin/bench_gpt --warmup 2 --steps 1 --profile > ncu.csv
   python3 bench/kernel_profile.py ncu.csv [--top 40]
 """
 import argparse
