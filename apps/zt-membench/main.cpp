@@ -506,6 +506,8 @@ int run_max_model(const BenchOptions& o, const zt::Communicator& world) {
   m.max_heads = o.max_heads;
   m.offloads = parse_offloads(o.offload);
   m.nvme_path = o.nvme_path;
+  m.sub_group_size = o.sub_group_size;
+  m.buffer_count = o.buffer_count;
   if (!o.device_memory.empty()) m.device_memory = zt::parse_byte_size(o.device_memory, "--device-memory");
   if (!o.host_memory.empty()) m.host_memory = zt::parse_byte_size(o.host_memory, "--host-memory");
   std::printf("zt-membench --max-model: searching the largest GPT per offload mode (each trial %lld steps)\n",

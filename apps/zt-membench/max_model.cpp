@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <string>
 
@@ -31,7 +32,9 @@ Config trial_config(const MaxModelOptions& o, const std::string& offload) {
                       {"zero_optimization", {{"stage", o.stage}}}};
   if (o.dtype == "bf16") j["bf16"] = {{"enabled", true}};
   if (offload != "none") {
-    j["zero_optimization"]["offload_optimizer"] = {{"device", offload}, {"pin_memory", true}};
+    j["zero_optimization"]["offload_optimizer"] = {
+        {"device", offload}, {"pin_memory", true}, {"buffer_count", o.buffer_count}};
+    j["zero_optimization"]["sub_group_size"] = o.sub_group_size;
     if (offload == "nvme") j["zero_optimization"]["offload_optimizer"]["nvme_path"] = o.nvme_path;
   }
   return config_from_app_defaults(j, ConfigOptions{});
@@ -87,6 +90,16 @@ double predicted_device_bytes(const MaxModelOptions& o, const std::string& offlo
   const double c = double(heads * kHeadDim), t = double(o.context), b = double(o.batch), l = double(o.depth);
   const double activations = l * t * b * c * (34 + 5 * double(heads) * t / c) * (k / 2) + b * t * double(o.vocab) * 8;
   return (offload == "none" ? 16 : 2 * k) * psi + activations;
+}
+
+// Host bytes of the offloaded optimizer state at `heads` (Note [zt-membench max model]).
+double predicted_host_bytes(const MaxModelOptions& o, const std::string& offload, int64_t heads) {
+  const double psi = family_parameters(o, heads);
+  if (offload == "cpu") return 16 * psi;
+  if (offload != "nvme") return 0;
+  const double group = std::min(double(o.sub_group_size), psi);
+  const double buffers = std::min(double(o.buffer_count), std::ceil(psi / double(o.sub_group_size)));
+  return buffers * 12 * group + 4 * psi;
 }
 
 }  // namespace
@@ -146,7 +159,7 @@ std::vector<MaxModelResult> search_max_model(const MaxModelOptions& o) {
     if (device_memory > 0) {
       for (int64_t h = 1; h <= o.max_heads; ++h) {
         // On the CPU the offloaded state shares the device's memory.
-        const double host_bytes = offload == "cpu" ? 16 * family_parameters(o, h) : 0;
+        const double host_bytes = predicted_host_bytes(o, offload, h);
         const double device_bytes = predicted_device_bytes(o, offload, h) + (o.device.is_cpu() ? host_bytes : 0);
         const bool device_fits = device_bytes <= double(device_memory);
         const bool host_fits = o.device.is_cpu() || host_bytes <= double(host_memory);

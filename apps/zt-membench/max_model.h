@@ -15,8 +15,11 @@
 // without offload and 2k with it (k = 2 bytes bf16, 4 f32: the weights and gradients that stay),
 // activations as --estimate counts them (Megatron's per-layer formula) plus the logits and their
 // gradient (B T V x 8 bytes); with cpu offload the host must also hold 16 bytes per parameter
-// (--host-memory, or the host allocator's limit, or the machine's RAM). On the CPU device and host
-// are one memory: the offloaded state counts against the device's.
+// (--host-memory, or the host allocator's limit, or the machine's RAM); with nvme it holds the
+// swap buffers, B x 12 x min(G, Psi) bytes (G = --sub-group-size, B = min(--buffer-count, the
+// sub-groups)), and the fp32 gradient (4 Psi): with the default G of 1e9 one sub-group is the
+// whole state, so a small G is what lets nvme train more than cpu. On the CPU device and host are
+// one memory: the offloaded state counts against the device's.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -34,6 +37,8 @@ struct MaxModelOptions {
   int64_t max_heads = 1024;  // the search stops here even if it still fits
   std::vector<std::string> offloads{"none"};
   std::string nvme_path;
+  int64_t sub_group_size = 1000000000;  // zero_optimization.sub_group_size of the offloaded trials
+  int64_t buffer_count = 4;             // offload_optimizer.buffer_count (nvme swap buffers)
   int64_t device_memory = 0;  // bytes for the prediction (0: the device allocator's limit, if any)
   int64_t host_memory = 0;    // bytes (0: the host allocator's limit, else physical memory)
 };

@@ -226,6 +226,34 @@ TEST_CASE("zt-membench --max-model finds the largest GPT that trains under a mem
   CHECK(predicted_width > 0);  // the limit is the device memory of the prediction
 }
 
+// The nvme search with sub-groups far smaller than the model: only the swap buffers and the fp32
+// gradient stay in memory, so under the same limit it trains a larger GPT than cpu offload, whose
+// host holds all 16 bytes per parameter.
+TEST_CASE("zt-membench --max-model: nvme with small sub-groups trains a larger GPT than cpu offload") {
+  const auto nvme = std::filesystem::temp_directory_path() / "zt_membench_max_nvme";
+  std::filesystem::create_directories(nvme);
+  const auto r = run_command("ZT_HOST_MEMORY_LIMIT=200M OMP_NUM_THREADS=1 " + bin_dir() +
+                             "/zt-membench --model gpt --max-model --depth 2 --context 32 --vocab 256 --batch 2 "
+                             "--max-model-steps 2 --dtype bf16 --offload cpu,nvme --sub-group-size 1000000 "
+                             "--nvme-path " + nvme.string() + " --max-heads 64");
+  REQUIRE_MESSAGE(r.run.exit_code == 0, r.run.output);
+  std::map<std::string, int64_t> heads;
+  std::istringstream lines(r.run.output);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream in(line);
+    std::string mode;
+    int64_t h = 0;
+    if (in >> mode >> h && (mode == "cpu" || mode == "nvme")) heads[mode] = h;
+  }
+  CAPTURE(r.run.output);
+  REQUIRE(heads.count("cpu") == 1);
+  REQUIRE(heads.count("nvme") == 1);
+  CHECK(heads["cpu"] > 0);
+  CHECK(heads["nvme"] > heads["cpu"]);
+  std::filesystem::remove_all(nvme);
+}
+
 TEST_CASE("zt-membench --max-model needs --model gpt and one process") {
   const auto r = run_command(bin_dir() + "/zt-membench --max-model --model mlp");
   CHECK(r.run.exit_code != 0);
