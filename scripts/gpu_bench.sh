@@ -8,6 +8,10 @@
 #             bench/torch_cpu_adam.py with the same threads
 #   profile   one steady-state bench_gpt step (GPT_ARGS) under Nsight Compute, kernel time by kernel
 #             (bench/kernel_profile.py); needs ncu with hardware counters
+#   maxmodel  zt-membench --max-model on this GPU: the largest GPT (depth 48, context 1024) per
+#             offload mode (MAXMODEL_OFFLOAD, default "none cpu nvme", one search each so a cut-off
+#             keeps the others; nvme files in MAXMODEL_NVME_PATH, default /tmp/zt_max_model_nvme,
+#             never under the log folder; sub-groups of 1e8 elements)
 #   BUILD_DIR (default build-gpu), CUDA_ARCH (default 90), BENCH_ARGS (e.g. --quick, for ops)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +35,7 @@ if [ ! -f "$build_dir/build.ninja" ]; then
     || { tail -n 30 "$log_dir/configure.log"; exit 1; }
 fi
 benches=${BENCHES:-ops gpt cpu_adam}
-if ! ninja -C "$build_dir" bench_cuda_ops bench_gpt bench_cpu_adam >"$log_dir/build.log" 2>&1; then
+if ! ninja -C "$build_dir" bench_cuda_ops bench_gpt bench_cpu_adam zt-membench >"$log_dir/build.log" 2>&1; then
   tail -n 40 "$log_dir/build.log"
   exit 1
 fi
@@ -73,7 +77,16 @@ for b in $benches; do
         --print-units base "$build_dir/bin/bench_gpt" --warmup 2 --steps 1 --profile ${GPT_ARGS:-} \
         >"$log_dir/ncu.csv" 2>"$log_dir/ncu.err"
       run kernel_profile.log python3 bench/kernel_profile.py "$log_dir/ncu.csv" --top 60 --sequence 400 ;;
-    *) echo "unknown bench '$b' in BENCHES (expected ops, gpt, cpu_adam, profile)"; failed=1 ;;
+    maxmodel)
+      nvme_dir=${MAXMODEL_NVME_PATH:-/tmp/zt_max_model_nvme}
+      mkdir -p "$nvme_dir"
+      for off in ${MAXMODEL_OFFLOAD:-none cpu nvme}; do
+        run "max_model_$off.log" env OMP_NUM_THREADS="$(nproc)" OMP_PROC_BIND=spread "$build_dir/bin/zt-membench" \
+          --model gpt --max-model --device cuda --dtype bf16 --depth 48 --context 1024 --vocab 50304 --batch 1 \
+          --offload "$off" --nvme-path "$nvme_dir" --sub-group-size 100000000
+      done
+      rm -rf "$nvme_dir" ;;
+    *) echo "unknown bench '$b' in BENCHES (expected ops, gpt, cpu_adam, profile, maxmodel)"; failed=1 ;;
   esac
 done
 
@@ -82,7 +95,7 @@ echo "gpu_bench summaries (logs in $log_dir)"
 for f in bench_cuda_ops torch_ops; do
   [ -f "$log_dir/$f.log" ] && sed -n '/^== summary/,$p' "$log_dir/$f.log" && echo
 done
-for f in bench_gpt torch_gpt bench_cpu_adam torch_cpu_adam kernel_profile; do
+for f in bench_gpt torch_gpt bench_cpu_adam torch_cpu_adam kernel_profile max_model_none max_model_cpu max_model_nvme; do
   [ -f "$log_dir/$f.log" ] && tail -n 6 "$log_dir/$f.log" && echo
 done
 exit "$failed"
