@@ -314,3 +314,26 @@ TEST_CASE("linear_gelu, gelu_linear_input_grads and linear_weight_grads equal th
                                                         Tensor::empty({4, 5}, DType::f32)),
                        doctest::Contains("expected grad_out (..., N), weight (N, K) and pre (..., K)"), zt::Error);
 }
+
+TEST_CASE("raw::linear with a transposed weight view and a strided input equals matmul plus bias") {
+  const int64_t R = 7, K = 6, N = 5;
+  for (DType dt : kGemmDTypes) {
+    CAPTURE(zt::dtype_name(dt));
+    // weight (N, K) as the transpose of a contiguous (K, N): unit stride in its first dim.
+    const Tensor wt = gemm_tensor(pattern(K * N, 7), {K, N}, dt);
+    const Tensor w = t_view(wt);
+    REQUIRE_FALSE(w.is_contiguous());
+    // x: every other row of a (2R, K) tensor.
+    const Tensor big = gemm_tensor(pattern(2 * R * K, 8), {2 * R, K}, dt);
+    const Tensor x = zt::raw::slice(big, 0, 0, 2 * R, 2);
+    REQUIRE(x.shape() == Shape{R, K});
+    const Tensor b = gemm_tensor(pattern(N, 9), {N}, dt);
+    Tensor want = zt::raw::matmul(x, w, false, true);
+    zt::raw::binary_(zt::BinaryOp::add, want, b);
+    const double tol = dt == DType::f64 ? 1e-12 : dt == DType::f32 ? 1e-5 : 2e-2;
+    CHECK(zt::raw::max_abs_diff(zt::raw::linear(x, w, b), want) <= tol * 8);
+    const zt::raw::LinearGelu h = zt::raw::linear_gelu(x, w, b);
+    CHECK(zt::raw::max_abs_diff(h.pre, want) <= tol * 8);
+    CHECK(zt::raw::max_abs_diff(h.out, zt::raw::unary(zt::UnaryOp::gelu_tanh, h.pre)) == 0.0);
+  }
+}
