@@ -36,6 +36,7 @@ struct Options {
   std::string offload_optimizer = "none";  // zero_optimization.offload_optimizer.device
   std::string nvme_path;
   bool profile = false;  // profiler capture around the timed steps only
+  bool unfused_mlp = false;
 };
 
 double gib(int64_t bytes) { return double(bytes) / double(int64_t(1) << 30); }
@@ -68,6 +69,7 @@ int run(const Options& o) {
   gc.block_size = o.block_size;
   gc.vocab_size = o.vocab;
   gc.checkpoint_activations = o.checkpoint_activations;
+  gc.fused_mlp = !o.unfused_mlp;
   zt::Generator gen(1234);
   auto model = std::make_shared<zt::GPT>(gc, &gen);
   model->to(device);
@@ -160,6 +162,8 @@ int main(int argc, char** argv) {
   args.add("--nvme-path", &o.nvme_path, "folder for --offload-optimizer nvme");
   args.add_switch("--profile", &o.profile,
                   "open the profiler capture for the timed steps only (ncu/nsys --profile-from-start off)");
+  args.add_switch("--unfused-mlp", &o.unfused_mlp,
+                  "run the MLP module by module (GPTConfig::fused_mlp off) to measure what the fusion saves");
   args.add_switch("--checkpoint-activations", &o.checkpoint_activations, "recompute block activations in backward");
   try {
     if (!args.parse(argc, argv)) return 0;

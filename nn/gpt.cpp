@@ -61,7 +61,7 @@ int64_t sample_token(const double* row, int64_t V, double temperature, int64_t t
 
 // ---- MLP and Block ----
 
-MLP::MLP(const GPTConfig& c, Generator* gen) {
+MLP::MLP(const GPTConfig& c, Generator* gen) : fused_(c.fused_mlp) {
   const int64_t C = c.n_embd;
   fc_ = register_module("fc", std::make_shared<Linear>(
                                   LinearOptions{C, 4 * C, c.bias, DType::f32, Device::cpu(), gen}));
@@ -74,7 +74,7 @@ MLP::MLP(const GPTConfig& c, Generator* gen) {
 Tensor MLP::forward(const Tensor& x) {
   // One fused op (GELU, its gradient and both biases in the GEMMs' epilogues), unless a child
   // has hooks its own forward must run (ZeRO-3 gathers parameters there).
-  if (fc_->bias().defined() && proj_->bias().defined() && !fc_->has_hooks() && !gelu_->has_hooks() &&
+  if (fused_ && fc_->bias().defined() && proj_->bias().defined() && !fc_->has_hooks() && !gelu_->has_hooks() &&
       !proj_->has_hooks())
     return (*dropout_)(gelu_mlp(x, fc_->weight(), fc_->bias(), proj_->weight(), proj_->bias()));
   return (*dropout_)((*proj_)((*gelu_)((*fc_)(x))));  // (B, T, 4C) inside, (B, T, C) out

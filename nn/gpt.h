@@ -28,6 +28,9 @@ struct GPTConfig {
   // Each block recomputes its activations in backward instead of keeping them
   // (autograd/checkpoint.h); results and gradients are bitwise the same.
   bool checkpoint_activations = false;
+  // The MLP as one gelu_mlp (GELU and the biases in the GEMMs' epilogues) where its children carry
+  // no hooks; false: module by module (Megatron's --no-bias-gelu-fusion), e.g. to measure the gain.
+  bool fused_mlp = true;
 };
 
 // Linear (4 C) -> GELU (tanh approximation) -> Linear (C) -> dropout.
@@ -39,6 +42,7 @@ class MLP : public Module {
  private:
   std::shared_ptr<Linear> fc_, proj_;
   std::shared_ptr<GELU> gelu_;
+  bool fused_ = true;
   std::shared_ptr<Dropout> dropout_;
 };
 

@@ -2,8 +2,9 @@
 # GPU machine benchmarks, each beside its reference in the same call, logs in $OUT (else
 # <build>/gpu_bench), summaries printed last. BENCHES picks them (default "ops gpt cpu_adam"):
 #   ops       bench_cuda_ops (op roofline vs raw cuBLAS / cudaMemcpy) and bench/torch_ops.py
-#   gpt       bench_gpt (GPT-2 124M bf16 training, tokens/s and MFU) and bench/torch_gpt.py
-#             (eager and torch.compile); GPT_ARGS adds flags to both (e.g. "--batch 16")
+#   gpt       bench_gpt (GPT-2 124M bf16 training, tokens/s and MFU), the same with --unfused-mlp
+#             (what the GEMM-epilogue MLP saves), and bench/torch_gpt.py (eager and
+#             torch.compile); GPT_ARGS adds flags to all (e.g. "--batch 16")
 #   cpu_adam  bench_cpu_adam over ADAM_NUMEL fp32 parameters (default 1e9) on all host cores and
 #             bench/torch_cpu_adam.py with the same threads
 #   profile   one steady-state bench_gpt step (GPT_ARGS) under Nsight Compute, kernel time by kernel
@@ -58,6 +59,7 @@ for b in $benches; do
       have_torch && run torch_ops.log python3 bench/torch_ops.py ${BENCH_ARGS:-} ;;
     gpt)
       run bench_gpt.log "$build_dir/bin/bench_gpt" ${GPT_ARGS:-}
+      run bench_gpt_unfused_mlp.log "$build_dir/bin/bench_gpt" --unfused-mlp ${GPT_ARGS:-}
       have_torch && run torch_gpt.log python3 bench/torch_gpt.py ${GPT_ARGS:-} ;;
     cpu_adam)
       threads=$(nproc)
@@ -95,7 +97,7 @@ echo "gpu_bench summaries (logs in $log_dir)"
 for f in bench_cuda_ops torch_ops; do
   [ -f "$log_dir/$f.log" ] && sed -n '/^== summary/,$p' "$log_dir/$f.log" && echo
 done
-for f in bench_gpt torch_gpt bench_cpu_adam torch_cpu_adam kernel_profile max_model_none max_model_cpu max_model_nvme; do
+for f in bench_gpt bench_gpt_unfused_mlp torch_gpt bench_cpu_adam torch_cpu_adam kernel_profile max_model_none max_model_cpu max_model_nvme; do
   [ -f "$log_dir/$f.log" ] && tail -n 6 "$log_dir/$f.log" && echo
 done
 exit "$failed"

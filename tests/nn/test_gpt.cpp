@@ -6,11 +6,13 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "autograd/autograd.h"
 #include "autograd/checkpoint.h"
 #include "autograd/gradcheck.h"
+#include "autograd/meta.h"
 #include "autograd/ops.h"
 #include "core/allocator.h"
 #include "nn/attention.h"
@@ -257,6 +259,24 @@ TEST_CASE("GPT: generate appends in-range tokens, reproducibly under a seed") {
         model.generate(prompt, 5, 0.0, 0, e).to_vector<int64_t>());
   CHECK_THROWS_AS(model.generate(from_vector<int64_t>({1}, {1}), 1, 1.0, 0, d), Error);
   CHECK_THROWS_AS(model(tokens({1, 9}, 11, 7)), Error);  // longer than block_size
+}
+
+TEST_CASE("MLP: fused_mlp off runs module by module, with the fused path's values (f32)") {
+  GPTConfig c;
+  c.n_embd = 8;
+  GPTConfig off = c;
+  off.fused_mlp = false;
+  Generator g1(3), g2(3);
+  MLP fused(c, &g1), plain(off, &g2);
+  Generator xg(4);
+  const Tensor x = randn({2, 3, c.n_embd}, DType::f32, &xg);
+  const Tensor yf = fused(x), yp = plain(x);
+  CHECK(raw::max_abs_diff(yf, yp) == 0.0);
+  // The fused path records one gelu_mlp node; the plain one ends in the proj linear's.
+  const Tensor xr = set_requires_grad(raw::clone(x));
+  auto last_op = [](const Tensor& t) { return std::string(autograd::meta_of(t)->grad_fn->name); };
+  CHECK(last_op(fused(xr)) == "gelu_mlp");
+  CHECK(last_op(plain(xr)) == "linear");
 }
 
 TEST_CASE("MLP: the fused gelu_mlp path equals the module-by-module path a hook forces (f32 and bf16)") {
