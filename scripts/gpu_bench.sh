@@ -9,6 +9,9 @@
 #             bench/torch_cpu_adam.py with the same threads
 #   profile   one steady-state bench_gpt step (GPT_ARGS) under Nsight Compute, kernel time by kernel
 #             (bench/kernel_profile.py); needs ncu with hardware counters
+#   detail    Nsight Compute sections (speed of light, occupancy, launch, warp state, scheduler)
+#             for the first call of each kernel matching DETAIL_KERNELS (regexes, default
+#             "attention_dkdv_mma attention_forward_mma") in one steady-state bench_gpt step
 #   maxmodel  zt-membench --max-model on this GPU: the largest GPT (depth 48, context 1024) per
 #             offload mode (MAXMODEL_OFFLOAD, default "none cpu nvme", one search each so a cut-off
 #             keeps the others; nvme files in MAXMODEL_NVME_PATH, default /tmp/zt_max_model_nvme,
@@ -79,6 +82,15 @@ for b in $benches; do
         --print-units base "$build_dir/bin/bench_gpt" --warmup 2 --steps 1 --profile ${GPT_ARGS:-} \
         >"$log_dir/ncu.csv" 2>"$log_dir/ncu.err"
       run kernel_profile.log python3 bench/kernel_profile.py "$log_dir/ncu.csv" --top 60 --sequence 400 ;;
+    detail)
+      ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
+      [ -n "$ncu_bin" ] || { echo "detail: ncu not found"; failed=1; continue; }
+      for k in ${DETAIL_KERNELS:-attention_dkdv_mma attention_forward_mma}; do
+        run "detail_$k.log" "$ncu_bin" --profile-from-start off --kernel-name "regex:$k" --launch-count 1 \
+          --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
+          --section WarpStateStats --section SchedulerStats "$build_dir/bin/bench_gpt" --warmup 2 --steps 1 \
+          --profile ${GPT_ARGS:-}
+      done ;;
     maxmodel)
       nvme_dir=${MAXMODEL_NVME_PATH:-/tmp/zt_max_model_nvme}
       mkdir -p "$nvme_dir"
@@ -88,7 +100,7 @@ for b in $benches; do
           --offload "$off" --nvme-path "$nvme_dir" --sub-group-size 100000000
       done
       rm -rf "$nvme_dir" ;;
-    *) echo "unknown bench '$b' in BENCHES (expected ops, gpt, cpu_adam, profile, maxmodel)"; failed=1 ;;
+    *) echo "unknown bench '$b' in BENCHES (expected ops, gpt, cpu_adam, profile, detail, maxmodel)"; failed=1 ;;
   esac
 done
 
