@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -124,10 +125,14 @@ std::vector<MaxModelResult> search_max_model(const MaxModelOptions& o) {
     double peak = 0;
     auto fits = [&](int64_t heads) {
       ++r.trials;
+      const auto start = std::chrono::steady_clock::now();
       const bool ok = trial(o, offload, heads, &peak);
-      std::printf("  %s: %lld heads (%lld wide, %.1fM parameters): %s, peak %.3f GiB\n", offload.c_str(),
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      // The time of each trial: the search's cost grows with the model, which a GPU session's
+      // budget has to plan for.
+      std::printf("  %s: %lld heads (%lld wide, %.1fM parameters): %s, peak %.3f GiB, %.1f s\n", offload.c_str(),
                   (long long)heads, (long long)(heads * kHeadDim), family_parameters(o, heads) / 1e6,
-                  ok ? "trains" : "out of memory", gib(peak));
+                  ok ? "trains" : "out of memory", gib(peak), secs);
       std::fflush(stdout);
       if (ok) r.peak_bytes = peak;
       return ok;
