@@ -62,10 +62,16 @@
 #include "runtime/args.h"
 #include "runtime/config.h"
 #include "runtime/engine.h"
+#include "apps/zt-membench/formulas.h"
 #include "apps/zt-membench/max_model.h"
 #include "zero/sharded_optimizer.h"
 
 namespace {
+
+using zt::membench::gpt_activation_bytes;
+using zt::membench::gpt_parameters;
+using zt::membench::predict;
+using zt::membench::Prediction;
 
 struct BenchOptions {
   std::string model = "mlp";
@@ -110,11 +116,6 @@ struct Measure {
 constexpr int kMeasureFields = 9;
 
 // The predicted model states of one stage and offload mode (Note [zt-membench measurements]).
-struct Prediction {
-  double device = 0, host = 0, disk = 0;
-  double model_state() const { return device + host; }
-};
-
 const char* kFormulaHelp =
     "Predicted model states per rank (Psi = parameter count, N = ranks, Adam):\n"
     "  bf16 (fp32 masters): stage 0: 16Psi, stage 1: 4Psi + 12Psi/N, stage 2: 2Psi + 14Psi/N, stage 3: 16Psi/N\n"
@@ -131,31 +132,6 @@ const char* kFormulaHelp =
     "  disk:   nvme: 12 x G x ceil(Psi/N / G) (every sub-group takes a whole slot; 12Psi/N when G divides it)\n"
     "On the CPU all of it is host memory: host and disk are what the offload store reports, device\n"
     "the model states minus host.";
-
-double predicted_model_state(int stage, bool bf16, double psi, int ranks) {
-  const double n = ranks;
-  if (stage == 0) return 16 * psi;
-  if (stage == 3) return 16 * psi / n;
-  if (bf16) return stage == 1 ? 4 * psi + 12 * psi / n : 2 * psi + 14 * psi / n;
-  return stage == 1 ? 8 * psi + 8 * psi / n : 4 * psi + 12 * psi / n;
-}
-
-// Note [zt-membench measurements], with offload "none", "cpu" or "nvme".
-Prediction predict(int stage, const std::string& offload, bool bf16, double psi, int ranks, const BenchOptions& o) {
-  if (offload == "none") return {predicted_model_state(stage, bf16, psi, ranks), 0, 0};
-  const double n = ranks, k = bf16 ? 2 : 4, shard = psi / n;
-  Prediction p;
-  p.device = stage == 1 ? 2 * k * psi : stage == 2 ? k * psi + k * shard : 2 * k * shard;
-  if (offload == "cpu") {
-    p.host = 12 * shard + 4 * shard;
-    return p;
-  }
-  const double group = std::min(double(o.sub_group_size), shard);
-  const double buffers = std::min(double(o.buffer_count), std::ceil(shard / group));
-  p.host = buffers * 12 * group + 4 * shard;
-  p.disk = 12 * group * std::ceil(shard / group);
-  return p;
-}
 
 std::vector<std::string> parse_offloads(const std::string& text) {
   std::vector<std::string> modes;
@@ -187,7 +163,7 @@ std::vector<int> parse_stages(const std::string& text) {
 double parameter_count(const BenchOptions& o) {
   const double w = double(o.width), d = double(o.depth);
   if (o.model == "mlp") return d * (w * w + w);
-  return double(o.vocab) * w + double(o.context) * w + d * (12 * w * w + 13 * w) + 2 * w;
+  return gpt_parameters(double(o.vocab), double(o.context), d, w);
 }
 
 std::string model_name(const BenchOptions& o) {
@@ -408,12 +384,11 @@ void print_estimate(const BenchOptions& o, const std::vector<int>& stages, const
                     int ranks) {
   const bool bf16 = o.dtype == "bf16";
   const double psi = parameter_count(o);
-  // MLP: each layer keeps its input and output. GPT: Megatron's per-layer count for 16-bit
-  // activations without recompute, T B C (34 + 5 H T / C) bytes (Korthikanti et al., 2022), doubled
-  // for f32; it counts dropout masks, so a model without dropout keeps somewhat less.
-  const double b = double(o.batch), c = double(o.width), t = double(o.context), l = double(o.depth);
-  const double act = o.model == "mlp" ? b * c * l * (bf16 ? 2 : 4) * 2
-                                      : l * t * b * c * (34 + 5 * double(o.heads) * t / c) * (bf16 ? 1 : 2);
+  // MLP: each layer keeps its input and output. GPT: Megatron's count (formulas.h).
+  const double b = double(o.batch), c = double(o.width), l = double(o.depth);
+  const double act = o.model == "mlp"
+                         ? b * c * l * (bf16 ? 2 : 4) * 2
+                         : gpt_activation_bytes(l, double(o.context), b, c, double(o.heads), bf16);
   std::printf("zt-membench --estimate: %s, Psi = %.0f parameters, %s, N = %d ranks, batch %lld per rank\n",
               model_name(o).c_str(), psi, o.dtype.c_str(), ranks, (long long)o.batch);
   std::printf("activations (%s) = %.3f MiB\n",
@@ -422,7 +397,7 @@ void print_estimate(const BenchOptions& o, const std::vector<int>& stages, const
   for (const std::string& offload : offloads) {
     for (int s : stages) {
       if (offload != "none" && s == 0) continue;  // offload_optimizer needs stage >= 1
-      const Prediction p = predict(s, offload, bf16, psi, ranks, o);
+      const Prediction p = predict(s, offload, bf16, psi, ranks, o.sub_group_size, o.buffer_count);
       if (offload == "none") {
         std::printf("stage %d: model states %.3f MiB, with activations %.3f MiB\n", s, mib(p.model_state()),
                     mib(p.model_state() + act));
@@ -456,7 +431,7 @@ int run(const BenchOptions& o, const std::shared_ptr<zt::Communicator>& comm) {
         continue;
       }
       const std::vector<Measure> all = gather(*comm, run_stage(s, offload, o, comm));
-      const Prediction predicted = predict(s, offload, bf16, psi, comm->size(), o);
+      const Prediction predicted = predict(s, offload, bf16, psi, comm->size(), o.sub_group_size, o.buffer_count);
       if (lead) print_stage_table(s, offload, all, predicted, psi);
       for (size_t r = 0; r < all.size(); ++r) rows.push_back(Row{s, int(r), offload, all[r], predicted});
     }

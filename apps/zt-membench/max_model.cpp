@@ -3,12 +3,11 @@
 
 #include <unistd.h>
 
-#include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <string>
 
+#include "apps/zt-membench/formulas.h"
 #include "autograd/autograd.h"
 #include "autograd/ops.h"
 #include "core/allocator.h"
@@ -85,29 +84,21 @@ int64_t physical_memory() {
   return pages > 0 && page > 0 ? int64_t(pages) * int64_t(page) : 0;
 }
 
-// Device bytes the formula predicts for the family at `heads` (Note [zt-membench max model]).
-double predicted_device_bytes(const MaxModelOptions& o, const std::string& offload, int64_t heads) {
-  const double k = o.dtype == "bf16" ? 2 : 4, psi = family_parameters(o, heads);
-  const double c = double(heads * kHeadDim), t = double(o.context), b = double(o.batch), l = double(o.depth);
-  const double activations = l * t * b * c * (34 + 5 * double(heads) * t / c) * (k / 2) + b * t * double(o.vocab) * 8;
-  return (offload == "none" ? 16 : 2 * k) * psi + activations;
-}
-
-// Host bytes of the offloaded optimizer state at `heads` (Note [zt-membench max model]).
-double predicted_host_bytes(const MaxModelOptions& o, const std::string& offload, int64_t heads) {
-  const double psi = family_parameters(o, heads);
-  if (offload == "cpu") return 16 * psi;
-  if (offload != "nvme") return 0;
-  const double group = std::min(double(o.sub_group_size), psi);
-  const double buffers = std::min(double(o.buffer_count), std::ceil(psi / double(o.sub_group_size)));
-  return buffers * 12 * group + 4 * psi;
+// What the formulas predict for the family at `heads` (Note [zt-membench max model]): on the
+// device the model states and activations plus the logits and their gradient (B T V x 8 bytes);
+// on the host the offloaded state.
+Prediction predicted(const MaxModelOptions& o, const std::string& offload, int64_t heads) {
+  const bool bf16 = o.dtype == "bf16";
+  const double c = double(heads * kHeadDim), t = double(o.context), b = double(o.batch);
+  Prediction p = predict(int(o.stage), offload, bf16, family_parameters(o, heads), 1, o.sub_group_size, o.buffer_count);
+  p.device += gpt_activation_bytes(double(o.depth), t, b, c, double(heads), bf16) + b * t * double(o.vocab) * 8;
+  return p;
 }
 
 }  // namespace
 
 double family_parameters(const MaxModelOptions& o, int64_t heads) {
-  const double c = double(heads * kHeadDim), l = double(o.depth);
-  return double(o.vocab) * c + double(o.context) * c + l * (12 * c * c + 13 * c) + 2 * c;
+  return gpt_parameters(double(o.vocab), double(o.context), double(o.depth), double(heads * kHeadDim));
 }
 
 std::vector<MaxModelResult> search_max_model(const MaxModelOptions& o) {
@@ -164,8 +155,9 @@ std::vector<MaxModelResult> search_max_model(const MaxModelOptions& o) {
     if (device_memory > 0) {
       for (int64_t h = 1; h <= o.max_heads; ++h) {
         // On the CPU the offloaded state shares the device's memory.
-        const double host_bytes = predicted_host_bytes(o, offload, h);
-        const double device_bytes = predicted_device_bytes(o, offload, h) + (o.device.is_cpu() ? host_bytes : 0);
+        const Prediction p = predicted(o, offload, h);
+        const double host_bytes = p.host;
+        const double device_bytes = p.device + (o.device.is_cpu() ? host_bytes : 0);
         const bool device_fits = device_bytes <= double(device_memory);
         const bool host_fits = o.device.is_cpu() || host_bytes <= double(host_memory);
         if (!device_fits || !host_fits) break;
