@@ -61,7 +61,7 @@ namespace {
 // rounded once. Arguments the fused form cannot take go the plain way, whose checks name what is
 // wrong.
 Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  const bool fusable = bias.defined() && bias.dim() == 1 && weight.dim() == 2 && x.dim() >= 2 &&
+  const bool fusable = bias.defined() && bias.dim() == 1 && weight.dim() == 2 && x.dim() >= 1 &&
                        bias.size(0) == weight.size(0) && x.size(-1) == weight.size(1) &&
                        bias.dtype() == x.dtype() && weight.dtype() == x.dtype() && bias.device() == x.device() &&
                        weight.device() == x.device();
@@ -80,7 +80,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   if (!autograd::needs_graph(x, weight, bias)) return out;
   Tensor keep_x = autograd::save_if(requires_grad(weight), x);
   Tensor keep_w = autograd::save_if(requires_grad(x), weight);
-  const bool bias_1d = bias.defined() && bias.dim() == 1 && bias.dtype() == x.dtype() && x.dim() >= 1;
+  const bool bias_1d = bias.defined() && bias.dim() == 1 && bias.dtype() == x.dtype();
   return autograd::make_node(
       "linear", std::move(out), {&x, &weight, &bias},
       [keep_x, keep_w, bias_1d, bias_shape = bias.defined() ? bias.shape() : Shape{}](const Tensor& g,

@@ -2,6 +2,7 @@
 // 2-D or 3-D backend gemm on strided views (Note [GEMM operand layout] in core/cpu/gemm.cpp):
 // leading dims are flattened into the rows when the memory allows, transposes stay views, and
 // an operand is copied only when neither of its last two dims has unit stride.
+#include <algorithm>
 #include <string>
 
 #include "core/ops.h"
@@ -105,29 +106,23 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   return view(out, plan.out_shape);
 }
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  const char* op = "linear";
-  ZT_CHECK(x.defined() && weight.defined() && bias.defined(), op, ": x, weight and bias must all be defined");
-  ZT_CHECK(x.dim() >= 2 && weight.dim() == 2 && bias.dim() == 1 && bias.size(0) == weight.size(0), op,
-           ": expected x (..., K) with at least 2 dims, weight (N, K) and bias (N), found ", x.str(), ", ",
-           weight.str(), " and ", bias.str());
-  detail::check_same_device(op, {&x, &weight, &bias});
-  detail::check_same_dtype(op, x, bias);
-  MatmulPlan plan = plan_matmul(op, x, weight, false, true);
-  if (plan.gemm_out.size() != 2) {  // rows that do not flatten: a batched product, then the bias
-    Tensor out = matmul(x, weight, false, true);
-    binary_(BinaryOp::add, out, bias);
-    return out;
-  }
-  Tensor out = Tensor::empty(plan.gemm_out, {x.dtype(), x.device()});
-  if (out.numel() > 0) backend_for(x.device()).gemm_bias(out, plan.a, plan.b, false, true, contiguous(bias));
-  return view(out, plan.out_shape);
-}
-
 namespace {
 
-// t (..., C) as rows (R, C) a GEMM can address: a view when the leading dims merge, else a copy.
-Tensor as_rows(const Tensor& t) { return gemm_operand(reshape(t, {-1, t.size(-1)})); }
+// t (..., C) as (R, C), R the product of the leading dims (C may be 0): a view when they merge.
+Tensor rows_of(const Tensor& t) {
+  int64_t rows = 1;
+  for (int64_t d = 0; d + 1 < t.dim(); ++d) rows *= t.size(d);
+  return reshape(t, {rows, t.size(-1)});
+}
+
+// The same as an operand a GEMM can address (else a copy).
+Tensor as_rows(const Tensor& t) { return gemm_operand(rows_of(t)); }
+
+// a (..., X) and b (..., Y) with the same leading dims.
+bool same_leading_dims(const Tensor& a, const Tensor& b) {
+  return a.dim() >= 1 && a.dim() == b.dim() &&
+         std::equal(a.shape().begin(), a.shape().end() - 1, b.shape().begin());
+}
 
 void check_linear_args(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias) {
   ZT_CHECK(x.defined() && weight.defined() && bias.defined(), op, ": x, weight and bias must all be defined");
@@ -141,25 +136,40 @@ void check_linear_args(const char* op, const Tensor& x, const Tensor& weight, co
   detail::check_floating(op, x);
 }
 
+// x's shape with its last dim replaced by n.
+Shape with_last(const Tensor& x, int64_t n) {
+  Shape shape = x.shape();
+  shape.back() = n;
+  return shape;
+}
+
 }  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_linear_args("linear", x, weight, bias);
+  const Tensor x2 = as_rows(x);
+  Tensor out = Tensor::empty({x2.size(0), weight.size(0)}, {x.dtype(), x.device()});
+  if (out.numel() > 0)
+    backend_for(x.device()).gemm_bias(out, x2, gemm_operand(weight), false, true, contiguous(bias));
+  return view(out, with_last(x, weight.size(0)));
+}
 
 LinearGelu linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   check_linear_args("linear_gelu", x, weight, bias);
-  Shape shape = x.shape();
-  shape.back() = weight.size(0);
   const Tensor x2 = as_rows(x);
   const TensorOptions options(x.dtype(), x.device());
   LinearGelu r{Tensor::empty({x2.size(0), weight.size(0)}, options), Tensor::empty({x2.size(0), weight.size(0)}, options)};
   if (r.out.numel() > 0)
     backend_for(x.device()).gemm_bias_gelu(r.out, r.pre, x2, gemm_operand(weight), false, true, contiguous(bias));
+  const Shape shape = with_last(x, weight.size(0));
   return {view(r.out, shape), view(r.pre, shape)};
 }
 
+// The backends handle empty problems (no rows, K = 0): the sums are then zeros.
 LinearGrads linear_weight_grads(const Tensor& grad_out, const Tensor& x) {
   const char* op = "linear_weight_grads";
-  ZT_CHECK(grad_out.defined() && x.defined() && grad_out.dim() >= 1 && grad_out.dim() == x.dim() &&
-               Shape(grad_out.shape().begin(), grad_out.shape().end() - 1) == Shape(x.shape().begin(), x.shape().end() - 1),
-           op, ": grad_out (..., N) and x (..., K) must share their leading dims, found ", grad_out.str(), " and ",
+  ZT_CHECK(grad_out.defined() && x.defined() && same_leading_dims(grad_out, x), op,
+           ": grad_out (..., N) and x (..., K) must share their leading dims, found ", grad_out.str(), " and ",
            x.str());
   detail::check_same_device(op, {&grad_out, &x});
   detail::check_same_dtype(op, grad_out, x);
@@ -167,34 +177,25 @@ LinearGrads linear_weight_grads(const Tensor& grad_out, const Tensor& x) {
   const Tensor g2 = as_rows(grad_out), x2 = as_rows(x);
   const TensorOptions options(x.dtype(), x.device());
   LinearGrads r{Tensor::empty({g2.size(1), x2.size(1)}, options), Tensor::empty({g2.size(1)}, options)};
-  if (r.weight.numel() > 0) {
-    backend_for(x.device()).gemm_row_sums(r.weight, r.bias, g2, x2, true, false);
-  } else {  // K = 0 (no product to fuse with) or N = 0
-    r.bias = sum(g2, {0});
-  }
+  backend_for(x.device()).gemm_row_sums(r.weight, r.bias, g2, x2, true, false);
   return r;
 }
 
 GeluLinearGrads gelu_linear_input_grads(const Tensor& grad_out, const Tensor& weight, const Tensor& pre) {
   const char* op = "gelu_linear_input_grads";
-  ZT_CHECK(grad_out.defined() && weight.defined() && pre.defined() && weight.dim() == 2 && grad_out.dim() >= 1 &&
-               grad_out.dim() == pre.dim() && grad_out.size(-1) == weight.size(0) && pre.size(-1) == weight.size(1) &&
-               Shape(grad_out.shape().begin(), grad_out.shape().end() - 1) ==
-                   Shape(pre.shape().begin(), pre.shape().end() - 1),
+  ZT_CHECK(grad_out.defined() && weight.defined() && pre.defined() && weight.dim() == 2 &&
+               same_leading_dims(grad_out, pre) && grad_out.size(-1) == weight.size(0) &&
+               pre.size(-1) == weight.size(1),
            op, ": expected grad_out (..., N), weight (N, K) and pre (..., K), found ", grad_out.str(), ", ",
            weight.str(), " and ", pre.str());
   detail::check_same_device(op, {&grad_out, &weight, &pre});
   detail::check_same_dtype(op, grad_out, weight);
   detail::check_same_dtype(op, grad_out, pre);
   detail::check_floating(op, pre);
-  const Tensor g2 = as_rows(grad_out), pre2 = contiguous(reshape(pre, {-1, pre.size(-1)}));
+  const Tensor g2 = as_rows(grad_out), pre2 = contiguous(rows_of(pre));
   const TensorOptions options(pre.dtype(), pre.device());
   GeluLinearGrads r{Tensor::empty(pre2.shape(), options), Tensor::empty({pre.size(-1)}, options)};
-  if (r.pre.numel() > 0) {
-    backend_for(pre.device()).gemm_gelu_backward(r.pre, r.bias, g2, gemm_operand(weight), false, false, pre2);
-  } else if (r.bias.numel() > 0) {  // no rows: nothing to sum
-    backend_for(pre.device()).fill(r.bias, 0.0);
-  }
+  backend_for(pre.device()).gemm_gelu_backward(r.pre, r.bias, g2, gemm_operand(weight), false, false, pre2);
   return {view(r.pre, pre.shape()), r.bias};
 }
 

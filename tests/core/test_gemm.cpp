@@ -255,7 +255,7 @@ TEST_CASE("gemm_bias and raw::linear: x W^T + b, over flattened leading dims; er
     const Tensor y = zt::raw::linear(x, w, b);
     CHECK(y.shape() == Shape{B, T, N});
     check_close(y, want, dt);
-    // A view whose rows do not flatten (a transposed batch) takes the batched product, same values.
+    // A view whose rows do not flatten (a transposed batch) is packed into rows first, same values.
     const Tensor xt = zt::raw::transpose(zt::raw::contiguous(zt::raw::transpose(x, 0, 1)), 0, 1);
     REQUIRE_FALSE(xt.is_contiguous());
     check_close(zt::raw::linear(xt, w, b), want, dt);
