@@ -261,6 +261,9 @@ class ZeroStage3Optimizer final : public ShardedOptimizer {
   // Note [ZeRO-3 hooks], prefetch: user indices in the order of the first forward's calls.
   std::vector<size_t> trace_;
   bool tracing_ = false, traced_ = false;
+  // reuse_distance(k, u) of each trace position k's units, in users_[trace_[k]].units order: the
+  // trace is fixed once recorded, so the distances are computed once (with max_reuse_distance).
+  std::vector<std::vector<int64_t>> reuse_distances_;
   size_t forward_next_ = 0, backward_next_ = 0;  // trace positions to search from
 };
 

@@ -135,6 +135,11 @@ void ZeroStage3Optimizer::on_pass_end() {
   if (tracing_) {
     tracing_ = false;
     traced_ = true;
+    if (options_.max_reuse_distance > 0) {
+      reuse_distances_.assign(trace_.size(), {});
+      for (size_t k = 0; k < trace_.size(); ++k)
+        for (size_t u : users_[trace_[k]].units) reuse_distances_[k].push_back(reuse_distance(k, u));
+    }
   }
   backward_next_ = trace_.size();
   for (size_t u = 0; u < units_.size(); ++u)  // prefetches this forward did not use
@@ -190,14 +195,15 @@ void ZeroStage3Optimizer::on_forward_post(size_t index) {
   // This call's trace position (on_forward_pre found it) once the calls are known.
   const bool may_keep = options_.max_reuse_distance > 0 && traced_ && !tracing_ && forward_next_ > 0 &&
                         grad_mode_enabled() && trace_[forward_next_ - 1] == index;
-  for (size_t u : users_[index].units) {
-    Unit& unit = units_[u];
+  const std::vector<size_t>& units = users_[index].units;
+  for (size_t i = 0; i < units.size(); ++i) {
+    Unit& unit = units_[units[i]];
     if (may_keep && !unit.persistent && unit.holds == 0 && live_ <= options_.max_live_parameters &&
-        reuse_distance(forward_next_ - 1, u) <= options_.max_reuse_distance) {
+        reuse_distances_[forward_next_ - 1][i] <= options_.max_reuse_distance) {
       unit.kept = true;
       continue;
     }
-    release(u);
+    release(units[i]);
   }
 }
 
