@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <climits>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "core/gemm_problem.h"
@@ -112,10 +113,26 @@ void write_bias_rows(const Tensor& out, const Tensor& bias) {
 // What follows the product (row-major terms; core/ops.def gemm_bias, gemm_bias_gelu,
 // gemm_gelu_backward, gemm_row_sums): vec is the bias, the bias gradient or a's row sums, aux the
 // GELU input.
+enum class Post { none, bias, gelu_aux_bias, gelu_backward, row_sums };
 struct Epilogue {
-  LtEpilogue kind = LtEpilogue::none;
+  Post kind = Post::none;
   Tensor vec, aux;
 };
+
+// The cuBLASLt epilogue that does `kind` inside the GEMM, if one is used. GELU's backward is not:
+// cuBLASLt ran DGELU_BGRAD as the plain product plus a generic epilogue kernel
+// (cublasLt::globalKernel, 161 us for a bf16 (8192, 3072) output on the H200, against 42 + 20 us
+// for the GELU-gradient and column-sum kernels of run_epilogue_apart).
+std::optional<LtEpilogue> lt_form(Post kind) {
+  switch (kind) {
+    case Post::none: return LtEpilogue::none;
+    case Post::bias: return LtEpilogue::bias;
+    case Post::gelu_aux_bias: return LtEpilogue::gelu_aux_bias;
+    case Post::row_sums: return LtEpilogue::bgradb;
+    case Post::gelu_backward: break;
+  }
+  return std::nullopt;
+}
 
 bool aligned_16(const Tensor& t) { return !t.defined() || reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0; }
 
@@ -137,13 +154,13 @@ void run_gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool trans_a,
   const int64_t ldc = m == 1 ? std::max<int64_t>(n, 1) : od.row_stride;
   ZT_CHECK(ldc >= n, "gemm: out rows overlap: row stride ", od.row_stride, " < ", n, " columns");
   ZT_CHECK(ldc <= INT_MAX, "gemm: out's row stride ", ldc, " must fit in 32 bits for cuBLAS");
-  const bool sums = e.kind == LtEpilogue::dgelu_bgrad || e.kind == LtEpilogue::bgradb;
+  const bool sums = e.kind == Post::gelu_backward || e.kind == Post::row_sums;
   if (batch == 0 || m == 0 || n == 0) {  // an empty product; a vector of sums may still have length
     if (sums) run_epilogue_apart(out, a, b, trans_a, trans_b, e);
     return;
   }
-  if (e.kind == LtEpilogue::bias && k == 0) return write_bias_rows(out, e.vec);
-  if (e.kind != LtEpilogue::none && k == 0) return run_epilogue_apart(out, a, b, trans_a, trans_b, e);
+  if (e.kind == Post::bias && k == 0) return write_bias_rows(out, e.vec);
+  if (e.kind != Post::none && k == 0) return run_epilogue_apart(out, a, b, trans_a, trans_b, e);
   if (k == 0) {  // out = beta * out
     if (beta == 0.0) return cuda_backend().fill(out, 0.0);
     return cuda_backend().binary_scalar(BinaryOp::mul, out, out, beta, false);
@@ -161,26 +178,23 @@ void run_gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool trans_a,
   const bool tensor_core = out.dtype() == DType::f16 || out.dtype() == DType::bf16 || tf32;
   // The epilogue reads and writes its vector and aux matrix in 16-byte vectors; an aux matrix
   // needs a leading dim divisible by 8 (cublasLt.h).
-  // DGELU_BGRAD stays apart: cuBLASLt ran it as the plain product plus a generic epilogue kernel
-  // (cublasLt::globalKernel, 161 us for a bf16 (8192, 3072) output on the H200, against 42 + 20
-  // us for the GELU-gradient and column-sum kernels).
-  const bool epilogue_ok = aligned_16(e.vec) && aligned_16(e.aux) && (!e.aux.defined() || ldc % 8 == 0) &&
-                           e.kind != LtEpilogue::dgelu_bgrad;
+  const std::optional<LtEpilogue> lt = lt_form(e.kind);
+  const bool epilogue_ok = lt && aligned_16(e.vec) && aligned_16(e.aux) && (!e.aux.defined() || ldc % 8 == 0);
   if (batch == 1 && tensor_core && lt_enabled() && epilogue_ok) {
     // The cublasGemmEx call below in cuBLASLt's terms: b in the first slot, a in the second. So
     // out's columns are cuBLASLt's rows (the bias and the GELU bias gradient run along them) and
     // a is cuBLASLt's B (its sums over k are BGRADB's).
     const LtGemm g{.type = type, .compute = compute, .op_a = bo.op, .op_b = ao.op, .m = n, .n = m, .k = k,
                    .a = bo.data, .lda = bo.ld, .b = ao.data, .ldb = ao.ld, .d = out.raw_data(), .ldd = ldc,
-                   .alpha = float(alpha), .beta = float(beta), .epilogue = e.kind,
+                   .alpha = float(alpha), .beta = float(beta), .epilogue = *lt,
                    .vec = e.vec.defined() ? e.vec.raw_data() : nullptr,
                    .aux = e.aux.defined() ? e.aux.raw_data() : nullptr};
     if (lt_matmul(device, slot.stream, g, slot.workspace, kWorkspaceBytes)) return;
   }
-  if (e.kind == LtEpilogue::bias) {  // the bias rows first, the product accumulated onto them
+  if (e.kind == Post::bias) {  // the bias rows first, the product accumulated onto them
     write_bias_rows(out, e.vec);
     beta = 1.0;
-  } else if (e.kind != LtEpilogue::none) {
+  } else if (e.kind != Post::none) {
     return run_epilogue_apart(out, a, b, trans_a, trans_b, e);
   }
   const float alpha_f = float(alpha), beta_f = float(beta);
@@ -202,19 +216,19 @@ void run_epilogue_apart(const Tensor& out, const Tensor& a, const Tensor& b, boo
                         const Epilogue& e) {
   CudaBackend& be = cuda_backend();
   switch (e.kind) {
-    case LtEpilogue::none: return run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0);
-    case LtEpilogue::bias:
+    case Post::none: return run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0);
+    case Post::bias:
       write_bias_rows(out, e.vec);
       return run_gemm(out, a, b, trans_a, trans_b, 1.0, 1.0);
-    case LtEpilogue::gelu_aux_bias:
-      run_gemm(e.aux, a, b, trans_a, trans_b, 1.0, 0.0, {LtEpilogue::bias, e.vec, Tensor()});
+    case Post::gelu_aux_bias:
+      run_gemm(e.aux, a, b, trans_a, trans_b, 1.0, 0.0, {Post::bias, e.vec, Tensor()});
       return be.unary(UnaryOp::gelu_tanh, out, e.aux);
-    case LtEpilogue::dgelu_bgrad:
+    case Post::gelu_backward:
       run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0);
       be.unary_backward(UnaryOp::gelu_tanh, out, out, e.aux);
       if (out.numel() == 0) return be.fill(e.vec, 0.0);
       return be.reduce(ReduceOp::sum, as_reduction_output(e.vec, 0), out, {0});
-    case LtEpilogue::bgradb:
+    case Post::row_sums:
       run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0);
       // op(a) is (M, K): a stored (K, M) when transposed.
       if (a.numel() == 0) return be.fill(e.vec, 0.0);
@@ -232,25 +246,25 @@ void CudaBackend::gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool
 void CudaBackend::gemm_bias(const Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b,
                             const Tensor& bias) {
   check_gemm_bias(out, bias);
-  run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0, {LtEpilogue::bias, bias, Tensor()});
+  run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0, {Post::bias, bias, Tensor()});
 }
 
 void CudaBackend::gemm_bias_gelu(const Tensor& out, const Tensor& pre, const Tensor& a, const Tensor& b, bool trans_a,
                                  bool trans_b, const Tensor& bias) {
   check_gemm_epilogue("gemm_bias_gelu", out, bias, out.dim() == 2 ? out.size(1) : -1, pre);
-  run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0, {LtEpilogue::gelu_aux_bias, bias, pre});
+  run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0, {Post::gelu_aux_bias, bias, pre});
 }
 
 void CudaBackend::gemm_gelu_backward(const Tensor& grad_pre, const Tensor& grad_bias, const Tensor& a,
                                      const Tensor& b, bool trans_a, bool trans_b, const Tensor& pre) {
   check_gemm_epilogue("gemm_gelu_backward", grad_pre, grad_bias, grad_pre.dim() == 2 ? grad_pre.size(1) : -1, pre);
-  run_gemm(grad_pre, a, b, trans_a, trans_b, 1.0, 0.0, {LtEpilogue::dgelu_bgrad, grad_bias, pre});
+  run_gemm(grad_pre, a, b, trans_a, trans_b, 1.0, 0.0, {Post::gelu_backward, grad_bias, pre});
 }
 
 void CudaBackend::gemm_row_sums(const Tensor& out, const Tensor& a_sums, const Tensor& a, const Tensor& b,
                                 bool trans_a, bool trans_b) {
   check_gemm_epilogue("gemm_row_sums", out, a_sums, out.dim() == 2 ? out.size(0) : -1, Tensor());
-  run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0, {LtEpilogue::bgradb, a_sums, Tensor()});
+  run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0, {Post::row_sums, a_sums, Tensor()});
 }
 
 }  // namespace zt::cuda

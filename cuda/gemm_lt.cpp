@@ -58,7 +58,6 @@ cublasLtEpilogue_t lt_epilogue(LtEpilogue e) {
     case LtEpilogue::none: return CUBLASLT_EPILOGUE_DEFAULT;
     case LtEpilogue::bias: return CUBLASLT_EPILOGUE_BIAS;
     case LtEpilogue::gelu_aux_bias: return CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
-    case LtEpilogue::dgelu_bgrad: return CUBLASLT_EPILOGUE_DGELU_BGRAD;
     case LtEpilogue::bgradb: return CUBLASLT_EPILOGUE_BGRADB;
   }
   return CUBLASLT_EPILOGUE_DEFAULT;

@@ -21,7 +21,6 @@ enum class LtEpilogue {
   none,           // D = P
   bias,           // D = P + vec (m) added to every column
   gelu_aux_bias,  // aux = P + vec, D = gelu_tanh(aux)
-  dgelu_bgrad,    // D = P * gelu_tanh'(aux), vec (m) = the row sums of D (over n)
   bgradb,         // D = P, vec (n) = the sums of op_b(B) over k
 };
 
