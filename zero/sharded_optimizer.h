@@ -1,11 +1,12 @@
-// ShardedOptimizer: what ZeRO stages 1-3 share (DESIGN.md §5). Each rank owns a shard of S
-// elements of the model's parameters: fp32 masters for it (the shard itself for an f32 model),
-// the optimizer state for it (the optimizer sees one tensor per parameter group, that group's
-// range of the master shard), and its reduced gradients. The base implements bind(), the loss
-// scaler, the unscale into the fp32 master gradients with one all-reduced sum of squares that
-// gives every rank the same skip decision and the global norm for clipping across shards, the step of the shard (on the device, or offloaded to the
-// CPU Adam) and the state checkpoints need; the stages decide where parameters and gradients
-// live (zero/zero_optimizer.h for stages 1-2, zero/zero_stage3.h for stage 3).
+// ShardedOptimizer: what ZeRO stages 0-3 share (DESIGN.md §5). Each rank owns a shard of S
+// elements of the model's parameters (at stage 0 the whole model): fp32 masters for it (the
+// shard itself for an f32 model), the optimizer state for it (the optimizer sees one tensor per
+// parameter group, that group's range of the master shard), and its reduced gradients. The base
+// implements bind(), the loss scaler, the unscale into the fp32 master gradients with one
+// all-reduced sum of squares that gives every rank the same skip decision and the global norm
+// for clipping across shards, the step of the shard (on the device, or offloaded to the CPU
+// Adam) and the state checkpoints need; the stages decide where parameters and gradients live
+// (zero/zero_optimizer.h for stages 0-2, zero/zero_stage3.h for stage 3).
 //
 // The engine drives every stage through this interface (Note [Engine step]):
 //   set_syncing(boundary); backward; after_backward();   every micro-step

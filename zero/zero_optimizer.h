@@ -2,8 +2,9 @@
 // rank keeps fp32 masters and optimizer state only for its shard of it, and (stage 2) only its
 // shard of the gradients. Stage 0 is stage 1 with one shard of everything on every rank
 // (ShardedOptions::partition off): gradients are still averaged over the ranks, and the step is
-// the same fused step over the flat buffer, without the all_gather. A ShardedOptimizer (zero/sharded_optimizer.h), so the engine drives it as it
-// drives stage 3; what the stages share (bind, masters, unscale, clipping) lives there.
+// the same fused step over the flat buffer, without the all_gather. A ShardedOptimizer
+// (zero/sharded_optimizer.h), so the engine drives it as it drives stage 3; what the stages share
+// (bind, masters, unscale, clipping) lives there.
 //
 // Note [ZeRO flat layout]
 // The parameters that require grad (one dtype) are packed into a flat buffer of Np elements, by

@@ -6,10 +6,10 @@
 // Adam, ZeRO --max-model-stage (default 2) over a world of one, --batch sequences. For each mode
 // of --offload (none, cpu, nvme; the last two need stage >= 1) the search trains the model with
 // 1 head for --max-model-steps steps (default 3), doubles the heads while that succeeds, then
-// bisects between the last success and the first failure. A trial fails when an allocation runs out of memory (the device
-// allocator's error; on the CPU a limit set with ZT_HOST_MEMORY_LIMIT stands in for a smaller
-// machine); any other error stops the search. Everything a trial allocated is freed before the
-// next.
+// bisects between the last success and the first failure. A trial fails when an allocation runs
+// out of memory (the device allocator's error; on the CPU a limit set with ZT_HOST_MEMORY_LIMIT
+// stands in for a smaller machine); any other error stops the search. Everything a trial
+// allocated is freed before the next.
 // The prediction: the largest width whose model states and activations fit the device memory
 // (--device-memory, or the allocator's limit), with model states of 16 bytes per parameter
 // without offload and 2k with it (k = 2 bytes bf16, 4 f32: the weights and gradients that stay),
