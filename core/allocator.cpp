@@ -79,12 +79,7 @@ class CpuAllocator final : public Allocator {
 
   void* allocate(size_t bytes, MemoryCategory category) override {
     if (bytes == 0) return nullptr;
-    if (limit_ > 0) {
-      const int64_t in_use = stats().total.in_use;
-      ZT_CHECK(in_use + int64_t(bytes) <= limit_, "CPU allocator: out of memory allocating ", bytes, " bytes for ",
-               memory_category_name(category), ": ", in_use, " bytes in use and a limit of ", limit_,
-               " bytes (set_memory_limit or ZT_HOST_MEMORY_LIMIT)");
-    }
+    if (limit_ > 0) check_host_memory_limit(int64_t(bytes), "CPU allocator", category);
     const size_t rounded = round_size(bytes);
     void* p = take_cached(rounded);
     if (!p) {
@@ -214,6 +209,23 @@ void register_allocator(DeviceType type, Allocator* allocator) {
 
 Allocator* pinned_host_allocator() { return g_pinned_host; }
 void register_pinned_host_allocator(Allocator* allocator) { g_pinned_host = allocator; }
+
+int64_t host_memory_in_use() {
+  const Allocator* pinned = pinned_host_allocator();
+  return allocator_for(Device::cpu()).stats().total.in_use + (pinned ? pinned->stats().total.in_use : 0);
+}
+
+// Called by the allocators without their locks held: each stats() takes its own.
+void check_host_memory_limit(int64_t bytes, const std::string& allocator, MemoryCategory category) {
+  const int64_t limit = allocator_for(Device::cpu()).memory_limit();
+  if (limit <= 0) return;
+  const int64_t pageable = allocator_for(Device::cpu()).stats().total.in_use;
+  const Allocator* pinned = pinned_host_allocator();
+  const int64_t locked = pinned ? pinned->stats().total.in_use : 0;
+  ZT_CHECK(pageable + locked + bytes <= limit, allocator, ": out of memory allocating ", bytes, " bytes for ",
+           memory_category_name(category), ": ", pageable + locked, " host bytes in use (", pageable, " pageable, ",
+           locked, " pinned) and a host memory limit of ", limit, " bytes (set_memory_limit or ZT_HOST_MEMORY_LIMIT)");
+}
 
 MemoryCategory current_memory_category() { return t_category; }
 

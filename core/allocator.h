@@ -56,8 +56,9 @@ class Allocator {
   // Caps the bytes in use (0: no cap); an allocation past it fails with the allocator's
   // out-of-memory error, as if the memory were not there. For the CPU allocator the
   // ZT_HOST_MEMORY_LIMIT environment variable sets it at start (bytes, or with a K/M/G/T suffix,
-  // binary units): a host smaller than the machine, to find what fits or to test host OOM.
-  // Allocators that cannot cap ignore it.
+  // binary units): a host smaller than the machine, to find what fits or to test host OOM. The
+  // CPU allocator's limit is the host's (Note [Host memory limit]). Allocators that cannot cap
+  // ignore it.
   virtual void set_memory_limit(int64_t bytes) {}
   virtual int64_t memory_limit() const { return 0; }
 };
@@ -75,6 +76,21 @@ void register_allocator(DeviceType type, Allocator* allocator);
 // takes its host buffers from it when pin_memory is set, without naming a CUDA header.
 Allocator* pinned_host_allocator();
 void register_pinned_host_allocator(Allocator* allocator);
+
+// Note [Host memory limit]
+// Host RAM is handed out by two allocators: the CPU allocator (pageable) and the page-locked one
+// a GPU backend registers. One limit caps the two together: the CPU allocator's memory_limit()
+// (set_memory_limit, or ZT_HOST_MEMORY_LIMIT at start; 0, the default, is no limit). Without one,
+// nothing stops host allocations from growing past the machine's RAM: pageable memory then swaps
+// and page-locking stalls long before an allocation fails. Both allocators call
+// check_host_memory_limit before taking memory. Bytes in use are counted, not cached blocks: empty
+// the caches of both when the limit must stand for the machine's free memory.
+//
+// Throws `allocator`'s out-of-memory error (naming `category`) when `bytes` more would put the
+// bytes in use of the CPU and pinned allocators together past the host limit.
+void check_host_memory_limit(int64_t bytes, const std::string& allocator, MemoryCategory category);
+// Bytes in use in the CPU allocator plus the registered pinned allocator.
+int64_t host_memory_in_use();
 
 // The category new allocations on this thread are tagged with (default: other), set for a
 // scope: `MemoryCategoryScope scope(MemoryCategory::activations);`.

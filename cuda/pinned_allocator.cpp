@@ -17,6 +17,7 @@ size_t PinnedAllocator::round_size(size_t bytes) {
 
 void* PinnedAllocator::allocate(size_t bytes, MemoryCategory category) {
   if (bytes == 0) return nullptr;
+  check_host_memory_limit(int64_t(bytes), "pinned host allocator", category);  // before taking mutex_
   const size_t size = round_size(bytes);
   std::lock_guard<std::mutex> lock(mutex_);
   void* p = nullptr;

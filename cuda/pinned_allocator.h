@@ -10,6 +10,9 @@
 //   (or half the request below 1 MiB) per block.
 // - Statistics mean what the CPU and CUDA allocators' mean: in_use/peak/count are the bytes
 //   requested by live allocations, by category; reserved is the bytes held from cudaHostAlloc.
+// - The host memory limit (Note [Host memory limit] in core/allocator.h) counts this allocator's
+//   bytes in use with the CPU allocator's: past it, an allocation fails at once with this
+//   allocator's out-of-memory error instead of page-locking more than the machine has.
 // - A block must not be freed while an asynchronous copy still uses it: the caller synchronises
 //   the copy's stream first (the allocator records no events).
 #pragma once

@@ -1,7 +1,9 @@
 // The CPU allocator's memory limit (core/allocator.h set_memory_limit, ZT_HOST_MEMORY_LIMIT): an
-// allocation past it fails with a clear out-of-memory error and leaves the allocator usable, and
-// the limit's size syntax.
+// allocation past it fails with a clear out-of-memory error and leaves the allocator usable; a
+// registered pinned allocator's bytes count against the same limit; and the limit's size syntax.
 #include <doctest/doctest.h>
+
+#include <cstdlib>
 
 #include "core/allocator.h"
 #include "core/error.h"
@@ -21,6 +23,58 @@ TEST_CASE("CPU allocator memory limit: past it, a clear out-of-memory error; und
   CHECK_THROWS_WITH_AS(cpu.set_memory_limit(-1), doctest::Contains("expected a memory limit >= 0"), Error);
   cpu.set_memory_limit(before);
   CHECK_NOTHROW(empty({int64_t(1) << 20}, DType::f32));
+}
+
+namespace {
+
+// A stand-in for the page-locked allocator a GPU backend registers: plain malloc, counted, and
+// checked against the host limit as cuda/pinned_allocator.cpp checks it.
+class FakePinnedAllocator final : public Allocator {
+ public:
+  void* allocate(size_t bytes, MemoryCategory category) override {
+    check_host_memory_limit(int64_t(bytes), "fake pinned allocator", category);
+    stats_.record_alloc(int64_t(bytes), category);
+    return std::malloc(bytes);
+  }
+  void deallocate(void* ptr, size_t bytes, MemoryCategory category) override {
+    stats_.record_free(int64_t(bytes), category);
+    std::free(ptr);
+  }
+  void retag(size_t, MemoryCategory, MemoryCategory) override {}
+  MemoryStats stats() const override { return stats_; }
+  void reset_peak() override { stats_.reset_peaks(); }
+
+ private:
+  MemoryStats stats_;
+};
+
+}  // namespace
+
+// Note [Host memory limit]: pageable and pinned bytes share the CPU allocator's limit.
+TEST_CASE("host memory limit: pinned and pageable allocations count together") {
+  Allocator& cpu = allocator_for(Device::cpu());
+  Allocator* const previous = pinned_host_allocator();
+  FakePinnedAllocator pinned;
+  register_pinned_host_allocator(&pinned);
+  const int64_t before = cpu.memory_limit();
+  const int64_t mib = int64_t(1) << 20;
+  cpu.set_memory_limit(host_memory_in_use() + 3 * mib);
+  void* block = pinned.allocate(size_t(2 * mib), MemoryCategory::optimizer_state);
+  CHECK(host_memory_in_use() == cpu.stats().total.in_use + 2 * mib);
+  // 2 MiB pinned + 2 MiB pageable would pass the 3 MiB of headroom, either way round.
+  CHECK_THROWS_WITH_AS(empty({mib / 2}, DType::f32),
+                       doctest::Contains("CPU allocator: out of memory allocating 2097152 bytes"), Error);
+  CHECK_THROWS_WITH_AS(pinned.allocate(size_t(2 * mib), MemoryCategory::optimizer_state),
+                       doctest::Contains("fake pinned allocator: out of memory allocating 2097152 bytes"), Error);
+  CHECK_NOTHROW(empty({mib / 8}, DType::f32));  // 512 KiB still fits
+  pinned.deallocate(block, size_t(2 * mib), MemoryCategory::optimizer_state);
+  CHECK_NOTHROW(empty({mib / 2}, DType::f32));  // the pinned bytes are back
+  // Without a limit nothing is checked.
+  cpu.set_memory_limit(0);
+  void* big = pinned.allocate(size_t(64 * mib), MemoryCategory::other);
+  pinned.deallocate(big, size_t(64 * mib), MemoryCategory::other);
+  cpu.set_memory_limit(before);
+  register_pinned_host_allocator(previous);
 }
 
 TEST_CASE("parse_byte_size: bytes and binary K/M/G/T suffixes; anything else names the setting") {

@@ -62,6 +62,25 @@ TEST_CASE("pinned allocator caches freed blocks and keeps statistics") {
                        doctest::Contains("did not hand out"), Error);
 }
 
+// Note [Host memory limit]: pinned bytes count with the CPU allocator's under one limit.
+TEST_CASE("pinned allocator: past the host memory limit, an out-of-memory error at once") {
+  ZT_REQUIRE_GPU();
+  Allocator& alloc = cuda::pinned_allocator();
+  Allocator& cpu = allocator_for(Device::cpu());
+  const int64_t before = cpu.memory_limit();
+  cpu.set_memory_limit(host_memory_in_use() + (int64_t(3) << 20));  // 3 MiB of headroom
+  void* p = alloc.allocate(size_t(2) << 20, MemoryCategory::optimizer_state);
+  const int64_t in_use = alloc.stats().total.in_use;
+  CHECK_THROWS_WITH_AS(alloc.allocate(size_t(2) << 20, MemoryCategory::optimizer_state),
+                       doctest::Contains("pinned host allocator: out of memory allocating 2097152 bytes"), Error);
+  CHECK(alloc.stats().total.in_use == in_use);  // the failed allocation took nothing
+  // The pinned bytes count against the CPU allocator too.
+  CHECK_THROWS_WITH_AS(cpu.allocate(size_t(2) << 20, MemoryCategory::other),
+                       doctest::Contains("CPU allocator: out of memory"), Error);
+  cpu.set_memory_limit(before);
+  alloc.deallocate(p, size_t(2) << 20, MemoryCategory::optimizer_state);
+}
+
 TEST_CASE("pinned memory round-trips through the GPU") {
   ZT_REQUIRE_GPU();
   Allocator& alloc = cuda::pinned_allocator();
