@@ -155,9 +155,9 @@ std::string make_rank_folder(const std::string& nvme_path, int rank) {
   return folder;
 }
 
-std::string free_space_text(const std::string& folder) {
+std::string free_space_text(const std::string& path) {
   struct statvfs fs {};
-  if (::statvfs(folder.c_str(), &fs) != 0) return "free space unknown";
+  if (::statvfs(path.c_str(), &fs) != 0) return "free space unknown";
   return std::to_string(int64_t(fs.f_bavail) * int64_t(fs.f_frsize)) + " bytes free there";
 }
 
@@ -168,14 +168,19 @@ void transfer(bool write, int fd, char* data, int64_t bytes, int64_t offset, con
   while (moved < bytes) {
     const ssize_t n = write ? ::pwrite(fd, data + moved, size_t(bytes - moved), offset + moved)
                             : ::pread(fd, data + moved, size_t(bytes - moved), offset + moved);
-    if (n < 0 && errno == EINTR) continue;
+    const int err = n < 0 ? errno : 0;
+    if (err == EINTR) continue;
+    // A write that cannot go on for want of space (a file system without a reservation, a quota).
+    if (write && (n == 0 || err == ENOSPC || err == EDQUOT))
+      ZT_FAIL("NvmeSwapper: no space left on '", path, "': needed ", bytes, " bytes to write chunk ", chunk,
+              " at offset ", offset, ", wrote ", moved, " (", free_space_text(path), ")");
     const char* verb = write ? "writing" : "reading";
     if (n < 0)
       ZT_FAIL("NvmeSwapper: ", verb, " chunk ", chunk, " (", bytes, " bytes at offset ", offset, ") of '", path,
-              "' failed after ", moved, " bytes: ", errno_text(errno));
+              "' failed after ", moved, " bytes: ", errno_text(err));
     if (n == 0)
-      ZT_FAIL("NvmeSwapper: ", verb, " chunk ", chunk, " of '", path, "' moved ", moved, " of the expected ", bytes,
-              " bytes at offset ", offset, write ? " (disk full?)" : " (the file is shorter than expected)");
+      ZT_FAIL("NvmeSwapper: reading chunk ", chunk, " of '", path, "' moved ", moved, " of the expected ", bytes,
+              " bytes at offset ", offset, " (the file is shorter than expected)");
     moved += n;
   }
 }
@@ -225,8 +230,12 @@ void NvmeSwapper::open_file() {
   if (fd_ < 0) fd_ = ::open(file_path_.c_str(), flags, 0600);
   if (fd_ < 0) ZT_FAIL("NvmeSwapper: cannot create '", file_path_, "': ", errno_text(errno));
   const int64_t total = disk_bytes();
+  const std::string free_before = free_space_text(folder_);  // a failed reservation may hold some
   const int err = ::posix_fallocate(fd_, 0, off_t(total));
   if (err == 0) return;
+  ZT_CHECK(err != ENOSPC && err != EDQUOT, "NvmeSwapper: no space left on '", options_.nvme_path, "': needed ", total,
+           " bytes for the optimizer state file (", options_.chunk_count, " chunks of ", options_.chunk_bytes,
+           " bytes), ", free_before, " (point nvme_path at a larger disk, or offload less state)");
   ZT_CHECK(err == EOPNOTSUPP || err == EINVAL, "NvmeSwapper: cannot reserve ", total, " bytes (", options_.chunk_count,
            " chunks of ", options_.chunk_bytes, " bytes) in '", file_path_, "': ", errno_text(err), " (",
            free_space_text(folder_), ")");

@@ -7,7 +7,8 @@
 // - Layout: chunk k occupies bytes [k * slot, k * slot + chunk_bytes) of `<folder>/chunks.bin`,
 //   slot = chunk_bytes rounded up to kAlignment, so every transfer is aligned for O_DIRECT. The
 //   whole file is reserved up front (posix_fallocate), so a full disk is reported when the
-//   swapper is built, not halfway through a step.
+//   swapper is built, not halfway through a step. Either way the error reads "no space left on
+//   '<path>': needed N bytes" (zt-membench --max-model takes it for "does not fit").
 // - O_DIRECT bypasses the page cache (the state is far larger than the cache and read once per
 //   step). When the filesystem refuses it (tmpfs, some network filesystems) the swapper uses
 //   buffered I/O and says why in io_note(); results are the same.

@@ -239,6 +239,11 @@ void OffloadedAdamState::write(AdamStateField field, int64_t begin, const Tensor
   });
 }
 
+Tensor OffloadedAdamState::host_master() const {
+  if (swapper_ || numel_ == 0) return Tensor();
+  return f32_view(host_state_[0].data(), 0, numel_);
+}
+
 int64_t OffloadedAdamState::host_bytes() const {
   if (swapper_) return swapper_->host_bytes();
   int64_t total = 0;

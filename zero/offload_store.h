@@ -92,6 +92,10 @@ class OffloadedAdamState {
   void read(AdamStateField field, int64_t begin, const Tensor& out) const;
   void write(AdamStateField field, int64_t begin, const Tensor& values);
 
+  // Device cpu: the fp32 master itself, a writable host view of S elements (writes change the
+  // state, with no copy of 4 bytes per element); undefined on nvme, whose master is on disk.
+  Tensor host_master() const;
+
   int64_t numel() const { return numel_; }
   int64_t sub_group_count() const { return (numel_ + sub_group_size_ - 1) / sub_group_size_; }
   const OffloadOptions& options() const { return options_; }
