@@ -13,9 +13,10 @@
 #             for the first call of each kernel matching DETAIL_KERNELS (regexes, default
 #             "attention_dkdv_mma attention_forward_mma") in one steady-state bench_gpt step
 #   maxmodel  zt-membench --max-model on this GPU: the largest GPT (depth 48, context 1024) per
-#             offload mode (MAXMODEL_OFFLOAD, default "none cpu nvme", one search each so a cut-off
-#             keeps the others; nvme files in MAXMODEL_NVME_PATH, default /tmp/zt_max_model_nvme,
-#             never under the log folder; sub-groups of 1e8 elements)
+#             offload mode (MAXMODEL_OFFLOAD, default "none cpu nvme"; one mode per device call,
+#             see the estimate below), searched from the formula's prediction for this GPU's memory;
+#             nvme files in MAXMODEL_NVME_PATH, default /tmp/zt_max_model_nvme, never under the log
+#             folder; sub-groups of 1e8 elements; MAXMODEL_ARGS adds flags (e.g. --max-model-steps 2)
 #   BUILD_DIR (default build-gpu), CUDA_ARCH (default 90), BENCH_ARGS (e.g. --quick, for ops)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -54,7 +55,7 @@ run() {
 }
 have_torch() { python3 -c "import torch" >/dev/null 2>&1; }
 
-# shellcheck disable=SC2086  # BENCH_ARGS and GPT_ARGS are lists of flags
+# shellcheck disable=SC2086  # BENCH_ARGS, GPT_ARGS, MAXMODEL_ARGS and range are lists of flags
 for b in $benches; do
   case $b in
     ops)
@@ -92,12 +93,32 @@ for b in $benches; do
           --profile ${GPT_ARGS:-}
       done ;;
     maxmodel)
+      # Expected on one H200 (139.8 GiB; host 125 GiB, 16 cores; 64 GiB disk), one mode per call of
+      # at most 10 minutes. The search starts at the prediction and gallops/bisects from there; the
+      # host limit (90% of RAM, pageable and pinned together) makes an oversized trial fail at its
+      # first allocation past it. A trial of P parameters near the top costs the f32 model built
+      # on the host (~2 s per 1e9) and copied to the GPU (~0.5 s per 1e9), then:
+      #   none: ~6.5B, 3 GPU steps (seconds); a failure is a GPU OOM in the first step: ~25 s per
+      #         trial, 3-7 trials: 2-4 min.
+      #   cpu:  ~6.5B (18 B/parameter pinned in the ~112 GiB limit): page-locking ~115 GB (~15-25 s),
+      #         3 steps of CPU Adam (0.27 s per 1e9 per step, ~5 s) and the transfers: ~60 s per
+      #         trial; a host-limit failure ~40 s; 2-4 trials: 2-4 min (worst, 8 trials: 8 min).
+      #   nvme: bound by the disk (12 B/parameter in its free space, ~45 GiB: ~3.5-4B): the
+      #         trained one moves ~100 B/parameter through the disk (initial write, the engine's
+      #         exact-master read and write, 3 steps of read + write): ~400 GB, 2.5-4.5 min at
+      #         1.5-3 GB/s; a full disk fails when the file is reserved (~20 s); 2-3 trials: 3-6 min.
       nvme_dir=${MAXMODEL_NVME_PATH:-/tmp/zt_max_model_nvme}
       mkdir -p "$nvme_dir"
+      gpu_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits -i 0 2>/dev/null | head -n 1)
       for off in ${MAXMODEL_OFFLOAD:-none cpu nvme}; do
+        case $off in
+          nvme) range="--min-heads 16 --max-heads 64" ;;
+          *) range="--min-heads 32 --max-heads 64" ;;
+        esac
         run "max_model_$off.log" env OMP_NUM_THREADS="$(nproc)" OMP_PROC_BIND=spread "$build_dir/bin/zt-membench" \
           --model gpt --max-model --device cuda --dtype bf16 --depth 48 --context 1024 --vocab 50304 --batch 1 \
-          --offload "$off" --nvme-path "$nvme_dir" --sub-group-size 100000000
+          --offload "$off" --nvme-path "$nvme_dir" --sub-group-size 100000000 --device-memory "${gpu_mib:-143771}M" \
+          $range ${MAXMODEL_ARGS:-}
       done
       rm -rf "$nvme_dir" ;;
     *) echo "unknown bench '$b' in BENCHES (expected ops, gpt, cpu_adam, profile, detail, maxmodel)"; failed=1 ;;

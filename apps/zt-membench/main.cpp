@@ -99,7 +99,8 @@ struct BenchOptions {
   // --max-model (apps/zt-membench/max_model.h)
   bool max_model = false;
   int64_t max_model_stage = 2;
-  int64_t max_heads = 1024;
+  int64_t min_heads = 1, max_heads = 1024;
+  std::string max_model_search = "anchored";
   int64_t max_model_steps = 3;  // a model "trains" when this many steps run (--steps is the stages' count)
   std::string device = "cpu";
   std::string device_memory, host_memory;
@@ -477,7 +478,11 @@ int run_max_model(const BenchOptions& o, const zt::Communicator& world) {
   m.batch = o.batch;
   m.steps = o.max_model_steps;
   m.stage = o.max_model_stage;
+  m.min_heads = o.min_heads;
   m.max_heads = o.max_heads;
+  ZT_CHECK(o.max_model_search == "anchored" || o.max_model_search == "doubling", "--max-model-search: expected "
+           "anchored or doubling, found '", o.max_model_search, "'");
+  m.anchored = o.max_model_search == "anchored";
   m.offloads = parse_offloads(o.offload);
   m.nvme_path = o.nvme_path;
   m.sub_group_size = o.sub_group_size;
@@ -520,16 +525,20 @@ int main(int argc, char** argv) {
   args.add("--sub-group-size", &o.sub_group_size, "--offload: zero_optimization.sub_group_size (elements)");
   args.add("--buffer-count", &o.buffer_count, "--offload nvme: offload_optimizer.buffer_count (swap buffers)");
   args.add_switch("--max-model", &o.max_model,
-                  "find the largest GPT (--depth layers, heads of 64) that trains --steps steps in each --offload mode "
-                  "on --device, beside the formula's prediction (one process)");
+                  "find the largest GPT (--depth layers, heads of 64) that trains --max-model-steps steps in each "
+                  "--offload mode on --device, searching from the formula's prediction (one process)");
   args.add("--max-model-stage", &o.max_model_stage, "--max-model: ZeRO stage of the trials");
-  args.add("--max-heads", &o.max_heads, "--max-model: stop searching at this many heads");
+  args.add("--min-heads", &o.min_heads, "--max-model: the smallest size searched (heads)");
+  args.add("--max-heads", &o.max_heads, "--max-model: the largest size searched (heads)");
+  args.add("--max-model-search", &o.max_model_search,
+           "--max-model: anchored (start at the prediction, gallop, bisect) or doubling (from --min-heads)");
   args.add("--max-model-steps", &o.max_model_steps, "--max-model: training steps a trial must complete");
   args.add("--device", &o.device, "cpu or cuda (under mpirun: each rank's GPU by local rank; NCCL between them)");
   args.add("--device-memory", &o.device_memory,
            "--max-model: device bytes for the prediction, e.g. 141G (default: the allocator's limit)");
   args.add("--host-memory", &o.host_memory,
-           "--max-model: host bytes for the prediction (default: ZT_HOST_MEMORY_LIMIT, else the machine's)");
+           "--max-model: host memory limit of the trials and the prediction, pageable and pinned together "
+           "(default: ZT_HOST_MEMORY_LIMIT, else 90% of the machine's)");
   try {
     if (!args.parse(argc, argv)) return 0;
     check_options(o);

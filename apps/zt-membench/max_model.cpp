@@ -1,13 +1,19 @@
 // zt-membench --max-model (Note [zt-membench max model] in max_model.h).
 #include "apps/zt-membench/max_model.h"
 
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <map>
 #include <string>
 
 #include "apps/zt-membench/formulas.h"
+#include "apps/zt-membench/size_search.h"
 #include "autograd/autograd.h"
 #include "autograd/ops.h"
 #include "core/allocator.h"
@@ -40,17 +46,35 @@ Config trial_config(const MaxModelOptions& o, const std::string& offload) {
   return config_from_app_defaults(j, ConfigOptions{});
 }
 
-bool is_out_of_memory(const std::string& what) {
-  return what.find("out of memory") != std::string::npos || what.find("out of host memory") != std::string::npos;
+bool contains(const std::string& text, const char* what) { return text.find(what) != std::string::npos; }
+
+// What a trial's error means for the search: "out of disk", "out of host memory" (the host limit or
+// the pinned allocator, with a GPU as the device), "out of memory"; empty: not a size that does not
+// fit, so the search stops.
+std::string failure_of(const std::string& what, const Device& device) {
+  if (contains(what, "no space left on")) return "out of disk";
+  const bool host = contains(what, "out of host memory") || contains(what, "CPU allocator: out of memory") ||
+                    contains(what, "pinned host allocator: out of memory");
+  if (host && !device.is_cpu()) return "out of host memory";
+  return host || contains(what, "out of memory") ? "out of memory" : "";
 }
 
-// Trains the family's model with `heads` heads for o.steps steps; false when memory ran out.
-// Sets *peak to the device allocator's high-water mark above what was in use before.
-bool trial(const MaxModelOptions& o, const std::string& offload, int64_t heads, double* peak) {
+struct TrialResult {
+  std::string failure;  // empty: it trained
+  std::string error;    // the failure's error message
+  double device_peak = 0, host_peak = 0;  // bytes above what was in use before
+};
+
+// Trains the family's model with `heads` heads for o.steps steps (Note [zt-membench max model]).
+TrialResult trial(const MaxModelOptions& o, const std::string& offload, int64_t heads) {
   Allocator& alloc = allocator_for(o.device);
-  const int64_t base = alloc.stats().total.in_use;
-  alloc.reset_peak();
-  bool trained = true;
+  Allocator& cpu = allocator_for(Device::cpu());
+  Allocator* pinned = pinned_host_allocator();  // null without a GPU
+  const int64_t base = alloc.stats().total.in_use, cpu_base = cpu.stats().total.in_use;
+  const int64_t pinned_base = pinned ? pinned->stats().total.in_use : 0;
+  for (Allocator* a : {&alloc, &cpu, pinned})
+    if (a) a->reset_peak();
+  TrialResult r;
   try {
     GPTConfig c;
     c.n_layer = o.depth;
@@ -58,7 +82,7 @@ bool trial(const MaxModelOptions& o, const std::string& offload, int64_t heads, 
     c.n_embd = heads * kHeadDim;
     c.block_size = o.context;
     c.vocab_size = o.vocab;
-    auto model = std::make_shared<GPT>(c);
+    auto model = std::make_shared<GPT>(c);  // f32 on the host, 4 bytes per parameter
     model->to(o.device);
     InitOptions init;
     init.monitor = false;
@@ -71,12 +95,17 @@ bool trial(const MaxModelOptions& o, const std::string& offload, int64_t heads, 
     }
     raw::to(raw::sum(engine->module_state_dict().begin()->second), Device::cpu()).item();  // wait for the device
   } catch (const std::exception& e) {
-    if (!is_out_of_memory(e.what())) throw;
-    trained = false;
+    r.failure = failure_of(e.what(), o.device);
+    if (r.failure.empty()) throw;
+    r.error = e.what();
   }
-  *peak = double(alloc.stats().total.peak - base);
-  alloc.empty_cache();  // the next trial starts from what the system has, not from this one's cache
-  return trained;
+  r.device_peak = double(alloc.stats().total.peak - base);
+  // Each allocator's own peak: their sum bounds the host's (on the CPU the device's already counts it).
+  r.host_peak = double(cpu.stats().total.peak - cpu_base);
+  if (pinned) r.host_peak += double(pinned->stats().total.peak - pinned_base);
+  for (Allocator* a : {&alloc, &cpu, pinned})  // the next trial starts from what the system has
+    if (a) a->empty_cache();
+  return r;
 }
 
 int64_t physical_memory() {
@@ -84,16 +113,63 @@ int64_t physical_memory() {
   return pages > 0 && page > 0 ? int64_t(pages) * int64_t(page) : 0;
 }
 
-// What the formulas predict for the family at `heads` (Note [zt-membench max model]): on the
-// device the model states and activations plus the logits and their gradient (B T V x 8 bytes);
-// on the host the offloaded state.
+// Free bytes of the file system holding `path` (what an unprivileged process may use).
+int64_t free_disk_bytes(const std::string& path) {
+  struct statvfs fs {};
+  ZT_CHECK(::statvfs(path.c_str(), &fs) == 0, "--nvme-path '", path, "': cannot read its file system's free space: ",
+           std::strerror(errno), " (expected an existing directory)");
+  return int64_t(fs.f_bavail) * int64_t(fs.f_frsize);
+}
+
+// What the family at `heads` needs in each place (Note [zt-membench max model]).
 Prediction predicted(const MaxModelOptions& o, const std::string& offload, int64_t heads) {
-  const bool bf16 = o.dtype == "bf16";
-  const double c = double(heads * kHeadDim), t = double(o.context), b = double(o.batch);
-  Prediction p = predict(int(o.stage), offload, bf16, family_parameters(o, heads), 1, o.sub_group_size, o.buffer_count);
-  p.device += gpt_activation_bytes(double(o.depth), t, b, c, double(heads), bf16) + b * t * double(o.vocab) * 8;
+  const bool bf16 = o.dtype == "bf16", gpu = !o.device.is_cpu();
+  const double c = double(heads * kHeadDim), t = double(o.context), b = double(o.batch), k = bf16 ? 2 : 4;
+  const double psi = family_parameters(o, heads);
+  Prediction p = predict(int(o.stage), offload, bf16, psi, 1, o.sub_group_size, o.buffer_count);
+  const double activations =
+      gpt_activation_bytes(double(o.depth), t, b, c, double(heads), bf16) + b * t * double(o.vocab) * 8;
+  const double step_gradient = offload == "none" && bf16 ? 4 * psi : 0;
+  p.device += std::max(activations, step_gradient);
+  if (offload == "nvme") p.host += 4 * psi;  // the engine's start reads the whole master into host memory once
+  if (gpu) p.host = std::max(4 * psi, p.host + (offload == "none" ? 0 : k * psi));
   return p;
 }
+
+// The largest heads the prediction allows, and what stops it.
+void predict_largest(const MaxModelOptions& o, const std::string& offload, int64_t device_memory, int64_t host_memory,
+                     int64_t disk_free, MaxModelResult* r) {
+  r->predicted_bound = "--max-heads";
+  for (int64_t h = 1; h <= o.max_heads; ++h) {
+    const Prediction p = predicted(o, offload, h);
+    // On the CPU the host's needs share the device's memory.
+    const double device_bytes = p.device + (o.device.is_cpu() ? p.host : 0);
+    const char* bound = nullptr;
+    if (device_bytes > double(device_memory)) bound = "device";
+    else if (!o.device.is_cpu() && p.host > double(host_memory)) bound = "host";
+    else if (offload == "nvme" && p.disk > double(disk_free)) bound = "disk";
+    if (bound) {
+      r->predicted_bound = bound;
+      break;
+    }
+    r->predicted_heads = h;
+  }
+  r->predicted_params = r->predicted_heads > 0 ? family_parameters(o, r->predicted_heads) : 0;
+}
+
+// Sets the CPU allocator's limit, which is the host's (Note [Host memory limit]), for a scope.
+class HostLimitScope {
+ public:
+  explicit HostLimitScope(int64_t bytes) : previous_(allocator_for(Device::cpu()).memory_limit()) {
+    allocator_for(Device::cpu()).set_memory_limit(bytes);
+  }
+  ~HostLimitScope() { allocator_for(Device::cpu()).set_memory_limit(previous_); }
+  HostLimitScope(const HostLimitScope&) = delete;
+  HostLimitScope& operator=(const HostLimitScope&) = delete;
+
+ private:
+  int64_t previous_;
+};
 
 }  // namespace
 
@@ -103,68 +179,70 @@ double family_parameters(const MaxModelOptions& o, int64_t heads) {
 
 std::vector<MaxModelResult> search_max_model(const MaxModelOptions& o) {
   ZT_CHECK(o.dtype == "bf16" || o.dtype == "f32", "--dtype: expected bf16 or f32, found '", o.dtype, "'");
-  ZT_CHECK(o.depth > 0 && o.context > 0 && o.vocab > 0 && o.batch > 0 && o.steps > 0 && o.max_heads > 0,
-           "--max-model: --depth, --context, --vocab, --batch, --steps and --max-heads must be positive");
+  ZT_CHECK(o.depth > 0 && o.context > 0 && o.vocab > 0 && o.batch > 0 && o.steps > 0,
+           "--max-model: --depth, --context, --vocab, --batch and --max-model-steps must be positive");
+  ZT_CHECK(o.min_heads >= 1 && o.min_heads <= o.max_heads, "--max-model: expected 1 <= --min-heads <= --max-heads, "
+           "found ", o.min_heads, " and ", o.max_heads);
+  // The host limit first: on the CPU it is also the device memory of the prediction.
+  const int64_t env_limit = allocator_for(Device::cpu()).memory_limit();
+  const int64_t host_memory =
+      o.host_memory > 0 ? o.host_memory : env_limit > 0 ? env_limit : physical_memory() / 10 * 9;
+  const char* host_source = o.host_memory > 0 ? "--host-memory" : env_limit > 0 ? "ZT_HOST_MEMORY_LIMIT"
+                                                                                : "90% of the machine's RAM";
+  HostLimitScope host_limit(host_memory);
   const int64_t device_memory = o.device_memory > 0 ? o.device_memory : allocator_for(o.device).memory_limit();
-  const int64_t host_limit = allocator_for(Device::cpu()).memory_limit();
-  const int64_t host_memory = o.host_memory > 0 ? o.host_memory : host_limit > 0 ? host_limit : physical_memory();
+  std::printf("  host memory limit %.2f GiB (%s), pageable and pinned together%s\n", gib(double(host_memory)),
+              host_source, o.device.is_cpu() ? "; on the CPU also the device's" : "");
+  if (device_memory > 0) std::printf("  device memory for the prediction %.2f GiB\n", gib(double(device_memory)));
+  else std::printf("  device memory unknown: no prediction (pass --device-memory)\n");
   std::vector<MaxModelResult> results;
   for (const std::string& offload : o.offloads) {
     ZT_CHECK(offload == "none" || o.stage >= 1, "--max-model: offload ", offload, " needs --max-model-stage >= 1");
     MaxModelResult r;
     r.offload = offload;
-    double peak = 0;
+    int64_t disk_free = 0;
+    if (offload == "nvme") {
+      disk_free = free_disk_bytes(o.nvme_path);
+      std::printf("  nvme: %.2f GiB free on '%s'; the state file needs 12 bytes per parameter\n",
+                  gib(double(disk_free)), o.nvme_path.c_str());
+    }
+    if (device_memory > 0) {
+      predict_largest(o, offload, device_memory, host_memory, disk_free, &r);
+      const Prediction p = predicted(o, offload, std::max<int64_t>(r.predicted_heads, 1));
+      std::printf("  %s: predicted %lld heads (%.1fM parameters; device %.2f GiB, host %.2f GiB, disk %.2f GiB), "
+                  "bound by %s\n", offload.c_str(), (long long)r.predicted_heads, r.predicted_params / 1e6,
+                  gib(p.device), gib(p.host), gib(p.disk), r.predicted_bound.c_str());
+    }
+    std::map<int64_t, double> peaks;
+    std::map<int64_t, std::string> failures;
     auto fits = [&](int64_t heads) {
-      ++r.trials;
       const auto start = std::chrono::steady_clock::now();
-      const bool ok = trial(o, offload, heads, &peak);
+      const TrialResult t = trial(o, offload, heads);
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       // The time of each trial: the search's cost grows with the model, which a GPU session's
       // budget has to plan for.
-      std::printf("  %s: %lld heads (%lld wide, %.1fM parameters): %s, peak %.3f GiB, %.1f s\n", offload.c_str(),
+      std::printf("  %s: %lld heads (%lld wide, %.1fM parameters): %s, peak %.3f GiB", offload.c_str(),
                   (long long)heads, (long long)(heads * kHeadDim), family_parameters(o, heads) / 1e6,
-                  ok ? "trains" : "out of memory", gib(peak), secs);
+                  t.failure.empty() ? "trains" : t.failure.c_str(), gib(t.device_peak));
+      if (!o.device.is_cpu()) std::printf(", host peak %.3f GiB", gib(t.host_peak));
+      std::printf(", %.1f s\n", secs);
+      if (!t.failure.empty()) std::printf("    (%s)\n", t.error.c_str());
       std::fflush(stdout);
-      if (ok) r.peak_bytes = peak;
-      return ok;
+      peaks[heads] = t.device_peak;
+      failures[heads] = t.failure;
+      return t.failure.empty();
     };
-    int64_t good = 0, bad = 0;  // largest success, smallest failure (0: none yet)
-    for (int64_t h = 1; h <= o.max_heads; h *= 2) {
-      if (!fits(h)) {
-        bad = h;
-        break;
-      }
-      good = h;
-    }
-    if (good > 0 && bad > 0) {
-      const double good_peak = r.peak_bytes;
-      double best_peak = good_peak;
-      while (bad - good > 1) {
-        const int64_t mid = good + (bad - good) / 2;
-        if (fits(mid)) {
-          good = mid;
-          best_peak = r.peak_bytes;
-        } else {
-          bad = mid;
-        }
-      }
-      r.peak_bytes = best_peak;
-    }
-    r.heads = good;
-    r.params = good > 0 ? family_parameters(o, good) : 0;
-    if (device_memory > 0) {
-      for (int64_t h = 1; h <= o.max_heads; ++h) {
-        // On the CPU the offloaded state shares the device's memory.
-        const Prediction p = predicted(o, offload, h);
-        const double host_bytes = p.host;
-        const double device_bytes = p.device + (o.device.is_cpu() ? host_bytes : 0);
-        const bool device_fits = device_bytes <= double(device_memory);
-        const bool host_fits = o.device.is_cpu() || host_bytes <= double(host_memory);
-        if (!device_fits || !host_fits) break;
-        r.predicted_heads = h;
-      }
-      r.predicted_params = r.predicted_heads > 0 ? family_parameters(o, r.predicted_heads) : 0;
-    }
+    const int64_t anchor = o.anchored ? r.predicted_heads : 0;
+    const SizeSearchResult found = find_largest(o.min_heads, o.max_heads, anchor, fits);
+    r.heads = found.largest;
+    r.trials = found.trials;
+    r.first_failure = found.first_failure;
+    r.failure = found.first_failure > 0 ? failures[found.first_failure] : "";
+    r.params = r.heads > 0 ? family_parameters(o, r.heads) : 0;
+    r.peak_bytes = r.heads > 0 ? peaks[r.heads] : 0;
+    std::printf("  %s: %lld trials, %s\n", offload.c_str(), (long long)r.trials,
+                anchor > 0 ? ("anchored at the predicted " + std::to_string(anchor) + " heads").c_str()
+                           : ("doubling from " + std::to_string(o.min_heads) + " heads").c_str());
     results.push_back(r);
   }
   return results;
@@ -174,17 +252,22 @@ void print_max_model(const MaxModelOptions& o, const std::vector<MaxModelResult>
   std::printf("largest trainable GPT (%lld layers, heads of 64, context %lld, vocab %lld, batch %lld, %s, ZeRO stage "
               "%lld, device %s):\n", (long long)o.depth, (long long)o.context, (long long)o.vocab, (long long)o.batch,
               o.dtype.c_str(), (long long)o.stage, o.device.str().c_str());
-  std::printf("  %-8s %7s %7s %14s %10s %7s | %15s %14s\n", "offload", "heads", "width", "parameters", "peak GiB",
-              "trials", "predicted width", "predicted params");
+  std::printf("  %-8s %7s %7s %14s %10s %7s | %15s %16s %-11s | %s\n", "offload", "heads", "width", "parameters",
+              "peak GiB", "trials", "predicted width", "predicted params", "bound by", "first that did not fit");
   for (const MaxModelResult& r : results) {
-    std::printf("  %-8s %7lld %7lld %14.0f %10.3f %7lld | %15lld %14.0f\n", r.offload.c_str(), (long long)r.heads,
-                (long long)(r.heads * kHeadDim), r.params, gib(r.peak_bytes), (long long)r.trials,
-                (long long)(r.predicted_heads * kHeadDim), r.predicted_params);
+    const std::string failed = r.first_failure > 0 ? std::to_string(r.first_failure) + " heads, " + r.failure : "none";
+    std::printf("  %-8s %7lld %7lld %14.0f %10.3f %7lld | %15lld %16.0f %-11s | %s\n", r.offload.c_str(),
+                (long long)r.heads, (long long)(r.heads * kHeadDim), r.params, gib(r.peak_bytes), (long long)r.trials,
+                (long long)(r.predicted_heads * kHeadDim), r.predicted_params,
+                r.predicted_bound.empty() ? "-" : r.predicted_bound.c_str(), failed.c_str());
   }
-  for (const MaxModelResult& r : results)
+  for (const MaxModelResult& r : results) {
     if (r.heads == o.max_heads)
       std::printf("  (%s: still trains at --max-heads %lld; raise it to search further)\n", r.offload.c_str(),
                   (long long)o.max_heads);
+    if (r.heads == 0)
+      std::printf("  (%s: does not train even at --min-heads %lld)\n", r.offload.c_str(), (long long)o.min_heads);
+  }
 }
 
 }  // namespace zt::membench

@@ -4,22 +4,41 @@
 // Note [zt-membench max model]
 // The family: --depth layers, heads of 64 (width = 64 x heads), --context, --vocab, bf16 or f32,
 // Adam, ZeRO --max-model-stage (default 2) over a world of one, --batch sequences. For each mode
-// of --offload (none, cpu, nvme; the last two need stage >= 1) the search trains the model with
-// 1 head for --max-model-steps steps (default 3), doubles the heads while that succeeds, then
-// bisects between the last success and the first failure. A trial fails when an allocation runs
-// out of memory (the device allocator's error; on the CPU a limit set with ZT_HOST_MEMORY_LIMIT
-// stands in for a smaller machine); any other error stops the search. Everything a trial
-// allocated is freed before the next.
-// The prediction: the largest width whose model states and activations fit the device memory
-// (--device-memory, or the allocator's limit), with model states of 16 bytes per parameter
-// without offload and 2k with it (k = 2 bytes bf16, 4 f32: the weights and gradients that stay),
-// activations as --estimate counts them (Megatron's per-layer formula) plus the logits and their
-// gradient (B T V x 8 bytes); with cpu offload the host must also hold 16 bytes per parameter
-// (--host-memory, or the host allocator's limit, or the machine's RAM); with nvme it holds the
-// swap buffers, B x 12 x min(G, Psi) bytes (G = --sub-group-size, B = min(--buffer-count, the
-// sub-groups)), and the fp32 gradient (4 Psi): with the default G of 1e9 one sub-group is the
-// whole state, so a small G is what lets nvme train more than cpu. On the CPU device and host are
-// one memory: the offloaded state counts against the device's.
+// of --offload (none, cpu, nvme; the last two need stage >= 1) a trial builds the model with h
+// heads and trains it --max-model-steps steps (default 3).
+// The search (size_search.h) looks for the largest h in [--min-heads, --max-heads] that trains:
+// anchored at the prediction below, it tries the predicted h, then gallops up (h + 1, + 2, + 4,
+// ...) while trials train or down (h - 1, - 2, - 4, ...) while they fail, and bisects the last
+// gap, so a prediction off by d heads costs about 2 log2(d) + 2 trials. Without a prediction
+// (unknown device memory) or with --max-model-search doubling it tries --min-heads, doubles
+// while that trains, and bisects. The trials and their count are printed.
+// A trial fails ("does not fit") when an allocation runs out of memory (the device allocator's
+// error, or the host limit's) or the NVMe state file finds no space on its disk ("no space left
+// on", Note [NVMe swapper]); any other error stops the search.
+// Fail fast, never thrash: the search sets the host memory limit (Note [Host memory limit] in
+// core/allocator.h), which counts pageable and page-locked host allocations together, to
+// --host-memory, else ZT_HOST_MEMORY_LIMIT, else 90% of the machine's RAM; an oversized trial
+// then fails at its first allocation past it instead of swapping or page-locking the machine
+// to a halt. Everything a trial allocated is freed and every allocator's cache emptied (the
+// device's, the CPU's, the pinned one's) before the next, so a trial starts from what the
+// system has, not from cached blocks of the one before.
+// The prediction: the largest h whose device, host and disk needs fit --device-memory (default
+// the allocator's limit: on a GPU pass it, e.g. 139.8G), the host limit above and, for nvme, the
+// free space of --nvme-path's file system (statvfs, printed). Per parameter Psi, k = 2 bytes
+// bf16, 4 f32 (formulas.h):
+//   device: the ZeRO model states, 16 Psi without offload and 2k Psi with it, plus the larger of
+//           the activations as --estimate counts them (Megatron's per-layer formula) with the
+//           logits and their gradient (B T V x 8 bytes), and the step's fp32 gradient (4 Psi,
+//           bf16 without offload: the unscaled master gradient, as DeepSpeed's).
+//   host:   cpu offload 16 Psi (fp32 master, moments, gradient); nvme the swap buffers, B x 12 x
+//           min(G, Psi) bytes (G = --sub-group-size, B = min(--buffer-count, the sub-groups)),
+//           the fp32 gradient (4 Psi) and, while the engine starts, a host copy of the fp32
+//           master (4 Psi); with a GPU also the host copy of the updated bf16/f32 weights (k Psi)
+//           and, at least, the f32 model built on the host before it moves to the device (4 Psi).
+//           With the default G of 1e9 one sub-group is the whole state, so a small G is what
+//           lets nvme train more than cpu.
+//   disk:   nvme: 12 bytes per parameter (each sub-group in a whole slot).
+// On the CPU device and host are one memory: the host's needs count against the device's.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -34,23 +53,27 @@ struct MaxModelOptions {
   std::string dtype = "bf16";
   int64_t depth = 2, context = 64, vocab = 256, batch = 2, steps = 3;
   int64_t stage = 2;
-  int64_t max_heads = 1024;  // the search stops here even if it still fits
+  int64_t min_heads = 1, max_heads = 1024;  // the search's range
+  bool anchored = true;  // start at the prediction (false, or none: double from min_heads)
   std::vector<std::string> offloads{"none"};
   std::string nvme_path;
   int64_t sub_group_size = 1000000000;  // zero_optimization.sub_group_size of the offloaded trials
   int64_t buffer_count = 4;             // offload_optimizer.buffer_count (nvme swap buffers)
   int64_t device_memory = 0;  // bytes for the prediction (0: the device allocator's limit, if any)
-  int64_t host_memory = 0;    // bytes (0: the host allocator's limit, else physical memory)
+  int64_t host_memory = 0;    // host limit of the trials and the prediction (0: ZT_HOST_MEMORY_LIMIT, else 90% of RAM)
 };
 
 struct MaxModelResult {
   std::string offload;
-  int64_t heads = 0;          // largest that trained (0: not even one head)
+  int64_t heads = 0;          // largest that trained (0: none in the range)
   double params = 0;          // its parameter count
   double peak_bytes = 0;      // device allocator peak of its trial
   int64_t trials = 0;
-  int64_t predicted_heads = 0;  // largest the formula says fits (0: unknown device memory)
+  int64_t first_failure = 0;  // smallest size that did not fit (0: none failed)
+  std::string failure;        // why: "out of memory", "out of host memory", "out of disk"
+  int64_t predicted_heads = 0;  // largest the formula says fits (0: unknown device memory, or none)
   double predicted_params = 0;
+  std::string predicted_bound;  // what stops the prediction: "device", "host", "disk" or "--max-heads"
 };
 
 // GPT parameters of the family at `heads` (nn/gpt.h: biases, tied head).

@@ -34,6 +34,26 @@ size_t count(const std::string& text, const std::string& what) {
   return n;
 }
 
+// One row of --max-model's table: offload, heads, width, parameters, peak GiB, trials | predicted width.
+struct MaxModelRow {
+  int64_t heads = -1, width = 0, trials = 0, predicted_width = -1;
+  double params = 0, peak_gib = -1;
+};
+
+MaxModelRow max_model_row(const std::string& out, const std::string& offload) {
+  std::istringstream lines(out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream in(line);
+    std::string mode, bar;
+    MaxModelRow r;
+    if (in >> mode && mode == offload && in >> r.heads >> r.width >> r.params >> r.peak_gib >> r.trials >> bar &&
+        bar == "|" && in >> r.predicted_width)
+      return r;
+  }
+  return MaxModelRow{};
+}
+
 }  // namespace
 
 TEST_CASE("zt-membench on 2 ranks: stages 0-3 match the ZeRO formula and shrink with the stage") {
@@ -192,38 +212,61 @@ TEST_CASE("zt-membench --model gpt on 2 ranks: a GPT's model states match the fo
 }
 
 // --max-model on the CPU, with ZT_HOST_MEMORY_LIMIT standing in for a machine of 200 MiB: the
-// search trains a GPT, finds the first size that runs out of memory, bisects, and reports the
-// largest that trains; that size's trial fits under the limit, the next size up did not.
+// search starts at the prediction, finds the first size that runs out of memory, and reports the
+// largest that trains; that size's trial fits under the limit, the next size up did not. The
+// doubling search from 1 head finds the same size in more trials.
 TEST_CASE("zt-membench --max-model finds the largest GPT that trains under a memory limit") {
-  const auto r = run_command("ZT_HOST_MEMORY_LIMIT=200M OMP_NUM_THREADS=1 " + bin_dir() +
-                             "/zt-membench --model gpt --max-model --depth 2 --context 32 --vocab 256 --batch 2 "
-                             "--dtype bf16 --offload none --max-heads 64");
+  const std::string command = "ZT_HOST_MEMORY_LIMIT=200M OMP_NUM_THREADS=1 " + bin_dir() +
+                              "/zt-membench --model gpt --max-model --depth 2 --context 32 --vocab 256 --batch 2 "
+                              "--dtype bf16 --offload none --max-heads 64";
+  const auto r = run_command(command);
   REQUIRE_MESSAGE(r.run.exit_code == 0, r.run.output);
   const std::string& out = r.run.output;
   CAPTURE(out);
   CHECK(out.find(": out of memory") != std::string::npos);  // the search reached the limit
   CHECK(out.find("each trial 3 steps") != std::string::npos);  // --max-model-steps' default
-  std::istringstream lines(out);
-  std::string line;
-  int64_t heads = -1, predicted_width = -1;
-  double peak_gib = -1;
-  while (std::getline(lines, line)) {
-    std::istringstream in(line);
-    std::string mode;
-    int64_t width = 0, trials = 0;
-    double params = 0;
-    std::string bar;
-    if (in >> mode && mode == "none" && in >> heads >> width >> params >> peak_gib >> trials >> bar >> predicted_width)
-      break;
-    heads = -1;
-  }
-  REQUIRE(heads > 0);
-  CHECK(peak_gib * 1024 <= 200);  // the largest trained within the limit
+  CHECK(out.find("host memory limit 0.20 GiB (ZT_HOST_MEMORY_LIMIT)") != std::string::npos);
+  const MaxModelRow row = max_model_row(out, "none");
+  REQUIRE(row.heads > 0);
+  CHECK(row.peak_gib * 1024 <= 200);  // the largest trained within the limit
   // The size after it ran out of memory in the search.
-  CHECK(out.find("none: " + std::to_string(heads + 1) + " heads") != std::string::npos);
-  CHECK(out.find("none: " + std::to_string(heads + 1) + " heads (" + std::to_string((heads + 1) * 64) + " wide") !=
+  CHECK(out.find("none: " + std::to_string(row.heads + 1) + " heads (" + std::to_string((row.heads + 1) * 64) +
+                 " wide") != std::string::npos);
+  REQUIRE(row.predicted_width > 0);  // the limit is the device memory of the prediction
+  CHECK(out.find("anchored at the predicted " + std::to_string(row.predicted_width / 64) + " heads") !=
         std::string::npos);
-  CHECK(predicted_width > 0);  // the limit is the device memory of the prediction
+  CHECK(out.find("none: " + std::to_string(row.trials) + " trials") != std::string::npos);
+
+  const auto doubling = run_command(command + " --max-model-search doubling");
+  REQUIRE_MESSAGE(doubling.run.exit_code == 0, doubling.run.output);
+  CAPTURE(doubling.run.output);
+  const MaxModelRow from_one = max_model_row(doubling.run.output, "none");
+  CHECK(from_one.heads == row.heads);
+  CHECK(doubling.run.output.find("doubling from 1 heads") != std::string::npos);
+  CHECK(doubling.run.output.find("none: 1 heads (64 wide") != std::string::npos);
+  CHECK(row.trials < from_one.trials);
+}
+
+// --host-memory is the trials' host limit too (Note [zt-membench max model]): with no
+// ZT_HOST_MEMORY_LIMIT it stops the search where the variable would, with an out-of-memory error
+// at the allocation past it, not by exhausting the machine.
+TEST_CASE("zt-membench --max-model: --host-memory limits the trials' host allocations") {
+  const auto r = run_command("OMP_NUM_THREADS=1 " + bin_dir() +
+                             "/zt-membench --model gpt --max-model --depth 2 --context 32 --vocab 256 --batch 2 "
+                             "--max-model-steps 1 --dtype bf16 --offload cpu --host-memory 120M --min-heads 4 "
+                             "--max-heads 32");
+  REQUIRE_MESSAGE(r.run.exit_code == 0, r.run.output);
+  const std::string& out = r.run.output;
+  CAPTURE(out);
+  CHECK(out.find("host memory limit 0.12 GiB (--host-memory)") != std::string::npos);
+  CHECK(out.find("CPU allocator: out of memory allocating") != std::string::npos);
+  CHECK(out.find("host memory limit of 125829120 bytes") != std::string::npos);
+  const MaxModelRow row = max_model_row(out, "cpu");
+  REQUIRE(row.heads >= 4);
+  CHECK(row.heads < 32);
+  CHECK(row.peak_gib * 1024 <= 120);
+  CHECK(out.find("cpu: " + std::to_string(row.heads + 1) + " heads (" + std::to_string((row.heads + 1) * 64) +
+                 " wide, ") != std::string::npos);
 }
 
 // The nvme search with sub-groups far smaller than the model: only the swap buffers and the fp32
@@ -237,21 +280,46 @@ TEST_CASE("zt-membench --max-model: nvme with small sub-groups trains a larger G
                              "--max-model-steps 2 --dtype bf16 --offload cpu,nvme --sub-group-size 1000000 "
                              "--nvme-path " + nvme.string() + " --max-heads 64");
   REQUIRE_MESSAGE(r.run.exit_code == 0, r.run.output);
-  std::map<std::string, int64_t> heads;
-  std::istringstream lines(r.run.output);
-  std::string line;
-  while (std::getline(lines, line)) {
-    std::istringstream in(line);
-    std::string mode;
-    int64_t h = 0;
-    if (in >> mode >> h && (mode == "cpu" || mode == "nvme")) heads[mode] = h;
-  }
   CAPTURE(r.run.output);
-  REQUIRE(heads.count("cpu") == 1);
-  REQUIRE(heads.count("nvme") == 1);
-  CHECK(heads["cpu"] > 0);
-  CHECK(heads["nvme"] > heads["cpu"]);
+  const MaxModelRow cpu = max_model_row(r.run.output, "cpu"), disk = max_model_row(r.run.output, "nvme");
+  CHECK(cpu.heads > 0);
+  CHECK(disk.heads > cpu.heads);
+  CHECK(r.run.output.find("nvme: ") != std::string::npos);
+  CHECK(r.run.output.find(" GiB free on '" + nvme.string() + "'") != std::string::npos);
   std::filesystem::remove_all(nvme);
+}
+
+// A disk too small for the state: a 4 MiB tmpfs, mounted in a user and mount namespace of its own
+// (unshare -rm; skipped where the machine forbids them). The prediction counts 12 bytes per
+// parameter against the disk's free space, and the trial past it fails with "no space left on"
+// when its state file is reserved, which the search takes for "does not fit", not for an error.
+TEST_CASE("zt-membench --max-model: nvme counts the disk, and a full disk does not fit") {
+  if (run_command("unshare -rm true").run.exit_code != 0) {
+    MESSAGE("skipped: unshare -rm (user and mount namespaces) is not allowed here");
+    return;
+  }
+  const auto dir = std::filesystem::temp_directory_path() / "zt_membench_small_disk";
+  std::filesystem::create_directories(dir);
+  const std::string run = "OMP_NUM_THREADS=1 " + bin_dir() +
+                          "/zt-membench --model gpt --max-model --depth 2 --context 32 --vocab 256 --batch 2 "
+                          "--max-model-steps 1 --dtype bf16 --offload nvme --sub-group-size 1000000 --max-heads 8 "
+                          "--host-memory 1G --nvme-path " + dir.string();
+  const auto r = run_command("unshare -rm sh -c 'mount -t tmpfs -o size=4M zt_small_disk " + dir.string() +
+                             " && " + run + "'");
+  std::filesystem::remove_all(dir);
+  REQUIRE_MESSAGE(r.run.exit_code == 0, r.run.output);
+  const std::string& out = r.run.output;
+  CAPTURE(out);
+  CHECK(out.find("nvme: 0.00 GiB free on '" + dir.string() + "'") != std::string::npos);
+  // 1 head: 118,528 parameters, 1.4 MB of state; 2 heads: 433,664, 5.2 MB > 4 MiB.
+  CHECK(out.find("nvme: predicted 1 heads") != std::string::npos);
+  CHECK(out.find("bound by disk") != std::string::npos);
+  CHECK(out.find("nvme: 2 heads (128 wide, 0.4M parameters): out of disk") != std::string::npos);
+  CHECK(out.find("no space left on '" + dir.string() + "': needed ") != std::string::npos);
+  const MaxModelRow row = max_model_row(out, "nvme");
+  CHECK(row.heads == 1);
+  CHECK(row.trials == 2);
+  CHECK(out.find("2 heads, out of disk") != std::string::npos);  // the table's first that did not fit
 }
 
 TEST_CASE("zt-membench --max-model needs --model gpt and one process") {
