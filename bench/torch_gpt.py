@@ -88,6 +88,23 @@ def measure(args, compiled):
     print(f"{name}: {1e3 * secs / args.steps:.1f} ms/step, {tps:.0f} tokens/s, {flops / 1e12:.1f} TFLOP/s model, "
           f"MFU {100 * flops / (args.peak_tflops * 1e12):.1f}% of {args.peak_tflops:.0f} TFLOP/s, "
           f"peak memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB (loss {loss.item():.3f})", flush=True)
+    if args.profile:
+        profile_step(step, name)
+
+
+def profile_step(step, name):
+    """GPU kernel time of one more step by kernel (torch.profiler), to set beside bench/kernel_profile.py's
+    table of zerotrain's step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+    total = sum(e.self_device_time_total for e in events)
+    print(f"{name}: kernel time of one step {total / 1e3:.2f} ms; the largest kernels:")
+    for e in sorted(events, key=lambda e: -e.self_device_time_total)[:30]:
+        print(f"  {e.self_device_time_total / 1e3:8.3f} ms  {e.count:4d} calls  {e.key[:110]}")
 
 
 def main():
@@ -97,6 +114,7 @@ def main():
         p.add_argument("--" + flag, type=int, default=default)
     p.add_argument("--peak-tflops", type=float, default=989.0)
     p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--profile", action="store_true", help="print the kernel time of one step by kernel")
     args = p.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = True
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}")

@@ -137,23 +137,41 @@ def bench_cross_entropy(b, dtype):
 
 def bench_attention(b, batch):
     """F.scaled_dot_product_attention(is_causal=True) on bench_cuda_ops' shapes and FLOP count:
-    2 * 2 B H T^2 D / 2 forward (the causal half), 2.5x that backward; through autograd."""
+    2 * 2 B H T^2 D / 2 forward (the causal half), 2.5x that backward; through autograd. Once with
+    PyTorch's own choice of kernel, then with each fused backend forced (FlashAttention-2, cuDNN),
+    where this build has it."""
     B = batch // 4 if b.quick else batch
     H, T, D = 12, 1024, 64
     q, k, v, g = (torch.randn(B, H, T, D, device="cuda", dtype=torch.bfloat16) for _ in range(4))
     flops = 2 * B * H * T * T * D
     shape = f" B={B} H={H} T={T} D={D}"
-    with torch.no_grad():
-        ms = time_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True), warmup=3)
-    b.row(f"attention fwd bf16{shape}", f"{flops / (ms * 1e-3) / 1e12:.1f} TFLOP/s")
     leaves = [t.detach().requires_grad_(True) for t in (q, k, v)]
 
     def fwd_bwd():
         out = F.scaled_dot_product_attention(*leaves, is_causal=True)
         torch.autograd.grad(out, leaves, g)
 
-    ms = time_ms(fwd_bwd, warmup=3)
-    b.row(f"attention fwd+bwd bf16{shape}", f"{3.5 * flops / (ms * 1e-3) / 1e12:.1f} TFLOP/s")
+    def measure(label):
+        with torch.no_grad():
+            ms = time_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True), warmup=3)
+        b.row(f"attention fwd bf16{shape}{label}", f"{flops / (ms * 1e-3) / 1e12:.1f} TFLOP/s")
+        ms = time_ms(fwd_bwd, warmup=3)
+        b.row(f"attention fwd+bwd bf16{shape}{label}", f"{3.5 * flops / (ms * 1e-3) / 1e12:.1f} TFLOP/s")
+
+    measure("")
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:
+        return
+    for name in ("FLASH_ATTENTION", "CUDNN_ATTENTION"):
+        backend = getattr(SDPBackend, name, None)
+        if backend is None:
+            continue
+        try:
+            with sdpa_kernel(backend):
+                measure(f" [{name.lower()}]")
+        except RuntimeError as e:
+            print(f"  attention [{name.lower()}]: not available: {str(e).splitlines()[0]}", flush=True)
 
 
 def bench_overhead(b):
@@ -190,32 +208,39 @@ def safe(fn, *args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a quarter of the sizes (smoke run)")
+    parser.add_argument("--only", choices=["gemm", "memory", "attention", "overhead"],
+                        help="one part, as bench_cuda_ops --only")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("torch_ops.py: no CUDA device: nothing to measure")
         return 0
     b = Bench(args.quick)
     print(f"torch {torch.__version__}, CUDA {torch.version.cuda}")
+    parts = {args.only} if args.only else {"gemm", "memory", "attention", "overhead"}
     print("== device copy bandwidth ==")
     bench_copy(b)
-    print("== GEMM (torch.matmul) ==")
-    for n in (8192, 4096):
-        size = n // 4 if args.quick else n
-        safe(bench_gemm, b, torch.bfloat16, size, False)
-        safe(bench_gemm, b, torch.float16, size, False)
-        safe(bench_gemm, b, torch.float32, size, True)
-        safe(bench_gemm, b, torch.float32, size, False)
-    print("== memory-bound ops ==")
-    for dtype in (torch.bfloat16, torch.float32):
-        safe(bench_add, b, dtype)
-    for fn in (bench_softmax, bench_layer_norm, bench_cross_entropy):
+    if "gemm" in parts:
+        print("== GEMM (torch.matmul) ==")
+        for n in (8192, 4096):
+            size = n // 4 if args.quick else n
+            safe(bench_gemm, b, torch.bfloat16, size, False)
+            safe(bench_gemm, b, torch.float16, size, False)
+            safe(bench_gemm, b, torch.float32, size, True)
+            safe(bench_gemm, b, torch.float32, size, False)
+    if "memory" in parts:
+        print("== memory-bound ops ==")
         for dtype in (torch.bfloat16, torch.float32):
-            safe(fn, b, dtype)
-    print("== fused attention (F.scaled_dot_product_attention, causal) ==")
-    for batch in (8, 16):
-        safe(bench_attention, b, batch)
-    print("== host overhead ==")
-    safe(bench_overhead, b)
+            safe(bench_add, b, dtype)
+        for fn in (bench_softmax, bench_layer_norm, bench_cross_entropy):
+            for dtype in (torch.bfloat16, torch.float32):
+                safe(fn, b, dtype)
+    if "attention" in parts:
+        print("== fused attention (F.scaled_dot_product_attention, causal) ==")
+        for batch in (8, 16):
+            safe(bench_attention, b, batch)
+    if "overhead" in parts:
+        print("== host overhead ==")
+        safe(bench_overhead, b)
     print(f"\n== summary (torch_ops.py, {torch.cuda.get_device_name()}) ==")
     print(f"{'op':<40} {'measured':<18} {'% of copy':>9}")
     for op, measured, ratio in b.rows:

@@ -11,24 +11,42 @@
 
 namespace zt::cuda::bench {
 
-double time_ms(int device, const TimingOptions& options, const std::function<void()>& fn) {
+namespace {
+
+double median(std::vector<double> samples) {
+  std::sort(samples.begin(), samples.end());
+  return samples[samples.size() / 2];
+}
+
+}  // namespace
+
+std::vector<double> time_alternately_ms(int device, const TimingOptions& options,
+                                        const std::vector<std::function<void()>>& fns) {
   ZT_CHECK(options.reps > 0 && options.iters > 0, "bench time_ms: reps and iters must be positive, found ",
            options.reps, " and ", options.iters);
   DeviceGuard guard(device);
   cudaStream_t stream = current_stream(device);
-  for (int i = 0; i < options.warmup; ++i) fn();
+  for (const auto& fn : fns)
+    for (int i = 0; i < options.warmup; ++i) fn();
   ZT_CUDA_CHECK(cudaStreamSynchronize(stream));
   Event start(device, true), stop(device, true);
-  std::vector<double> samples;
+  std::vector<std::vector<double>> samples(fns.size());
   for (int r = 0; r < options.reps; ++r) {
-    start.record(stream);
-    for (int i = 0; i < options.iters; ++i) fn();
-    stop.record(stream);
-    stop.synchronize();
-    samples.push_back(double(start.elapsed_ms(stop)) / options.iters);
+    for (size_t f = 0; f < fns.size(); ++f) {
+      start.record(stream);
+      for (int i = 0; i < options.iters; ++i) fns[f]();
+      stop.record(stream);
+      stop.synchronize();
+      samples[f].push_back(double(start.elapsed_ms(stop)) / options.iters);
+    }
   }
-  std::sort(samples.begin(), samples.end());
-  return samples[samples.size() / 2];
+  std::vector<double> medians;
+  for (auto& s : samples) medians.push_back(median(std::move(s)));
+  return medians;
+}
+
+double time_ms(int device, const TimingOptions& options, const std::function<void()>& fn) {
+  return time_alternately_ms(device, options, {fn}).front();
 }
 
 namespace {

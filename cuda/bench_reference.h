@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "core/dtype.h"
 
@@ -20,6 +21,13 @@ struct TimingOptions {
 // Milliseconds per call of `fn`, which queues work on the current stream of `device`: CUDA events
 // are recorded on that stream around each sample; the median sample over iters.
 double time_ms(int device, const TimingOptions& options, const std::function<void()>& fn);
+
+// The same for several functions, timed in turn within each repetition (a sample of the first,
+// then of the second, ...), so that clock and power drift over the run reach all of them alike:
+// the medians, in the order of `fns`. A reference and zerotrain compared this way see the same
+// conditions.
+std::vector<double> time_alternately_ms(int device, const TimingOptions& options,
+                                        const std::vector<std::function<void()>>& fns);
 
 // Row-major c (m, n) = a (m, k) @ b (k, n), all of `dtype` (f32, f16 or bf16), through
 // cublasGemmEx on a cuBLAS handle of this module's own (default settings, as a user calling
