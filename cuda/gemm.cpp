@@ -6,10 +6,11 @@
 // own workspace (shared with cuBLASLt: both queue on that one stream). Shapes and layouts as in
 // Note [GEMM operand layout] (core/cpu/gemm.cpp).
 //
-// gemm_bias, gemm_bias_gelu, gemm_gelu_backward and gemm_row_sums do their extra work in
-// cuBLASLt's epilogue (BIAS, GELU_AUX_BIAS, DGELU_BGRAD, BGRADB) when the problem goes there;
-// otherwise as separate kernels after the product (gemm_bias: the bias rows written first and
-// the product accumulated onto them).
+// gemm_bias, gemm_bias_gelu and gemm_row_sums do their extra work in cuBLASLt's epilogue (BIAS,
+// GELU_AUX_BIAS, BGRADB) when the problem goes there; otherwise as separate kernels after the
+// product (gemm_bias: the bias rows written first and the product accumulated onto them).
+// gemm_gelu_backward always runs apart: the GELU gradient and the bias sums in one pass over the
+// product (cuda/gelu_backward_sums.h; cuBLASLt's DGELU_BGRAD measured slower).
 //
 // cuBLAS is column-major: the row-major out (M, N) is the column-major out^T (N, M), so we ask
 // for out^T = op(b)^T @ op(a)^T, with b in cuBLAS's first operand slot and a in its second.
@@ -23,6 +24,7 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device.h"
+#include "cuda/gelu_backward_sums.h"
 #include "cuda/gemm_lt.h"
 
 namespace zt::cuda {
@@ -225,8 +227,9 @@ void run_epilogue_apart(const Tensor& out, const Tensor& a, const Tensor& b, boo
       return be.unary(UnaryOp::gelu_tanh, out, e.aux);
     case Post::gelu_backward:
       run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0);
-      be.unary_backward(UnaryOp::gelu_tanh, out, out, e.aux);
       if (out.numel() == 0) return be.fill(e.vec, 0.0);
+      if (gelu_tanh_backward_with_sums(out, e.aux, e.vec)) return;  // one pass over the product
+      be.unary_backward(UnaryOp::gelu_tanh, out, out, e.aux);
       return be.reduce(ReduceOp::sum, as_reduction_output(e.vec, 0), out, {0});
     case Post::row_sums:
       run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0);

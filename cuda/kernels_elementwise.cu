@@ -8,6 +8,7 @@
 #include "core/cpu/cpu_backend.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/elementwise.cuh"
+#include "cuda/gelu_backward_sums.h"
 
 namespace zt::cuda {
 namespace {
@@ -378,6 +379,89 @@ void CudaBackend::unary_backward(UnaryOp op, const Tensor& grad_in, const Tensor
     ZT_FAIL("unary_backward: op ", op_name(op),
             " has no backward kernel (expected relu, gelu, gelu_tanh, tanh or sigmoid)");
   }));
+}
+
+namespace {
+
+constexpr int kSumThreads = 128;  // threads of the fused GELU-gradient kernel, one column vector each
+constexpr int kSumRows = 32;      // rows per block: the partial sums of one chunk
+
+// grad = gelu_tanh'(pre) * grad over rows [kSumRows y, kSumRows (y + 1)) for V columns a thread,
+// partials[y, col] = the column sums of the rounded results. Four rows' loads are issued before
+// any is used, to keep bytes in flight.
+template <typename T, int V>
+__global__ void __launch_bounds__(kSumThreads) gelu_tanh_backward_sums_kernel(T* grad, const T* pre,
+                                                                              compute_t<T>* partials, int64_t rows,
+                                                                              int64_t cols) {
+  using C = compute_t<T>;
+  const int64_t col = (int64_t(blockIdx.x) * kSumThreads + threadIdx.x) * V;
+  if (col >= cols) return;
+  const int64_t r0 = int64_t(blockIdx.y) * kSumRows, r1 = min(rows, r0 + kSumRows);
+  C sum[V] = {};
+  constexpr int kAhead = 4;
+  for (int64_t r = r0; r < r1; r += kAhead) {
+    Vec<T, V> g[kAhead], x[kAhead];
+#pragma unroll
+    for (int k = 0; k < kAhead; ++k) {
+      if (r + k < r1) {
+        g[k] = *reinterpret_cast<const Vec<T, V>*>(grad + (r + k) * cols + col);
+        x[k] = *reinterpret_cast<const Vec<T, V>*>(pre + (r + k) * cols + col);
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < kAhead; ++k) {
+      if (r + k >= r1) break;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const T d = BinaryElem<T, T, C, GeluTanhGradFn>{}(g[k].v[j], x[k].v[j]);
+        g[k].v[j] = d;
+        sum[j] += C(to_arith(d));
+      }
+      *reinterpret_cast<Vec<T, V>*>(grad + (r + k) * cols + col) = g[k];
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < V; ++j) partials[int64_t(blockIdx.y) * cols + col + j] = sum[j];
+}
+
+// out[c] = sum over chunks k of partials[k, c], added in chunk order.
+template <typename T>
+__global__ void column_partials_finish_kernel(T* out, const compute_t<T>* partials, int64_t chunks, int64_t cols) {
+  ZT_GRID_STRIDE_LOOP(c, cols) {
+    compute_t<T> s = 0;
+    for (int64_t k = 0; k < chunks; ++k) s += partials[k * cols + c];
+    out[c] = to_element<T>(s);
+  }
+}
+
+}  // namespace
+
+bool gelu_tanh_backward_with_sums(const Tensor& grad, const Tensor& pre, const Tensor& grad_bias) {
+  if (grad.dim() != 2 || pre.shape() != grad.shape() || grad_bias.dim() != 1 || grad_bias.size(0) != grad.size(1) ||
+      pre.dtype() != grad.dtype() || grad_bias.dtype() != grad.dtype() || !grad.is_contiguous() ||
+      !pre.is_contiguous() || !grad_bias.is_contiguous() || grad.numel() == 0 || !is_floating(grad.dtype()))
+    return false;
+  const int64_t rows = grad.size(0), cols = grad.size(1);
+  const int vec = int(16 / dtype_size(grad.dtype()));
+  auto aligned = [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0; };
+  if (cols % vec != 0 || !aligned(grad) || !aligned(pre)) return false;
+  const int64_t chunks = (rows + kSumRows - 1) / kSumRows, col_blocks = (cols / vec + kSumThreads - 1) / kSumThreads;
+  if (chunks > 65535 || col_blocks > INT32_MAX) return false;
+  const int device = common_device("gemm_gelu_backward", {&grad, &pre, &grad_bias});
+  DeviceGuard guard(device);
+  const cudaStream_t stream = current_stream(device);
+  ZT_DISPATCH_FLOATING(grad.dtype(), "gemm_gelu_backward", ([&]<typename T>() {
+    using C = compute_t<T>;
+    const Tensor partials = Tensor::empty({chunks, cols}, TensorOptions(DTypeOf<C>::value, grad.device()));
+    constexpr int V = 16 / sizeof(T);
+    gelu_tanh_backward_sums_kernel<T, V><<<dim3(unsigned(col_blocks), unsigned(chunks)), kSumThreads, 0, stream>>>(
+        device_data<T>(grad), device_data<T>(pre), device_data<C>(partials), rows, cols);
+    ZT_CUDA_LAUNCH_CHECK("gelu_tanh_backward_sums_kernel");
+    column_partials_finish_kernel<T><<<grid_for(cols), kBlockSize, 0, stream>>>(device_data<T>(grad_bias),
+                                                                              device_data<C>(partials), chunks, cols);
+    ZT_CUDA_LAUNCH_CHECK("column_partials_finish_kernel");
+  }));
+  return true;
 }
 
 void CudaBackend::where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) {
