@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/adam_scalars.h"
 #include "core/conv_geometry.h"
 #include "core/op_kinds.h"
 #include "core/tensor.h"

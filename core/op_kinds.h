@@ -12,7 +12,8 @@ enum class UnaryOp : uint8_t {
   logical_not
 };
 // sum_squares: the sum of x * x with each square and the sum in the accumulation type (double for
-// floating inputs), the result rounded once to the input's dtype; floating dtypes only.
+// floating inputs), the result rounded once to the input's dtype (or a wider float one asked for:
+// raw::reduce); floating dtypes only.
 enum class ReduceOp : uint8_t { sum, mean, max, min, sum_squares };
 enum class ArgReduceOp : uint8_t { argmax, argmin };
 

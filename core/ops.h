@@ -1,6 +1,7 @@
 // Raw tensor ops: shape/dtype checks, output allocation and dispatch to the device's backend.
 // No autograd here (Note [Raw vs differentiable ops] in core/tensor.h). Views share storage.
 #pragma once
+#include <optional>
 #include <vector>
 
 #include "core/backend.h"
@@ -50,7 +51,11 @@ void binary_(BinaryOp op, const Tensor& a, const Tensor& b);
 void binary_(BinaryOp op, const Tensor& a, double scalar);
 
 // ---- reductions ----
-Tensor reduce(ReduceOp op, const Tensor& a, std::vector<int64_t> dims, bool keepdim = false);
+// dtype: the result's, when not the default (a's; i64 for integer sums): f32 or f64, no narrower
+// than a's, for the sum, mean or sum_squares of a floating a (the sum of squares of bf16
+// gradients without a widened copy).
+Tensor reduce(ReduceOp op, const Tensor& a, std::vector<int64_t> dims, bool keepdim = false,
+              std::optional<DType> dtype = std::nullopt);
 Tensor sum(const Tensor& a, std::vector<int64_t> dims = {}, bool keepdim = false);  // {} = all
 Tensor mean(const Tensor& a, std::vector<int64_t> dims = {}, bool keepdim = false);
 Tensor amax(const Tensor& a, std::vector<int64_t> dims = {}, bool keepdim = false);
@@ -146,11 +151,13 @@ DropoutResult dropout(const Tensor& x, double p, Generator& gen);
 // in place over contiguous tensors of one numel on one device (ops.def: adam_step):
 //   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //   p -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps)
-// param, exp_avg, exp_avg_sq: f32 or f64; grad: param's dtype, or f16/bf16 for an f32 param;
-// model_copy: undefined, or f16/bf16 receiving the updated param in the same pass.
+// param, exp_avg, exp_avg_sq: f32 or f64; grad: param's dtype, or f16/bf16 for an f32 param,
+// read as grad * grad_scale.unscale * grad_scale.clip with the roundings core/adam_scalars.h
+// states (finite factors); model_copy: undefined, or f16/bf16 receiving the updated param in the
+// same pass.
 void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                 double lr, double beta1, double beta2, double eps, double weight_decay, bool decoupled,
-                int64_t step, const Tensor& model_copy = Tensor());
+                int64_t step, const Tensor& model_copy = Tensor(), const GradientScale& grad_scale = {});
 
 // ---- 2-D convolution and pooling (NCHW; geometry in core/conv_geometry.h) ----
 // x (N, C, H, W), weight (O, C / groups, KH, KW), bias (O) or undefined -> (N, O, OH, OW).

@@ -1,6 +1,8 @@
 // Raw optimizer ops: the fused Adam/AdamW step (ops.def: adam_step). Checks the buffers agree
 // (contiguous, one numel, one device, supported dtypes) and the hyperparameters are in range,
 // then hands the whole update to the device's backend in one call.
+#include <cmath>
+
 #include "core/ops.h"
 #include "core/ops_util.h"
 
@@ -18,7 +20,7 @@ void check_buffer(const char* what, const Tensor& t, const Tensor& param) {
 
 void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                 double lr, double beta1, double beta2, double eps, double weight_decay, bool decoupled,
-                int64_t step, const Tensor& model_copy) {
+                int64_t step, const Tensor& model_copy, const GradientScale& grad_scale) {
   const char* op = "adam_step_";
   detail::check_same_device(op, {&param, &grad, &exp_avg, &exp_avg_sq});
   if (model_copy.defined()) detail::check_same_device(op, {&param, &model_copy});
@@ -43,12 +45,15 @@ void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, 
            beta1, " beta2=", beta2);
   ZT_CHECK(eps >= 0, op, ": expected eps >= 0, found ", eps);
   ZT_CHECK(step >= 1, op, ": expected step >= 1 (the bias corrections divide by 1 - beta^step), found ", step);
+  ZT_CHECK(std::isfinite(grad_scale.unscale) && std::isfinite(grad_scale.clip), op,
+           ": expected finite gradient factors, found unscale=", grad_scale.unscale, " clip=", grad_scale.clip);
   for (const Tensor* t : {&grad, &exp_avg, &exp_avg_sq})
     ZT_CHECK(!detail::may_overlap(param, *t) && !detail::may_overlap(exp_avg, exp_avg_sq), op,
              ": param, grad, exp_avg and exp_avg_sq must not share memory");
   if (param.numel() == 0) return;
   backend_for(param.device())
-      .adam_step(param, grad, exp_avg, exp_avg_sq, model_copy, lr, beta1, beta2, eps, weight_decay, decoupled, step);
+      .adam_step(param, grad, exp_avg, exp_avg_sq, model_copy, lr, beta1, beta2, eps, weight_decay, decoupled, step,
+                 grad_scale);
 }
 
 }  // namespace zt::raw

@@ -46,12 +46,20 @@ Shape reduced_shape(const Shape& shape, const std::vector<int>& dims, bool keepd
 
 }  // namespace
 
-Tensor reduce(ReduceOp op, const Tensor& a, std::vector<int64_t> dims, bool keepdim) {
+Tensor reduce(ReduceOp op, const Tensor& a, std::vector<int64_t> dims, bool keepdim, std::optional<DType> dtype) {
   detail::check_defined(op_name(op), {&a});
   if (op == ReduceOp::mean || op == ReduceOp::sum_squares) detail::check_floating(op_name(op), a);
+  const DType out_dtype = dtype.value_or(reduce_out_dtype(op, a.dtype()));
+  if (out_dtype != reduce_out_dtype(op, a.dtype())) {
+    const bool sums = op == ReduceOp::sum || op == ReduceOp::mean || op == ReduceOp::sum_squares;
+    const bool wider = out_dtype == DType::f64 || (out_dtype == DType::f32 && a.dtype() != DType::f64);
+    ZT_CHECK(sums && is_floating(a.dtype()) && wider, op_name(op), ": cannot return ", dtype_name(out_dtype),
+             " for a ", dtype_name(a.dtype()), " input (expected ", dtype_name(reduce_out_dtype(op, a.dtype())),
+             ", or f32/f64 no narrower than the input for the sum, mean or sum_squares of a floating input)");
+  }
   const std::vector<int> nd = normalize_dims(dims, a.dim());
   const Shape kept = reduced_shape(a.shape(), nd, true);
-  Tensor out = Tensor::empty(kept, {reduce_out_dtype(op, a.dtype()), a.device()});
+  Tensor out = Tensor::empty(kept, {out_dtype, a.device()});
   if (out.numel() > 0) {
     int64_t reduced_count = 1;
     for (int d : nd) reduced_count *= a.size(d);

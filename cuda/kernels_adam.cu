@@ -1,7 +1,8 @@
 // CUDA fused Adam/AdamW step (ops.def: adam_step): one pass over contiguous buffers, 16-byte
 // loads of param/exp_avg/exp_avg_sq (grad and the model copy at the same element count), the
-// update and the optional f16/bf16 model copy written in the same pass. The fewest bytes: read
-// p, g, m, v and write p, m, v (+ copy): 28 bytes per f32 element with an f32 grad.
+// update (of the gradient times its optional factors) and the optional f16/bf16 model copy
+// written in the same pass. The fewest bytes: read p, g, m, v and write p, m, v (+ copy): 28
+// bytes per f32 element with an f32 grad, 26 with a bf16 one.
 // The arithmetic uses explicitly rounded intrinsics (no FMA contraction) in the CPU kernel's
 // order (core/cpu/kernels_adam.cpp), so results match the CPU bit for bit; the kernel is
 // memory-bound, so the lost FMAs cost nothing.
@@ -27,9 +28,13 @@ __device__ __forceinline__ double sub_rn(double a, double b) { return __dsub_rn(
 __device__ __forceinline__ double div_rn(double a, double b) { return __ddiv_rn(a, b); }
 __device__ __forceinline__ double sqrt_rn(double a) { return __dsqrt_rn(a); }
 
-// One element's update; kDecay: 0 none, 1 L2 (g += wd * p), 2 decoupled (p *= 1 - lr * wd).
+// One element's update; kDecay: 0 none, 1 L2 (g += wd * p), 2 decoupled (p *= 1 - lr * wd). The
+// gradient factors come first, each skipped when 1 (core/adam_scalars.h); the test is uniform
+// over the grid, so no warp diverges.
 template <int kDecay, typename T>
 __device__ __forceinline__ void adam_element(T& p, T g, T& m, T& v, const AdamScalars<T>& s) {
+  if (s.grad_unscale != T(1)) g = mul_rn(g, s.grad_unscale);
+  if (s.grad_clip != T(1)) g = mul_rn(g, s.grad_clip);
   if constexpr (kDecay == 1) g = add_rn(g, mul_rn(s.wd, p));
   if constexpr (kDecay == 2) p = mul_rn(p, s.decay);
   m = add_rn(mul_rn(s.b1, m), mul_rn(s.one_minus_b1, g));
@@ -134,7 +139,8 @@ void adam_copy(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, c
 
 void CudaBackend::adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
                             const Tensor& exp_avg_sq, const Tensor& model_copy, double lr, double beta1,
-                            double beta2, double eps, double weight_decay, bool decoupled, int64_t step) {
+                            double beta2, double eps, double weight_decay, bool decoupled, int64_t step,
+                            const GradientScale& grad_scale) {
   ZT_CHECK(param.is_contiguous() && grad.is_contiguous() && exp_avg.is_contiguous() && exp_avg_sq.is_contiguous() &&
                (!model_copy.defined() || model_copy.is_contiguous()),
            "adam_step: expected contiguous buffers, found param ", param.str(), ", grad ", grad.str());
@@ -148,11 +154,11 @@ void CudaBackend::adam_step(const Tensor& param, const Tensor& grad, const Tenso
   if (pt == DType::f64) {
     ZT_CHECK(gt == DType::f64, "adam_step: an f64 param takes an f64 grad, found ", dtype_name(gt));
     adam_copy<double, double>(param, grad, exp_avg, exp_avg_sq, model_copy, kind,
-                              adam_scalars<double>(lr, beta1, beta2, eps, weight_decay, step), stream);
+                              adam_scalars<double>(lr, beta1, beta2, eps, weight_decay, step, grad_scale), stream);
     return;
   }
   ZT_CHECK(pt == DType::f32, "adam_step: param must be f32 or f64, found ", dtype_name(pt));
-  const AdamScalars<float> s = adam_scalars<float>(lr, beta1, beta2, eps, weight_decay, step);
+  const AdamScalars<float> s = adam_scalars<float>(lr, beta1, beta2, eps, weight_decay, step, grad_scale);
   if (gt == DType::f32) {
     adam_copy<float, float>(param, grad, exp_avg, exp_avg_sq, model_copy, kind, s, stream);
   } else if (gt == DType::bf16) {

@@ -1,8 +1,8 @@
 // CUDA reductions: sum/mean/max/min over a set of dims, argmax/argmin over one dim. Meaning as
 // on the CPU (core/cpu/kernels_reduce.cpp): floating sums accumulate in double and integer sums
-// in int64; NaN propagates through max/min; arg_reduce returns the first best index and the
-// first NaN wins. One warp reduces one output when the reduced extent is short, one block
-// when it is long.
+// in int64 (a wider float out changes only the final rounding); NaN propagates through
+// max/min; arg_reduce returns the first best index and the first NaN wins. One warp reduces one
+// output when the reduced extent is short, one block when it is long.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -372,13 +372,19 @@ void CudaBackend::reduce(ReduceOp op, const Tensor& out, const Tensor& a, const 
           ZT_FAIL("reduce sum_squares: expected a floating dtype, found ", dtype_name(a.dtype()));
       }
     };
+    const bool widened = op != ReduceOp::max && op != ReduceOp::min;
     if (out.dtype() == a.dtype()) {
       with_out.template operator()<T>();
     } else if (out.dtype() == DType::i64 && !is_floating(a.dtype())) {
       if constexpr (!std::is_floating_point_v<C>) with_out.template operator()<int64_t>();  // integer sums widen, as numpy does
+    } else if (widened && std::is_floating_point_v<C> && out.dtype() == DType::f64) {
+      if constexpr (std::is_floating_point_v<C>) with_out.template operator()<double>();
+    } else if (widened && std::is_floating_point_v<C> && out.dtype() == DType::f32) {
+      if constexpr (std::is_floating_point_v<C>) with_out.template operator()<float>();
     } else {
       ZT_FAIL("reduce ", op_name(op), ": out dtype ", dtype_name(out.dtype()), " for input dtype ",
-              dtype_name(a.dtype()), " (expected the input dtype, or i64 for integer inputs)");
+              dtype_name(a.dtype()), " (expected the input dtype, i64 for integer inputs, or f32/f64 for the sums "
+              "of floating inputs)");
     }
   }));
 }

@@ -1,6 +1,6 @@
 // Adam/AdamW update: the fused one-pass op (raw::adam_step_, ops.def adam_step) for contiguous
 // f32/f64 tensors on any device, raw in-place ops otherwise (Note [Optimizer updates] in
-// optim/optimizer.h).
+// optim/optimizer.h); both apply step_with_gradients()' factors (Note [Folded gradient scaling]).
 #include "optim/adam.h"
 
 #include <cmath>
@@ -29,10 +29,17 @@ bool adam_fusable(const Tensor& p, const Tensor& g, const Tensor& m, const Tenso
 }
 
 void adam_raw(const Tensor& p, const Tensor& grad, const Tensor& m, const Tensor& v,
-              const AdamStep& s) {
+              const AdamStep& s, const GradientScale& scale) {
   const double bc1 = 1.0 - std::pow(s.beta1, double(s.step));
   const double bc2 = 1.0 - std::pow(s.beta2, double(s.step));
   Tensor g = grad;
+  if (g.dtype() != p.dtype() || scale.unscale != 1.0 || scale.clip != 1.0) {
+    // The separate passes the fused op folds in (core/adam_scalars.h), on a copy: the caller's
+    // gradient stays as it was.
+    g = g.dtype() != p.dtype() ? raw::to(g, p.dtype()) : raw::clone(g);
+    if (scale.unscale != 1.0) raw::binary_(BinaryOp::mul, g, scale.unscale);
+    if (scale.clip != 1.0) raw::binary_(BinaryOp::mul, g, scale.clip);
+  }
   if (s.weight_decay != 0) {
     if (s.decoupled) raw::binary_(BinaryOp::mul, p, 1.0 - s.lr * s.weight_decay);
     else g = raw::add(g, raw::mul(p, s.weight_decay));
@@ -89,12 +96,13 @@ void Adam::update(const ParamGroup& group, const Tensor& param, const Tensor& gr
   auto copy = model_copies_.find(param.impl_ptr().get());
   if (adam_fusable(param, grad, m, v)) {
     raw::adam_step_(param, grad, m, v, s.lr, s.beta1, s.beta2, s.eps, s.weight_decay, s.decoupled, s.step,
-                    copy != model_copies_.end() && param.dtype() == DType::f32 ? copy->second : Tensor());
+                    copy != model_copies_.end() && param.dtype() == DType::f32 ? copy->second : Tensor(),
+                    gradient_scale());
     if (copy != model_copies_.end() && param.dtype() != DType::f32)
       raw::copy_(raw::reshape(copy->second, param.shape()), param);
     return;
   }
-  adam_raw(param, grad, m, v, s);
+  adam_raw(param, grad, m, v, s, gradient_scale());
   if (copy != model_copies_.end()) raw::copy_(raw::reshape(copy->second, param.shape()), param);
 }
 

@@ -31,6 +31,7 @@ class Adam : public Optimizer {
   // Betas may change between steps (a momentum schedule drives them this way).
   void set_betas(double beta1, double beta2);
   bool set_model_copy(const Tensor& param, const Tensor& copy) override;
+  bool supports_scaled_gradients() const override { return true; }
 
  protected:
   Adam(std::vector<ParamGroup> groups, const AdamOptions& options, bool decoupled_weight_decay);

@@ -55,12 +55,39 @@ void Optimizer::fill_group_defaults(double lr, double weight_decay) {
   }
 }
 
-void Optimizer::step() {
+void Optimizer::step() { step_from(nullptr); }
+
+void Optimizer::step_with_gradients(const std::vector<std::vector<Tensor>>& grads, const GradientScale& scale) {
+  ZT_CHECK(supports_scaled_gradients(), "Optimizer::step_with_gradients: this optimizer cannot scale gradients in "
+           "its step (Adam and AdamW can); scale the parameters' gradients and call step()");
+  ZT_CHECK(grads.size() == groups_.size(), "Optimizer::step_with_gradients: expected gradients for ",
+           groups_.size(), " parameter groups, found ", grads.size());
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    ZT_CHECK(grads[g].size() == groups_[g].params.size(), "Optimizer::step_with_gradients: group ", g, " has ",
+             groups_[g].params.size(), " parameters but ", grads[g].size(), " gradients");
+    for (size_t i = 0; i < grads[g].size(); ++i) {
+      const Tensor &p = groups_[g].params[i], &gr = grads[g][i];
+      if (!gr.defined()) continue;
+      const bool low = p.dtype() == DType::f32 && (gr.dtype() == DType::f16 || gr.dtype() == DType::bf16);
+      ZT_CHECK((gr.dtype() == p.dtype() || low) && gr.device() == p.device(),
+               "Optimizer::step_with_gradients: expected the gradient of group ", g, " parameter ", i, " in ",
+               dtype_name(p.dtype()), " (or f16/bf16 for f32) on ", p.device().str(), ", found ", gr.str());
+    }
+  }
+  struct Reset {  // the factors hold for this step only, also when it throws
+    GradientScale& scale;
+    ~Reset() { scale = GradientScale{}; }
+  } reset{gradient_scale_};
+  gradient_scale_ = scale;
+  step_from(&grads);
+}
+
+void Optimizer::step_from(const std::vector<std::vector<Tensor>>* grads) {
   NoGradGuard no_grad;
   for (size_t g = 0; g < groups_.size(); ++g) {
     for (size_t i = 0; i < groups_[g].params.size(); ++i) {
       const Tensor& p = groups_[g].params[i];
-      Tensor gr = grad(p);
+      Tensor gr = grads ? (*grads)[g][i] : grad(p);
       if (!gr.defined()) continue;
       ZT_CHECK(gr.shape() == p.shape(), "Optimizer: gradient shape ", shape_str(gr.shape()),
                " does not match parameter shape ", shape_str(p.shape()));

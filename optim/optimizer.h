@@ -6,12 +6,24 @@
 // contiguous data (param, grad and state of one dtype); other devices and dtypes go through raw
 // in-place ops (core/ops.h), which every backend implements. Parameters whose gradient is
 // undefined are skipped and their step count does not advance, as in PyTorch.
+//
+// Note [Folded gradient scaling]
+// A mixed-precision step used to widen the reduced 16-bit gradients into an fp32 copy, then
+// multiply that copy by 1 / loss scale and by the clipping coefficient in two more passes, then
+// step. An optimizer that supports_scaled_gradients() (Adam, AdamW) instead takes the gradients as
+// they are, 16-bit included (step_with_gradients), with those factors (GradientScale in
+// core/adam_scalars.h) and applies them in its own pass with the same roundings: widen, times
+// unscale, times clip, each factor rounded to the parameter's dtype, each product rounded, each
+// skipped when 1. Its results are those of the separate passes bit for bit, without the 4 bytes
+// per parameter of the fp32 copy and three passes over memory. ZeRO uses it (zero/
+// sharded_optimizer.h); optimizers without it (SGD) keep the fp32 copy.
 #pragma once
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "core/adam_scalars.h"
 #include "nn/module.h"
 
 namespace zt {
@@ -45,6 +57,13 @@ class Optimizer {
 
   // One update of every parameter that has a gradient.
   void step();
+  // Whether step_with_gradients() is available (Note [Folded gradient scaling]).
+  virtual bool supports_scaled_gradients() const { return false; }
+  // One update from `grads` instead of the parameters' gradients: grads[g][i] for
+  // param_groups()[g].params[i] (its shape, device and dtype, or f16/bf16 for an f32 parameter;
+  // undefined: skipped), each read as times `scale` (Note [Folded gradient scaling]). The
+  // parameters' own gradients are not read. Only where supports_scaled_gradients().
+  void step_with_gradients(const std::vector<std::vector<Tensor>>& grads, const GradientScale& scale);
   // Clears every parameter's gradient (to undefined).
   void zero_grad();
 
@@ -79,11 +98,17 @@ class Optimizer {
   static Tensor make_state_like(const Tensor& param);
   // Whether param/grad/state can take the fused CPU loop (Note [Optimizer updates]).
   static bool fused_eligible(const Tensor& param, const Tensor& grad);
+  // The factors update() applies to its gradient: step_with_gradients()'s, else none.
+  const GradientScale& gradient_scale() const { return gradient_scale_; }
 
  private:
+  // The step of every parameter with a gradient: grads[g][i] when given, else .grad().
+  void step_from(const std::vector<std::vector<Tensor>>* grads);
+
   std::vector<ParamGroup> groups_;
   std::vector<std::vector<ParamState>> state_;  // [group][param]
   int64_t step_count_ = 0;
+  GradientScale gradient_scale_;
 };
 
 }  // namespace zt

@@ -102,8 +102,12 @@ void adam_range(T* __restrict p, const G* __restrict g, T* __restrict m, T* __re
                 int64_t begin, int64_t end, const AdamScalars<T>& s) {
   const T step_size = s.step_size, inv_bc2_sqrt = s.inv_bc2_sqrt, b1 = s.b1, b2 = s.b2;
   const T c1 = s.one_minus_b1, c2 = s.one_minus_b2, eps = s.eps, wd = s.wd, decay = s.decay;
+  const T unscale = s.grad_unscale, clip = s.grad_clip;
+  const bool unscales = unscale != T(1), clips = clip != T(1);
   for (int64_t j = begin; j < end; ++j) {
     T gj = T(compute_t<G>(g[j]));
+    if (unscales) gj *= unscale;  // the gradient factors first, in their order (core/adam_scalars.h)
+    if (clips) gj *= clip;
     T pj = p[j];
     if constexpr (kDecay == 1) gj += wd * pj;
     if constexpr (kDecay == 2) pj *= decay;
@@ -228,17 +232,18 @@ void adam_f64(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, co
 
 void CpuBackend::adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
                            const Tensor& exp_avg_sq, const Tensor& model_copy, double lr, double beta1,
-                           double beta2, double eps, double weight_decay, bool decoupled, int64_t step) {
+                           double beta2, double eps, double weight_decay, bool decoupled, int64_t step,
+                           const GradientScale& grad_scale) {
   ZT_CHECK(param.is_contiguous() && grad.is_contiguous() && exp_avg.is_contiguous() && exp_avg_sq.is_contiguous(),
            "adam_step: expected contiguous buffers, found param ", param.str(), ", grad ", grad.str());
   const int kind = weight_decay == 0 ? 0 : (decoupled ? 2 : 1);
   const DType pt = param.dtype();
   if (pt == DType::f64)
     return adam_f64(param, grad, exp_avg, exp_avg_sq, model_copy, kind,
-                    adam_scalars<double>(lr, beta1, beta2, eps, weight_decay, step));
+                    adam_scalars<double>(lr, beta1, beta2, eps, weight_decay, step, grad_scale));
   ZT_CHECK(pt == DType::f32, "adam_step: param must be f32 or f64, found ", dtype_name(pt));
   adam_f32(param, grad, exp_avg, exp_avg_sq, model_copy, kind,
-           adam_scalars<float>(lr, beta1, beta2, eps, weight_decay, step));
+           adam_scalars<float>(lr, beta1, beta2, eps, weight_decay, step, grad_scale));
 }
 
 }  // namespace zt::cpu

@@ -2,8 +2,9 @@
 // f32 step and the vector loop that the per-ISA translation units instantiate.
 //
 // Note [CPU Adam kernels]
-// - One pass over contiguous (n) buffers: f32 param/exp_avg/exp_avg_sq, an f32/bf16/f16 grad and
-//   an optional bf16/f16 model copy; memory-bound (28 bytes per element for f32 grads).
+// - One pass over contiguous (n) buffers: f32 param/exp_avg/exp_avg_sq, an f32/bf16/f16 grad
+//   (times the optional gradient factors of core/adam_scalars.h) and an optional bf16/f16 model
+//   copy; memory-bound (28 bytes per element for f32 grads).
 // - kernels_adam_avx2.cpp and kernels_adam_avx512.cpp are compiled with their own -m flags (the
 //   top-level CMakeLists.txt); the rest of the build stays portable. kernels_adam.cpp picks one
 //   at run time (__builtin_cpu_supports), falls back to the scalar loop, and splits the buffers
@@ -56,13 +57,16 @@ struct AdamSimdLoop {
   static constexpr int kWidth = Ops::kWidth;
 
   struct Consts {
-    F step_size, inv_bc2_sqrt, b1, b2, c1, c2, eps, wd, decay;
+    F step_size, inv_bc2_sqrt, b1, b2, c1, c2, eps, wd, decay, unscale, clip;
+    bool unscales, clips;  // the gradient factors that are not 1
   };
 
   // One vector of elements: the scalar reference's operations, in its order.
   template <int kDecay, typename G, typename M>
   static void block(const Consts& c, float* p, const G* g, float* m, float* v, M* copy) {
     F gj = Ops::load_grad(g);
+    if (c.unscales) gj = Ops::mul(gj, c.unscale);
+    if (c.clips) gj = Ops::mul(gj, c.clip);
     F pj = Ops::load(p);
     if constexpr (kDecay == 1) gj = Ops::add(gj, Ops::mul(c.wd, pj));
     if constexpr (kDecay == 2) pj = Ops::mul(pj, c.decay);
@@ -81,7 +85,8 @@ struct AdamSimdLoop {
     const AdamScalars<float>& s = a.s;
     const Consts c{Ops::set1(s.step_size), Ops::set1(s.inv_bc2_sqrt), Ops::set1(s.b1), Ops::set1(s.b2),
                    Ops::set1(s.one_minus_b1), Ops::set1(s.one_minus_b2), Ops::set1(s.eps), Ops::set1(s.wd),
-                   Ops::set1(s.decay)};
+                   Ops::set1(s.decay), Ops::set1(s.grad_unscale), Ops::set1(s.grad_clip),
+                   s.grad_unscale != 1.0f, s.grad_clip != 1.0f};
     float* p = a.param;
     const G* g = static_cast<const G*>(a.grad);
     float *m = a.exp_avg, *v = a.exp_avg_sq;

@@ -1,7 +1,9 @@
 // CPU reduction kernels: sum/mean/max/min over a set of dims, argmax/argmin over one dim.
 // Floating sums accumulate in double (integers in int64), so f16/bf16/f32 results are the
-// correctly rounded sum for any realistic length. Work is split over outputs when there are
-// many, otherwise over the reduced elements of each output (partials combined in a fixed order).
+// correctly rounded sum for any realistic length; a wider float out (f32/f64 for a 16-bit input)
+// takes the same accumulation in the same order, rounded once to it. Work is split over outputs
+// when there are many, otherwise over the reduced elements of each output (partials combined in
+// a fixed order).
 #include <omp.h>
 
 #include <algorithm>
@@ -249,13 +251,19 @@ void CpuBackend::reduce(ReduceOp op, const Tensor& out, const Tensor& a, const s
           return run_reduce<T, O, ExtremumAcc<C, false>>(out, a, plan, [](const auto& m) { return m.best; });
       }
     };
+    const bool widened = op != ReduceOp::max && op != ReduceOp::min;
     if (out.dtype() == a.dtype()) {
       with_out.template operator()<T>();
     } else if (out.dtype() == DType::i64 && !is_floating(a.dtype())) {
       with_out.template operator()<int64_t>();  // integer sums widen, as numpy does
+    } else if (widened && std::is_floating_point_v<C> && out.dtype() == DType::f64) {
+      if constexpr (std::is_floating_point_v<C>) with_out.template operator()<double>();
+    } else if (widened && std::is_floating_point_v<C> && out.dtype() == DType::f32) {
+      if constexpr (std::is_floating_point_v<C>) with_out.template operator()<float>();
     } else {
       ZT_FAIL("reduce ", op_name(op), ": out dtype ", dtype_name(out.dtype()), " for input dtype ",
-              dtype_name(a.dtype()), " (expected the input dtype, or i64 for integer inputs)");
+              dtype_name(a.dtype()), " (expected the input dtype, i64 for integer inputs, or f32/f64 for the sums "
+              "of floating inputs)");
     }
   }));
 }

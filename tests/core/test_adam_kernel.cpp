@@ -14,6 +14,7 @@ namespace {
 struct Hyper {
   double lr = 1e-3, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 0.0;
   bool decoupled = false;
+  GradientScale scale = {};  // applied to the gradient first
 };
 
 // Adam (Kingma & Ba) with L2 decay folded into g, or AdamW (Loshchilov & Hutter) with decoupled
@@ -21,7 +22,7 @@ struct Hyper {
 double reference(double p, const std::vector<double>& grads, const Hyper& h) {
   double m = 0, v = 0;
   for (size_t t = 1; t <= grads.size(); ++t) {
-    double g = grads[t - 1];
+    double g = grads[t - 1] * h.scale.unscale * h.scale.clip;
     if (!h.decoupled) g += h.wd * p;
     if (h.decoupled) p *= 1 - h.lr * h.wd;
     m = h.b1 * m + (1 - h.b1) * g;
@@ -43,7 +44,7 @@ std::vector<double> run_op(const Hyper& h, DType dt) {
   Tensor m = zeros({5}, dt), v = zeros({5}, dt);
   for (size_t s = 0; s < kGrads.size(); ++s)
     raw::adam_step_(p, make(kGrads[s], {5}, dt), m, v, h.lr, h.b1, h.b2, h.eps, h.wd, h.decoupled,
-                    int64_t(s) + 1);
+                    int64_t(s) + 1, Tensor(), h.scale);
   return values(p);
 }
 
@@ -68,6 +69,30 @@ TEST_CASE("adam_step_: Adam, Adam with L2 decay and AdamW follow the published e
       check_values(make(run_op(h, DType::f64), {5}, DType::f64), want, {5}, 1e-12);
       check_values(make(run_op(h, DType::f32), {5}, DType::f64), want, {5}, 2e-6);
     }
+}
+
+// A loss-scaled gradient (x 1024) unscaled and clipped by the op is the step on the true gradient
+// times the clipping coefficient; L2 decay is added after the factors, as to a clipped gradient.
+TEST_CASE("adam_step_: the gradient factors scale the gradient before the update") {
+  for (const bool decoupled : {false, true}) {
+    Hyper h{.lr = 0.05, .b1 = 0.8, .b2 = 0.99, .eps = 1e-6, .wd = 0.1, .decoupled = decoupled};
+    const Hyper unscaled = h;
+    h.scale = {.unscale = 1.0 / 1024, .clip = 0.375};
+    std::vector<double> want;
+    for (size_t i = 0; i < kP0.size(); ++i) {
+      std::vector<double> g;
+      for (const auto& step : kGrads) g.push_back(step[i] * 0.375);
+      want.push_back(reference(kP0[i], g, unscaled));
+    }
+    INFO("decoupled ", decoupled);
+    for (const DType dt : {DType::f64, DType::f32}) {
+      Tensor p = make(kP0, {5}, dt), m = zeros({5}, dt), v = zeros({5}, dt);
+      for (size_t s = 0; s < kGrads.size(); ++s)
+        raw::adam_step_(p, raw::mul(make(kGrads[s], {5}, dt), 1024.0), m, v, h.lr, h.b1, h.b2, h.eps, h.wd,
+                        h.decoupled, int64_t(s) + 1, Tensor(), h.scale);
+      check_values(raw::to(p, DType::f64), want, {5}, dt == DType::f64 ? 1e-12 : 2e-6);
+    }
+  }
 }
 
 TEST_CASE("adam_step_: the first step moves each element by lr * g / (|g| + eps), m and v exact") {
@@ -151,6 +176,9 @@ TEST_CASE("adam_step_: misuse is rejected with what was expected") {
             .find("model_copy must be f16 or bf16") != std::string::npos);
   CHECK(error_of([&] { raw::adam_step_(p, g, p, v, 1e-3, 0.9, 0.999, 1e-8, 0, false, 1); })
             .find("must not share memory") != std::string::npos);
+  CHECK(error_of([&] {
+          raw::adam_step_(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 0, false, 1, Tensor(), {.unscale = INFINITY});
+        }).find("expected finite gradient factors, found unscale=inf") != std::string::npos);
   check_values(p, {1, 2, 3, 4}, {2, 2});  // nothing was written
 }
 

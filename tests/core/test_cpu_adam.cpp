@@ -1,7 +1,8 @@
 // The CPU fused Adam/AdamW kernels at every instruction-set level this CPU has (scalar, AVX2,
 // AVX-512; Note [CPU Adam kernels] in core/cpu/kernels_adam_simd.h): against the update
 // equations in double, bit for bit against each other, and the model copy's rounding against
-// core/dtype.h, for every grad and copy dtype and sizes that leave ragged vector tails.
+// core/dtype.h, for every grad and copy dtype and sizes that leave ragged vector tails; the
+// gradient factors (core/adam_scalars.h) against the separate f32 multiplies they replace.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -51,8 +52,17 @@ const DType kCopyDTypes[] = {kNoCopy, DType::bf16, DType::f16};
 struct Hyper {
   double lr = 0.03, b1 = 0.875, b2 = 1.0 - 1.0 / 512, eps = 1e-8, wd = 0.0;
   bool decoupled = false;
+  GradientScale scale = {};  // the gradient's factors: 1 / loss scale, the clipping coefficient
 };
-const Hyper kVariants[] = {{}, {.wd = 0.1}, {.wd = 0.1, .decoupled = true}};
+// The last two scale the gradient as a loss-scaled, clipped mixed-precision step does. (Not with
+// L2 decay: where wd p nearly cancels the scaled gradient, the first step's lr g / (|g| + eps)
+// turns the factors' rounding into a parameter error beyond these bounds. The bitwise test
+// against the separate multiplies covers L2 decay.)
+const Hyper kVariants[] = {{},
+                           {.wd = 0.1},
+                           {.wd = 0.1, .decoupled = true},
+                           {.wd = 0.1, .decoupled = true, .scale = {.unscale = 1.0 / 64, .clip = 0.3}},
+                           {.scale = {.clip = 0.7}}};
 constexpr int kSteps = 3;
 
 // One run's inputs: the initial params and a grad per step, already rounded to the grad dtype.
@@ -84,7 +94,23 @@ Result run_kernel(const Inputs& in, const Hyper& h, DType copy_dtype) {
   Result r{from_vector<float>(in.p0, {n}), zeros({n}), zeros({n}), Tensor()};
   if (copy_dtype != kNoCopy) r.copy = empty({n}, copy_dtype);
   for (int s = 0; s < kSteps; ++s)
-    raw::adam_step_(r.p, in.grads[size_t(s)], r.m, r.v, h.lr, h.b1, h.b2, h.eps, h.wd, h.decoupled, s + 1, r.copy);
+    raw::adam_step_(r.p, in.grads[size_t(s)], r.m, r.v, h.lr, h.b1, h.b2, h.eps, h.wd, h.decoupled, s + 1, r.copy,
+                    h.scale);
+  return r;
+}
+
+// The same steps as the passes the factors replace: the gradient widened to f32, multiplied in
+// place by each factor that is not 1 (raw::binary_, f32 arithmetic), then an unscaled step.
+Result run_separate_passes(const Inputs& in, const Hyper& h, DType copy_dtype) {
+  const int64_t n = int64_t(in.p0.size());
+  Result r{from_vector<float>(in.p0, {n}), zeros({n}), zeros({n}), Tensor()};
+  if (copy_dtype != kNoCopy) r.copy = empty({n}, copy_dtype);
+  for (int s = 0; s < kSteps; ++s) {
+    Tensor g = raw::clone(raw::to(in.grads[size_t(s)], DType::f32));
+    if (h.scale.unscale != 1.0) raw::binary_(BinaryOp::mul, g, h.scale.unscale);
+    if (h.scale.clip != 1.0) raw::binary_(BinaryOp::mul, g, h.scale.clip);
+    raw::adam_step_(r.p, g, r.m, r.v, h.lr, h.b1, h.b2, h.eps, h.wd, h.decoupled, s + 1, r.copy);
+  }
   return r;
 }
 
@@ -113,7 +139,8 @@ Reference reference(const Inputs& in, const Hyper& h) {
     const std::vector<double> grad = in.grads[size_t(t - 1)].to_vector<double>();
     const double bc1 = 1 - std::pow(h.b1, t), bc2 = 1 - std::pow(h.b2, t);
     for (size_t i = 0; i < n; ++i) {
-      double g = grad[i], &p = r.p[i], &m = r.m[i], &v = r.v[i];
+      // The factors' two f32 roundings stay inside the m and v bounds below (2 of 16 units).
+      double g = grad[i] * h.scale.unscale * h.scale.clip, &p = r.p[i], &m = r.m[i], &v = r.v[i];
       if (h.decoupled) p *= 1 - h.lr * h.wd;
       else g += h.wd * p;
       m = h.b1 * m + (1 - h.b1) * g;
@@ -163,7 +190,8 @@ int64_t count_copy_mismatches(const Tensor& p, const Tensor& copy) {
 std::string describe(CpuIsa isa, int64_t n, DType grad, DType copy, const Hyper& h) {
   return std::string(cpu::cpu_isa_name(isa)) + " n=" + std::to_string(n) + " grad " + dtype_name(grad) + " copy " +
          (copy == kNoCopy ? "none" : dtype_name(copy)) + " lr " + std::to_string(h.lr) + " wd " + std::to_string(h.wd) +
-         (h.decoupled ? " AdamW" : " Adam");
+         (h.decoupled ? " AdamW" : " Adam") + " unscale " + std::to_string(h.scale.unscale) + " clip " +
+         std::to_string(h.scale.clip);
 }
 
 bool bitwise_equal(const Result& a, const Result& b) {
@@ -214,6 +242,34 @@ TEST_CASE("CPU adam_step: the AVX2 and AVX-512 kernels give the scalar loop's re
           }
         }
     }
+}
+
+// ZeRO folds the unscale and clip passes over an fp32 copy of the gradient into the step (Note
+// [ZeRO gradient scaling] in zero/sharded_optimizer.h); that is exact only if the kernel rounds
+// as those passes did. Factors that are not powers of two (1/1000, 0.37) round in f32; a factor
+// whose f32 rounding is 1 (1 - 1e-9) must change nothing, as a multiply by 1.0f does not.
+TEST_CASE("CPU adam_step: the gradient factors give the separate f32 multiplies' results bit for bit") {
+  const GradientScale scales[] = {{.unscale = 1.0 / 65536},
+                                  {.clip = 0.37},
+                                  {.unscale = 1.0 / 1024, .clip = 0.37},
+                                  {.unscale = 1.0 / 1000, .clip = 0.999},
+                                  {.unscale = 1.0 - 1e-9, .clip = 0.5}};
+  for (CpuIsa isa : levels_on_this_cpu()) {
+    ForcedIsa forced(isa);
+    for (int64_t n : {int64_t(31), int64_t(4099), int64_t(70001)})
+      for (DType gt : kGradDTypes) {
+        const Inputs in = make_inputs(n, gt, 13);
+        for (const GradientScale& scale : scales)
+          for (DType ct : kCopyDTypes) {
+            const Hyper h{.wd = 0.1, .decoupled = true, .scale = scale};
+            INFO(describe(isa, n, gt, ct, h));
+            const Result folded = run_kernel(in, h, ct);
+            CHECK(bitwise_equal(folded, run_separate_passes(in, h, ct)));
+            // And the factors did something.
+            CHECK(bits32(folded.m) != bits32(run_kernel(in, Hyper{.wd = 0.1, .decoupled = true}, ct).m));
+          }
+      }
+  }
 }
 
 TEST_CASE("CPU adam_step: 16-bit grads and model copies convert exactly as core/dtype.h") {

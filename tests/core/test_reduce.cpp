@@ -155,3 +155,41 @@ TEST_CASE("sum_squares: squares and their sum in double, one rounding; floating 
   CHECK(contains(error_of([] { raw::reduce(ReduceOp::sum_squares, make({1, 2}, {2}, DType::i32), {}); }),
                  "sum_squares: expected a floating dtype"));
 }
+
+// ZeRO's gradient norm reads the bf16/f16 gradient shard itself (Note [ZeRO gradient scaling] in
+// zero/sharded_optimizer.h): the same double accumulation in the same order as over an f32 copy,
+// only rounded once to the wider dtype asked for.
+TEST_CASE("reduce to a wider float dtype: the same accumulation, rounded once to it") {
+  std::vector<double> xs;
+  for (int i = 0; i < 7 * 10001; ++i) xs.push_back(std::sin(0.37 * i) * std::pow(2.0, i % 9 - 4));
+  for (DType low : {DType::bf16, DType::f16}) {
+    INFO(dtype_name(low));
+    const Tensor a = make(xs, {7, 10001}, low), wide = raw::to(a, DType::f32);
+    for (const std::vector<int64_t>& dims : std::vector<std::vector<int64_t>>{{}, {1}, {0}}) {
+      for (ReduceOp op : {ReduceOp::sum, ReduceOp::mean, ReduceOp::sum_squares}) {
+        INFO(op_name(op), " over ", dims.size(), " dims");
+        const Tensor f32 = raw::reduce(op, a, dims, false, DType::f32);
+        CHECK(f32.dtype() == DType::f32);
+        CHECK(raw::max_abs_diff(f32, raw::reduce(op, wide, dims)) == 0);
+        // f64 keeps what f32 rounds away; the f32 rounding of it is the f32 result.
+        const Tensor f64 = raw::reduce(op, a, dims, false, DType::f64);
+        CHECK(f64.dtype() == DType::f64);
+        CHECK(raw::max_abs_diff(raw::to(f64, DType::f32), f32) == 0);
+        CHECK(raw::max_abs_diff(f64, raw::reduce(op, raw::to(a, DType::f64), dims)) <= 1e-9);
+      }
+    }
+  }
+  // An f32 sum of squares beyond f32's range is finite in f64.
+  CHECK(raw::reduce(ReduceOp::sum_squares, full({4}, 1e19, DType::f32), {}, false, DType::f64).item() ==
+        doctest::Approx(4e38));
+  check_values(raw::reduce(ReduceOp::sum, full({3}, 2.5, DType::bf16), {0}, true, DType::f64), {7.5}, {1}, 0.0);
+  // Narrower, non-sum and non-floating requests are refused.
+  CHECK(contains(error_of([] { raw::reduce(ReduceOp::sum, zeros({2}, DType::f64), {}, false, DType::f32); }),
+                 "sum: cannot return f32 for a f64 input"));
+  CHECK(contains(error_of([] { raw::reduce(ReduceOp::max, zeros({2}, DType::bf16), {}, false, DType::f32); }),
+                 "or f32/f64 no narrower than the input"));
+  CHECK(contains(error_of([] { raw::reduce(ReduceOp::sum, zeros({2}, DType::i32), {}, false, DType::f64); }),
+                 "cannot return f64 for a i32 input (expected i64"));
+  CHECK(contains(error_of([] { raw::reduce(ReduceOp::sum, zeros({2}, DType::bf16), {}, false, DType::f16); }),
+                 "cannot return f16 for a bf16 input"));
+}

@@ -267,6 +267,18 @@ int case_reduce() {
                                     layout_name(l)),
                               [&](Backend& be, int i) { be.reduce(op, out[i], a[i], dims); }, {&out},
                               rel_tolerance(dt));
+            // Sums of a 16-bit or f32 input into a wider float (ZeRO's gradient norm over the bf16
+            // shard): the same double accumulation on both sides, rounded once to the wider dtype.
+            const bool sums = op != ReduceOp::max && op != ReduceOp::min;
+            if (!sums || !(dt == DType::bf16 || dt == DType::f16 || dt == DType::f32)) continue;
+            for (DType wide : {DType::f32, DType::f64}) {
+              if (wide == dt) continue;
+              Pair wide_out = output_pair(reduced_shape(s, dims), wide);
+              ran += run_parity(label("reduce", op_name(op), dtype_name(dt), "to", dtype_name(wide), shape_str(s),
+                                      "dims", ds.str(), layout_name(l)),
+                                [&](Backend& be, int i) { be.reduce(op, wide_out[i], a[i], dims); }, {&wide_out},
+                                rel_tolerance(wide));
+            }
           }
   return ran;
 }
@@ -345,11 +357,13 @@ int case_gemm_bias() {
 }
 
 // The GELU and bias-gradient epilogues (cuBLASLt when operands are 16-byte aligned and the
-// width a multiple of 8; separate kernels otherwise, as for the odd widths and f64 here).
+// width a multiple of 8; separate kernels otherwise, as for the odd widths and f64 here). The
+// GELU backward's fused gradient-and-sums kernel takes widths of whole 16-byte vectors, in row
+// chunks of 32: 200 rows end in a partial chunk.
 struct EpilogueDims {
   int64_t m, n, k;
 };
-const EpilogueDims kEpilogueDims[] = {{17, 9, 33}, {64, 48, 40}, {6, 16, 0}};
+const EpilogueDims kEpilogueDims[] = {{17, 9, 33}, {64, 48, 40}, {6, 16, 0}, {200, 136, 24}};
 
 
 int case_gemm_bias_gelu() {
@@ -765,27 +779,33 @@ int case_adam_step() {
   };
   const Types types[] = {{DType::f32, DType::f32}, {DType::f32, DType::bf16}, {DType::f32, DType::f16},
                          {DType::f64, DType::f64}};
+  // The gradient factors (core/adam_scalars.h): none; 1 / loss scale and a clipping coefficient,
+  // neither a power of two, so each f32 product rounds; a clipping coefficient alone.
+  const GradientScale scales[] = {{}, {.unscale = 1.0 / 1000, .clip = 0.37}, {.clip = 0.81}};
   for (const Types& t : types)
     for (int64_t n : {7, 1031, 4099})
       for (int64_t shift : {0, 1})
         for (int kind = 0; kind < 3; ++kind)
-          for (int with_copy = 0; with_copy < 3; ++with_copy) {  // none, bf16, f16
-            const DType copy_t = with_copy == 1 ? DType::bf16 : DType::f16;
-            Pair p = adam_buffer(n, t.param, shift, -2, 2, 181), g = adam_buffer(n, t.grad, shift, -1, 1, 182);
-            Pair m = adam_buffer(n, t.param, shift, -0.5, 0.5, 183), v = adam_buffer(n, t.param, shift, 0.01, 1, 184);
-            Pair copy = with_copy == 0 ? undefined_pair() : output_pair({n}, copy_t);
-            const double wd = kind == 0 ? 0.0 : 0.05;
-            ran += run_parity(label("adam_step", dtype_name(t.param), dtype_name(t.grad), n, shift, kind,
-                                    with_copy == 0 ? "no-copy" : dtype_name(copy_t)),
-                              [&](Backend& be, int i) {
-                                be.adam_step(p[i], g[i], m[i], v[i], copy[i], 1e-2, 0.9, 0.95, 1e-8, wd, kind == 2, 3);
-                              },
-                              with_copy == 0 ? std::vector<const Pair*>{&p, &m, &v}
-                                                         : std::vector<const Pair*>{&p, &m, &v, &copy},
-                              // Both sides round the same operations in the same order (the CUDA
-                              // kernel contracts no FMA), so f32 agrees far inside its bound.
-                              rel_tolerance(t.param));
-          }
+          for (int with_copy = 0; with_copy < 3; ++with_copy)  // none, bf16, f16
+            for (const GradientScale& scale : scales) {
+              const DType copy_t = with_copy == 1 ? DType::bf16 : DType::f16;
+              Pair p = adam_buffer(n, t.param, shift, -2, 2, 181), g = adam_buffer(n, t.grad, shift, -1, 1, 182);
+              Pair m = adam_buffer(n, t.param, shift, -0.5, 0.5, 183), v = adam_buffer(n, t.param, shift, 0.01, 1, 184);
+              Pair copy = with_copy == 0 ? undefined_pair() : output_pair({n}, copy_t);
+              const double wd = kind == 0 ? 0.0 : 0.05;
+              ran += run_parity(label("adam_step", dtype_name(t.param), dtype_name(t.grad), n, shift, kind,
+                                      with_copy == 0 ? "no-copy" : dtype_name(copy_t), "unscale", scale.unscale, "clip",
+                                      scale.clip),
+                                [&](Backend& be, int i) {
+                                  be.adam_step(p[i], g[i], m[i], v[i], copy[i], 1e-2, 0.9, 0.95, 1e-8, wd, kind == 2, 3,
+                                               scale);
+                                },
+                                with_copy == 0 ? std::vector<const Pair*>{&p, &m, &v}
+                                                           : std::vector<const Pair*>{&p, &m, &v, &copy},
+                                // Both sides round the same operations in the same order (the CUDA
+                                // kernel contracts no FMA), so they agree bit for bit: tolerance 0.
+                                0.0);
+            }
   return ran;
 }
 
