@@ -93,7 +93,9 @@ void ShardedOptimizer::start_masters_from(const std::vector<Tensor>& originals) 
   for (size_t i = 0; i < named.size(); ++i)
     if (originals[i].dtype() == DType::f32 && originals[i].numel() == named[i].second.numel())
       original_of.emplace(named[i].first, raw::reshape(originals[i], {originals[i].numel()}));
-  Tensor values = offload_ ? master_values() : master_;
+  // cpu offload: the store's master in place, not a 4 bytes/parameter host copy of it.
+  const Tensor in_place = offload_ ? offload_->host_master() : master_;
+  Tensor values = in_place.defined() ? in_place : master_values();
   const Tensor weights = parameter_shard();
   bool changed = false;
   for (const ShardPiece& p : shard_pieces()) {
@@ -105,7 +107,7 @@ void ShardedOptimizer::start_masters_from(const std::vector<Tensor>& originals) 
     raw::copy_(raw::narrow(values, 0, p.shard_offset, p.length), exact);
     changed = true;
   }
-  if (changed && offload_) load_master_values(values);
+  if (changed && !in_place.defined()) load_master_values(values);
 }
 
 void ShardedOptimizer::release_group_placeholders() {
@@ -197,10 +199,58 @@ void ShardedOptimizer::bind(Optimizer& optimizer) const {
     }
     optimizer_writes_weights_ = all;
   }
+  // Note [ZeRO gradient scaling].
+  optimizer_scales_gradients_ = separate_ && !offloaded() && optimizer.supports_scaled_gradients();
+}
+
+bool ShardedOptimizer::folds_scaling(const Tensor& grad_shard, double inverse) const {
+  // The f32 masters take f32, bf16 and f16 gradients as they are (optim/optimizer.h).
+  const bool dtype = dtype_ == DType::f32 || dtype_ == DType::bf16 || dtype_ == DType::f16;
+  if (!optimizer_scales_gradients_ || !dtype) return false;
+  // Only a power of two rescales the shard's sum of squares exactly (frexp: mantissa 0.5).
+  int exponent = 0;
+  if (std::frexp(inverse, &exponent) != 0.5) return false;
+  return !grad_shard.defined() || (grad_shard.dtype() == dtype_ && grad_shard.device() == device_ &&
+                                   grad_shard.is_contiguous() && grad_shard.numel() == shard_);
 }
 
 bool ShardedOptimizer::unscale_into_master(const Tensor& grad_shard) {
   NoGradGuard no_grad;
+  const double inverse = 1.0 / scaler_.scale();
+  folded_grad_ = Tensor();
+  grad_scale_ = GradientScale{};
+  // One reduction serves the skip decision and the clipping norm: the sum of squares over every
+  // rank's shard (squares and sum in double, one pass with no squared copy, the sum rounded to
+  // f32; all-reduced so that every rank decides alike) is finite exactly when every gradient is,
+  // short of a sum beyond f32's range (3.4e38), which counts as an overflow too.
+  Tensor sum_sq;  // (1,) f64: this rank's
+  if (folds_scaling(grad_shard, inverse)) {
+    master_grad_ = Tensor();
+    if (grad_shard.defined()) {
+      folded_grad_ = grad_shard;
+    } else {
+      MemoryCategoryScope scope(MemoryCategory::gradients);
+      folded_grad_ = zeros({shard_}, TensorOptions(dtype_, device_));
+    }
+    grad_scale_.unscale = inverse;
+    // Note [ZeRO gradient scaling]: the double sum over the scaled shard times 1 / scale^2 (a power
+    // of two: exact) is the double sum over the unscaled fp32 copy, short of products below f32's
+    // normal range (squares under 2^-252); rounded to f32 as that reduction's result was.
+    sum_sq = raw::reshape(raw::reduce(ReduceOp::sum_squares, folded_grad_, {0}, false, DType::f64), {1});
+    if (inverse != 1.0) raw::binary_(BinaryOp::mul, sum_sq, inverse * inverse);
+    sum_sq = raw::to(raw::to(sum_sq, DType::f32), DType::f64);
+  } else {
+    unscale_into_fp32(grad_shard, inverse);
+    sum_sq = raw::reshape(raw::to(raw::reduce(ReduceOp::sum_squares, master_grad_, {0}), DType::f64), {1});
+  }
+  // On the model's device, where collectives run.
+  sum_sq = raw::to(sum_sq, device_);
+  if (world() > 1) comm_->all_reduce(sum_sq, CommReduceOp::sum);
+  grad_sum_sq_ = raw::to(sum_sq, Device::cpu()).item();
+  return std::isfinite(grad_sum_sq_);
+}
+
+void ShardedOptimizer::unscale_into_fp32(const Tensor& grad_shard, double inverse) {
   if (offload_ || separate_) {
     if (offload_) {
       master_grad_ = host_grad_.tensor();
@@ -216,31 +266,23 @@ bool ShardedOptimizer::unscale_into_master(const Tensor& grad_shard) {
     MemoryCategoryScope scope(MemoryCategory::gradients);
     master_grad_ = zeros({shard_}, TensorOptions(DType::f32, device_));
   }
-  const double inverse = 1.0 / scaler_.scale();
   if (inverse != 1.0) raw::binary_(BinaryOp::mul, master_grad_, inverse);
   // Every group gets its gradient, an empty one too (Note [ZeRO parameter groups]).
   if (!offload_)
     for (size_t g = 0; g < groups_.size(); ++g)
       set_grad(group_masters_[g], raw::narrow(master_grad_, 0, groups_[g].offset, groups_[g].length));
-  // One reduction serves the skip decision and the clipping norm: the sum of squares over every
-  // rank's shard (squares and sum in double, one pass with no squared copy, the sum rounded to
-  // f32; all-reduced so that every rank decides alike) is finite exactly when every gradient is,
-  // short of a sum beyond f32's range (3.4e38), which counts as an overflow too. It lives on the
-  // model's device, where collectives run.
-  Tensor sum_sq = raw::to(
-      raw::reshape(raw::to(raw::reduce(ReduceOp::sum_squares, master_grad_, {0}), DType::f64), {1}), device_);
-  if (world() > 1) comm_->all_reduce(sum_sq, CommReduceOp::sum);
-  grad_sum_sq_ = raw::to(sum_sq, Device::cpu()).item();
-  return std::isfinite(grad_sum_sq_);
 }
 
 double ShardedOptimizer::clip_gradients(double max_norm) {
   ZT_CHECK(max_norm >= 0, "ZeRO clip_gradients: expected max_norm >= 0, found ", max_norm);
   NoGradGuard no_grad;
-  ZT_CHECK(master_grad_.defined(), "ZeRO clip_gradients: call unscale_gradients() first");
+  ZT_CHECK(master_grad_.defined() || folded_grad_.defined(), "ZeRO clip_gradients: call unscale_gradients() first");
   const double total = std::sqrt(grad_sum_sq_);  // unscale_into_master's global sum of squares
   const double coef = max_norm / (total + 1e-6);
-  if (coef < 1.0) raw::binary_(BinaryOp::mul, master_grad_, coef);
+  if (coef < 1.0) {
+    if (folded_grad_.defined()) grad_scale_.clip = coef;  // the optimizer's step applies it
+    else raw::binary_(BinaryOp::mul, master_grad_, coef);
+  }
   return total;
 }
 
@@ -249,6 +291,8 @@ void ShardedOptimizer::clear_master_grad() {
   // A separate fp32 master gradient lives for the step only, as in DeepSpeed, so the model states
   // between steps are the ZeRO paper's. The offloaded host buffer stays: it is reused every step.
   if (!offload_) master_grad_ = Tensor();
+  folded_grad_ = Tensor();
+  grad_scale_ = GradientScale{};
 }
 
 }  // namespace zt

@@ -2,7 +2,7 @@
 // elements of the model's parameters (at stage 0 the whole model): fp32 masters for it (the
 // shard itself for an f32 model), the optimizer state for it (the optimizer sees one tensor per
 // parameter group, that group's range of the master shard), and its reduced gradients. The base
-// implements bind(), the loss scaler, the unscale into the fp32 master gradients with one
+// implements bind(), the loss scaler, the unscale (Note [ZeRO gradient scaling]) with one
 // all-reduced sum of squares that gives every rank the same skip decision and the global norm
 // for clipping across shards, the step of the shard (on the device, or offloaded to the CPU
 // Adam) and the state checkpoints need; the stages decide where parameters and gradients live
@@ -32,6 +32,21 @@
 // scalars each rank checkpoints, agree across ranks. The groups are named before the layout is
 // built (ShardedOptions::param_groups, from parameter_group_names()); bind() checks the
 // optimizer's groups against them.
+//
+// Note [ZeRO gradient scaling]
+// The optimizer reads the reduced gradient shard (S,) divided by the loss scale and, when the
+// global norm exceeds gradient_clipping, times the clipping coefficient. Where the masters are
+// separate (a bf16/f16 model, or a ZeRO-3 shard kept on the host) and not offloaded, and the bound
+// optimizer supports_scaled_gradients() (Adam/AdamW), that costs no pass of its own: the sum of
+// squares is taken over the shard as it is (16-bit values widen exactly, the double accumulation
+// runs in the same order, and a power-of-two loss scale rescales it exactly, so the sum is the
+// one of the unscaled fp32 copy), and step_shard hands the shard's group ranges with 1 / scale
+// and the coefficient to the optimizer's step, which applies them with the roundings of the
+// passes they replace (Note [Folded gradient scaling] in optim/optimizer.h): the same parameters
+// bit for bit, without the fp32 master gradient (4 bytes per element of S, a transient of the
+// step) and the cast, unscale and clip passes over it. Otherwise (f32 models, whose master
+// gradient is the shard itself; SGD; a loss scale that is no power of two) the shard is unscaled
+// into the fp32 master gradient and clipped there, and offload keeps its host f32 gradient.
 //
 // Note [ZeRO-Offload]
 // With offload_optimizer the fp32 master, exp_avg and exp_avg_sq of the shard live in an
@@ -124,8 +139,9 @@ class ShardedOptimizer : public PrecisionOptimizer {
   // or the group's master; each group then holds its master. Under offload: Adam or AdamW only.
   void bind(Optimizer& optimizer) const override;
   LossScaler& loss_scaler() override { return scaler_; }
-  // Clips by the global norm over every rank's master-gradient shard, from the sum of squares
-  // unscale_gradients() all-reduced (no second pass over the gradient).
+  // Clips by the global norm over every rank's gradient shard, from the sum of squares
+  // unscale_gradients() all-reduced (no second pass over the gradient); with folded scaling the
+  // optimizer's step applies the coefficient (Note [ZeRO gradient scaling]).
   double clip_gradients(double max_norm) override;
 
   // ---- the engine's protocol around backward ----
@@ -142,8 +158,12 @@ class ShardedOptimizer : public PrecisionOptimizer {
   int64_t padded_numel() const { return shard_ * int64_t(world()); }  // every rank's shard
   // This rank's fp32 master shard (S,); undefined under offload (the store holds it).
   const Tensor& master_shard() const { return master_; }
-  // The fp32 master gradient (S,) after unscale_gradients (host f32 under offload).
+  // The fp32 master gradient (S,) after unscale_gradients (host f32 under offload); undefined
+  // when the step folds the scaling into the optimizer (folds_gradient_scaling()).
   const Tensor& master_gradient() const { return master_grad_; }
+  // Whether this step's optimizer reads the gradient shard as it is, with the unscale and clip
+  // factors (Note [ZeRO gradient scaling]); known after unscale_gradients.
+  bool folds_gradient_scaling() const { return folded_grad_.defined(); }
   // Whether the masters carry more than the weights (a bf16/f16 model), so checkpoints save them.
   bool has_separate_masters() const { return dtype_ != DType::f32; }
   // This rank's parameter elements (S,) in the compute dtype, laid out as the master shard.
@@ -219,13 +239,18 @@ class ShardedOptimizer : public PrecisionOptimizer {
   void release_group_placeholders();
   // Tensors bind() accepts in group `group` of an optimizer besides the masters and the originals.
   void add_known_parameter(const Tensor& t, size_t group);
-  // grad_shard (S,) in the compute dtype (undefined: zeros) into the fp32 master gradient,
-  // divided by the loss scale; true when every rank's shard is finite. Also keeps the global sum
-  // of squares for clip_gradients.
+  // grad_shard (S,) in the compute dtype (undefined: zeros) divided by the loss scale, into the
+  // fp32 master gradient or folded into the optimizer's step (Note [ZeRO gradient scaling]);
+  // true when every rank's shard is finite. Also keeps the global sum of squares for
+  // clip_gradients.
   bool unscale_into_master(const Tensor& grad_shard);
+  // The fp32 path of unscale_into_master: grad_shard / scale into master_grad_, given to the
+  // optimizer's groups as their gradients.
+  void unscale_into_fp32(const Tensor& grad_shard, double inverse);
   // The optimizer's update of the masters, then the updated weights into parameter_shard (S,).
   void step_shard(Optimizer& optimizer, const Tensor& parameter_shard);
-  // Drops the master gradient (a separate fp32 one is allocated by each step's unscale).
+  // Drops the master gradient (a separate fp32 one is allocated by each step's unscale) and the
+  // folded step's gradient and factors.
   void clear_master_grad();
   // The partition: how many shards there are and which is this rank's (1 and 0 at stage 0).
   int world() const { return options_.partition ? data_parallel_size() : 1; }
@@ -247,9 +272,11 @@ class ShardedOptimizer : public PrecisionOptimizer {
   Device device_ = Device::cpu();  // the parameters' device, where collectives run
   Tensor master_;                  // (S,) f32 on device_; undefined under offload
   Tensor master_grad_;             // (S,) f32: a view of the reduced shard for f32 models
-  double grad_sum_sq_ = 0;         // of master_grad_ over every rank's shard (unscale_into_master)
+  double grad_sum_sq_ = 0;         // of the unscaled gradient over every rank's shard (unscale_into_master)
   // bind() had the optimizer write the parameter shard in its step (Optimizer::set_model_copy).
   mutable bool optimizer_writes_weights_ = false;
+  // bind()'s optimizer scales gradients in its step, and the masters are separate, not offloaded.
+  mutable bool optimizer_scales_gradients_ = false;
   bool separate_ = false;          // master_ is its own tensor (else the parameter shard)
 
  private:
@@ -259,10 +286,15 @@ class ShardedOptimizer : public PrecisionOptimizer {
   };
   static constexpr size_t kAnyGroup = size_t(-1);
   void check_offloadable(const Optimizer& optimizer) const;
+  // Whether this step folds the scaling (Note [ZeRO gradient scaling]) for grad_shard and 1 / scale.
+  bool folds_scaling(const Tensor& grad_shard, double inverse) const;
 
   std::vector<Known> known_;
   std::vector<GroupRange> groups_;
   std::vector<Tensor> group_masters_;  // views of master_ (of the parameter shard under offload)
+  // A folded step (Note [ZeRO gradient scaling]): the reduced shard (S,) as it is, and the factors.
+  Tensor folded_grad_;
+  GradientScale grad_scale_;
   // Offload (Note [ZeRO-Offload]).
   std::unique_ptr<OffloadedAdamState> offload_;
   HostTensor host_grad_;            // (S,) f32

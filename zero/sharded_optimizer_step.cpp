@@ -35,7 +35,17 @@ void ShardedOptimizer::check_offloadable(const Optimizer& optimizer) const {
 void ShardedOptimizer::step_shard(Optimizer& optimizer, const Tensor& parameter_shard) {
   NoGradGuard no_grad;
   if (!offload_) {
-    optimizer.step();
+    if (folded_grad_.defined()) {  // Note [ZeRO gradient scaling]
+      ZT_CHECK(optimizer.supports_scaled_gradients(), "ZeRO step: the optimizer given to bind() scales gradients in "
+               "its step, this one cannot; step with the bound optimizer");
+      std::vector<std::vector<Tensor>> grads(groups_.size());
+      for (size_t g = 0; g < groups_.size(); ++g)
+        if (!optimizer.param_groups()[g].params.empty())  // every group's range, an empty one too
+          grads[g] = {raw::narrow(folded_grad_, 0, groups_[g].offset, groups_[g].length)};
+      optimizer.step_with_gradients(grads, grad_scale_);
+    } else {
+      optimizer.step();
+    }
     if (separate_ && !optimizer_writes_weights_) raw::copy_(parameter_shard, master_);
     return;
   }

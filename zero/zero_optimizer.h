@@ -32,11 +32,12 @@
 // counts as zeros. Off the accumulation boundary (set_syncing(false)) gradients accumulate in
 // the parameters and nothing is reduced.
 //
-// The step: gradients unscaled into the fp32 master-gradient shard (bf16/f16: a buffer that lives
-// for the step only, as DeepSpeed's fp32 gradient partition); the non-finite check and the
-// clipping norm are all-reduced (max, sum of squares) so every rank decides alike; the optimizer
-// steps the shard; the shard is written back to the compute dtype and all_gather rebuilds the
-// flat parameter buffer on every rank.
+// The step: the gradient shard unscaled (Note [ZeRO gradient scaling]: bf16/f16 with Adam/AdamW
+// folds the unscale and the clipping into the optimizer's pass over the shard as it is; else an
+// fp32 master-gradient shard, for bf16/f16 a buffer that lives for the step only, as DeepSpeed's
+// fp32 gradient partition); the non-finite check and the clipping norm are all-reduced (sum of
+// squares) so every rank decides alike; the optimizer steps the shard; the shard is written back
+// to the compute dtype and all_gather rebuilds the flat parameter buffer on every rank.
 //
 // Memory (allocator categories): flat parameters under parameters, the flat gradient buffer
 // (stage 1) or gradient shard (stage 2) under gradients, separate masters and the optimizer's

@@ -356,7 +356,7 @@ void ZeroStage3Optimizer::zero_grad() {
     u.reduced = false;
   }
   raw::fill_(grad_shard_, 0.0);
-  // The fp32 master gradient of a bf16/f16 model lives for the step only (Note [ZeRO-3 gradients]).
+  // An fp32 master gradient of a bf16/f16 model lives for the step only (Note [ZeRO-3 gradients]).
   clear_master_grad();
   in_backward_ = false;
 }

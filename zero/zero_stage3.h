@@ -82,7 +82,8 @@
 // backward, at the cost of one reduce_scatter per unit per micro-batch rather than per step
 // (stage 2 instead accumulates full gradients in the parameters and reduces once); the sum is
 // in the compute dtype, as stage 0 sums micro-batches in the parameters' gradients. The step
-// unscales the shard into the fp32 master gradient (bf16/f16: a buffer that lives for the step
+// unscales the shard (Note [ZeRO gradient scaling]: folded into Adam/AdamW's pass over the shard
+// as it is, else into an fp32 master gradient, for bf16/f16 a buffer that lives for the step
 // only), agrees on non-finite gradients and the clipping norm over all ranks, steps the master
 // shard and copies it back to the compute dtype. There is no all_gather after the step: the next
 // forward gathers.
