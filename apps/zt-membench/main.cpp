@@ -25,8 +25,9 @@
 // (f32 counts 4 bytes of parameters and gradients and 8 of Adam's moments, the master being the
 // parameter itself.) ZeRO pads the flat parameter buffer (stage 3: each module's unit) to a
 // multiple of N x 16 elements, so stages 1-3 hold a few padded elements more than Ψ. With bf16
-// the fp32 master gradients (the unscaled gradients the optimizer reads) exist during the
-// optimizer step only, as DeepSpeed's, so they are in the peak but not in the model states.
+// and Adam/AdamW, Adam reads the 16-bit gradient shard with its unscale and clip factors: no fp32
+// master gradient exists. Other optimizers and offload keep DeepSpeed's fp32 master gradient for
+// the optimizer step only, so it is in the peak but not in the model states.
 //
 // With --offload cpu,nvme each stage from 1 up is also run with zero_optimization.offload_optimizer
 // (ZeRO-Offload, Note [ZeRO-Offload] in zero/sharded_optimizer.h). The model states are then split
