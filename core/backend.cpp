@@ -27,6 +27,17 @@ Backend& backend_for(DeviceType type) {
   return *b;
 }
 
+namespace {
+struct FinishedTransfer final : Transfer {
+  void wait() override {}
+};
+}  // namespace
+
+TransferHandle Backend::copy_async(const Tensor& dst, const Tensor& src) {
+  copy(dst, src);
+  return std::make_unique<FinishedTransfer>();
+}
+
 bool has_backend(DeviceType type) { return type == DeviceType::CPU || g_backends[int(type)] != nullptr; }
 
 void register_backend(DeviceType type, Backend* backend) {

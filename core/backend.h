@@ -1,6 +1,7 @@
 // Backend: one kernel table per device type, generated from core/ops.def.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "core/adam_scalars.h"
@@ -19,6 +20,16 @@ enum class OpId : int {
 inline constexpr int kNumOps = int(OpId::count_);
 const char* op_name(OpId id);
 
+// A copy started by Backend::copy_async (Note [Asynchronous transfers] in core/ops.h). wait()
+// returns once the bytes have landed; the handle keeps both tensors alive until then, and its
+// destructor waits too, so no copy outlives the memory it uses.
+class Transfer {
+ public:
+  virtual ~Transfer() = default;
+  virtual void wait() = 0;
+};
+using TransferHandle = std::unique_ptr<Transfer>;
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -28,6 +39,10 @@ class Backend {
   // Opens (true) or closes the span an external profiler started with capture off records
   // (Nsight's --profile-from-start off): cudaProfilerStart/Stop on CUDA; nothing on the CPU.
   virtual void profiler_capture(bool on) { (void)on; }
+  // dst <- src between the host and this backend's device (contiguous, one shape and dtype),
+  // started without blocking the host where the backend can. Not an op of ops.def: it moves
+  // bytes and computes nothing. The default copies before it returns.
+  virtual TransferHandle copy_async(const Tensor& dst, const Tensor& src);
 #define ZT_OP(name, params) virtual void name params = 0;
 #include "core/ops.def"
 #undef ZT_OP

@@ -32,6 +32,15 @@ Tensor to(const Tensor& a, DType dtype);          // a itself when dtype matches
 Tensor to(const Tensor& a, Device device);        // a itself when already there
 void copy_(const Tensor& dst, const Tensor& src);  // src broadcast to dst's shape, cast
 void fill_(const Tensor& dst, double value);
+// Note [Asynchronous transfers]
+// copy_async starts dst <- src between the host and an accelerator (both contiguous, one shape
+// and dtype) and returns at once where it can: on CUDA the copy runs on the device's copy stream,
+// after the work already queued on its current stream, so it overlaps what the host does next
+// (ZeRO-Offload's CPU Adam). The host side must be page-locked for that; a pageable one makes
+// the copy synchronous, as cudaMemcpyAsync does. Wait on the handle before reading dst (for a
+// device dst: before queueing work that reads it) and before writing src. On the CPU backend
+// (host to host) the copy is done when it returns.
+TransferHandle copy_async(const Tensor& dst, const Tensor& src);
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim);
 
 // ---- elementwise (numpy broadcasting; operands must share a dtype) ----

@@ -75,6 +75,17 @@ void copy_(const Tensor& dst, const Tensor& src) {
   backend_for(dst.device()).copy(dst, staging);
 }
 
+TransferHandle copy_async(const Tensor& dst, const Tensor& src) {
+  detail::check_defined("copy_async", {&dst, &src});
+  ZT_CHECK(dst.shape() == src.shape() && dst.dtype() == src.dtype() && dst.is_contiguous() && src.is_contiguous(),
+           "copy_async: expected contiguous tensors of one shape and dtype, found dst ", dst.str(), " and src ",
+           src.str());
+  const Device d = dst.device(), s = src.device();
+  ZT_CHECK(d.is_cpu() || s.is_cpu() || d == s, "copy_async: expected a copy between the host and one device, found ",
+           s.str(), " to ", d.str());
+  return backend_for(d.is_cpu() ? s : d).copy_async(dst, src);
+}
+
 void fill_(const Tensor& dst, double value) {
   detail::check_defined("fill_", {&dst});
   if (dst.numel() == 0) return;

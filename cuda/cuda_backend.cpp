@@ -20,6 +20,48 @@ int CudaBackend::device_count() const { return cuda::device_count(); }
 
 void CudaBackend::profiler_capture(bool on) { ZT_CUDA_CHECK(on ? cudaProfilerStart() : cudaProfilerStop()); }
 
+namespace {
+
+// Note [Asynchronous transfers] in core/ops.h: the copy on the device's copy stream, done when its
+// event is; the handle holds both tensors until then.
+class CudaTransfer final : public Transfer {
+ public:
+  CudaTransfer(int device, Tensor dst, Tensor src) : done_(device), dst_(std::move(dst)), src_(std::move(src)) {}
+  ~CudaTransfer() override {
+    try {
+      wait();
+    } catch (...) {  // destructors do not throw; the next CUDA call reports a lost context
+    }
+  }
+  Event& done() { return done_; }
+  void wait() override {
+    if (!dst_.defined()) return;
+    done_.synchronize();
+    dst_ = src_ = Tensor();
+  }
+
+ private:
+  Event done_;
+  Tensor dst_, src_;
+};
+
+}  // namespace
+
+TransferHandle CudaBackend::copy_async(const Tensor& dst, const Tensor& src) {
+  if (dst.device().is_cpu() && src.device().is_cpu()) return Backend::copy_async(dst, src);
+  const int device = (dst.device().is_cpu() ? src : dst).device().index;
+  DeviceGuard guard(device);
+  auto transfer = std::make_unique<CudaTransfer>(device, dst, src);
+  cudaStream_t stream = copy_stream(device);
+  Event ready(device);  // after what the current stream has queued (the producer of src, readers of dst)
+  ready.record(current_stream(device));
+  ready.wait(stream);
+  if (dst.numel() > 0)
+    ZT_CUDA_CHECK(cudaMemcpyAsync(dst.raw_data(), src.raw_data(), dst.nbytes(), cudaMemcpyDefault, stream));
+  transfer->done().record(stream);
+  return transfer;
+}
+
 int common_device(const char* op, std::initializer_list<const Tensor*> tensors) {
   int index = -1;
   for (const Tensor* t : tensors) {

@@ -23,6 +23,7 @@ class CudaBackend final : public Backend {
   DeviceType device_type() const override { return DeviceType::CUDA; }
   int device_count() const override;
   void profiler_capture(bool on) override;
+  TransferHandle copy_async(const Tensor& dst, const Tensor& src) override;
 #define ZT_OP(name, params) void name params override;
 #include "core/ops.def"
 #undef ZT_OP

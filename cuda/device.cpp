@@ -53,10 +53,10 @@ DeviceGuard::~DeviceGuard() {
   if (cudaGetDevice(&now) == cudaSuccess && now != previous_) (void)cudaSetDevice(previous_);
 }
 
-cudaStream_t current_stream(int index) {
-  static std::mutex mutex;
-  static std::vector<cudaStream_t> streams;  // one per device, created on first use
-  std::lock_guard<std::mutex> lock(mutex);
+namespace {
+
+// One stream per device from `streams`, created on first use.
+cudaStream_t stream_of(std::vector<cudaStream_t>& streams, int index) {
   if (streams.empty()) streams.assign(size_t(device_count()), nullptr);
   ZT_CHECK(index >= 0 && size_t(index) < streams.size(), "CUDA device index ", index,
            " out of range (", streams.size(), " devices visible)");
@@ -65,6 +65,22 @@ cudaStream_t current_stream(int index) {
     ZT_CUDA_CHECK(cudaStreamCreateWithFlags(&streams[size_t(index)], cudaStreamNonBlocking));
   }
   return streams[size_t(index)];
+}
+
+std::mutex stream_mutex;
+
+}  // namespace
+
+cudaStream_t current_stream(int index) {
+  static std::vector<cudaStream_t> streams;
+  std::lock_guard<std::mutex> lock(stream_mutex);
+  return stream_of(streams, index);
+}
+
+cudaStream_t copy_stream(int index) {
+  static std::vector<cudaStream_t> streams;
+  std::lock_guard<std::mutex> lock(stream_mutex);
+  return stream_of(streams, index);
 }
 
 void synchronize(int device) {

@@ -28,6 +28,9 @@ class DeviceGuard {
 // The stream kernels for `index` are queued on (created once per device, never destroyed).
 cudaStream_t current_stream(int index);
 inline cudaStream_t current_stream(Device device) { return current_stream(device.index); }
+// The stream raw::copy_async queues host <-> device copies on, one per device beside the current
+// one, so a transfer overlaps the kernels queued after it (created once, never destroyed).
+cudaStream_t copy_stream(int index);
 
 // A CUDA event on one device: record on a stream, let another stream wait, or time.
 class Event {

@@ -161,6 +161,20 @@ TEST_CASE("copy_ broadcasts and casts into strided destinations; fill_ into view
   CHECK(contains(error_of([&] { raw::copy_(dst, iota({3})); }), "(3, 4)"));
 }
 
+// Note [Asynchronous transfers]: host to host the copy is done when copy_async returns; tensors of
+// different shapes, dtypes or layouts are refused.
+TEST_CASE("copy_async copies contiguous tensors of one dtype and refuses others") {
+  Tensor dst = zeros({2, 3});
+  TransferHandle t = raw::copy_async(dst, iota({2, 3}));
+  check_values(dst, {0, 1, 2, 3, 4, 5}, {2, 3});
+  t->wait();
+  t->wait();  // waiting twice is harmless
+  CHECK(contains(error_of([&] { raw::copy_async(dst, iota({3, 2})); }), "one shape and dtype"));
+  CHECK(contains(error_of([&] { raw::copy_async(dst, raw::to(iota({2, 3}), DType::f64)); }), "one shape and dtype"));
+  CHECK(contains(error_of([&] { raw::copy_async(raw::transpose(zeros({3, 2}), 0, 1), iota({2, 3})); }),
+                 "contiguous"));
+}
+
 TEST_CASE("to(dtype) casts between every pair of dtypes") {
   const std::vector<double> v{0, 1, 3, 100};
   for (DType from : kAllDTypes) {

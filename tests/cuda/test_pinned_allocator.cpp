@@ -3,10 +3,12 @@
 // empty_cache gives cached blocks back, and pinned memory round-trips through the GPU.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <vector>
 
+#include "core/factory.h"
 #include "core/ops.h"
 #include "core/storage.h"
 #include "cuda/pinned_allocator.h"
@@ -101,6 +103,48 @@ TEST_CASE("pinned memory round-trips through the GPU") {
     CHECK(wrong == 0);
   }
   alloc.deallocate(host, bytes, MemoryCategory::communication);
+}
+
+// Note [Asynchronous transfers]: copy_async to and from the GPU on the copy stream, ordered after
+// the kernels queued before it, with pinned and pageable host memory; the chunks ZeRO-Offload's
+// pipeline moves (Note [ZeRO-Offload pipeline]) land where they belong.
+TEST_CASE("copy_async: host <-> GPU chunks, pinned and pageable, after the work queued before") {
+  ZT_REQUIRE_GPU();
+  const int64_t n = 3 * (1 << 20) + 5, chunk = 1 << 20;
+  for (bool pinned_host : {true, false}) {
+    CAPTURE(pinned_host);
+    Allocator& alloc = cuda::pinned_allocator();
+    const size_t bytes = size_t(n) * sizeof(uint16_t);
+    void* block = pinned_host ? alloc.allocate(bytes, MemoryCategory::communication) : nullptr;
+    {
+      const Tensor host = pinned_host ? Tensor::view_of(std::make_shared<StorageImpl>(block, bytes, Device::cpu()),
+                                                        {n}, {1}, 0, DType::bf16)
+                                      : Tensor::empty({n}, TensorOptions(DType::bf16, Device::cpu()));
+      const Tensor source = raw::to(raw::to(arange(0, double(n), 1.0, DType::f32), DType::bf16), Device::cuda(0));
+      // Queued just before the copies on the current stream: the copies must see its result.
+      const Tensor doubled = raw::mul(source, 2.0);
+      std::vector<TransferHandle> down;
+      for (int64_t b = 0; b < n; b += chunk) {
+        const int64_t len = std::min(chunk, n - b);
+        down.push_back(raw::copy_async(raw::narrow(host, 0, b, len), raw::narrow(doubled, 0, b, len)));
+      }
+      for (const TransferHandle& t : down) t->wait();
+      CHECK(host_values(host) == host_values(doubled));
+      // Back up, into a fresh device tensor, chunk by chunk in reverse order.
+      const Tensor back = zeros_like(doubled);
+      std::vector<TransferHandle> up;
+      for (int64_t b = (n - 1) / chunk * chunk; b >= 0; b -= chunk) {
+        const int64_t len = std::min(chunk, n - b);
+        up.push_back(raw::copy_async(raw::narrow(back, 0, b, len), raw::narrow(host, 0, b, len)));
+      }
+      for (const TransferHandle& t : up) t->wait();
+      CHECK(host_values(back) == host_values(doubled));
+      // A handle dropped without wait() waits in its destructor.
+      { TransferHandle dropped = raw::copy_async(host, doubled); }
+      CHECK(host_values(host) == host_values(doubled));
+    }
+    if (block) alloc.deallocate(block, bytes, MemoryCategory::communication);
+  }
 }
 
 }  // namespace zt::test
