@@ -130,12 +130,12 @@ void OffloadedAdamState::initialise_nvme(const Tensor& initial_master) {
 }
 
 void OffloadedAdamState::step(const Tensor& grad, const AdamOptions& hyper, bool decoupled, int64_t step,
-                              const Tensor& model_copy_out) {
-  this->step(grad, {AdamRange{0, numel_, hyper, decoupled, step}}, model_copy_out);
+                              const Tensor& model_copy_out, const GradientScale& grad_scale) {
+  this->step(grad, {AdamRange{0, numel_, hyper, decoupled, step}}, model_copy_out, grad_scale);
 }
 
 void OffloadedAdamState::step(const Tensor& grad, const std::vector<AdamRange>& ranges,
-                              const Tensor& model_copy_out) {
+                              const Tensor& model_copy_out, const GradientScale& grad_scale) {
   check_host_shard("grad", grad, numel_, {DType::f32, DType::bf16, DType::f16});
   if (model_copy_out.defined())
     check_host_shard("model_copy_out", model_copy_out, numel_, {DType::bf16, DType::f16, DType::f32});
@@ -151,7 +151,9 @@ void OffloadedAdamState::step(const Tensor& grad, const std::vector<AdamRange>& 
     end = std::max(end, r.begin + r.length);
   }
   if (numel_ == 0) return;
-  auto step_one = [&](const StateViews& state, int64_t k) { step_sub_group(state, k, grad, sorted, model_copy_out); };
+  auto step_one = [&](const StateViews& state, int64_t k) {
+    step_sub_group(state, k, grad, sorted, model_copy_out, grad_scale);
+  };
   if (!swapper_) {
     for (int64_t k = 0; k < sub_group_count(); ++k) step_one(host_views(k), k);
     return;
@@ -161,7 +163,8 @@ void OffloadedAdamState::step(const Tensor& grad, const std::vector<AdamRange>& 
 
 // Each range's part of sub-group k is one fused step over contiguous views.
 void OffloadedAdamState::step_sub_group(const StateViews& state, int64_t k, const Tensor& grad,
-                                        const std::vector<AdamRange>& ranges, const Tensor& model_copy_out) const {
+                                        const std::vector<AdamRange>& ranges, const Tensor& model_copy_out,
+                                        const GradientScale& grad_scale) const {
   const SubGroup g = sub_group(k);
   for (const AdamRange& r : ranges) {
     const int64_t lo = std::max(g.begin, r.begin), hi = std::min(g.begin + g.length, r.begin + r.length);
@@ -172,7 +175,7 @@ void OffloadedAdamState::step_sub_group(const StateViews& state, int64_t k, cons
     const Tensor master = part(state.master);
     raw::adam_step_(master, flat_range(grad, lo, hi - lo), part(state.exp_avg), part(state.exp_avg_sq), r.hyper.lr,
                     r.hyper.beta1, r.hyper.beta2, r.hyper.eps, r.hyper.weight_decay, r.decoupled, r.step,
-                    copy_in_pass ? copy : Tensor());
+                    copy_in_pass ? copy : Tensor(), grad_scale);
     if (copy.defined() && !copy_in_pass) raw::copy_(copy, master);  // still in cache
   }
 }

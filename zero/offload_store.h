@@ -35,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "core/adam_scalars.h"
 #include "core/tensor.h"
 #include "optim/adam.h"
 #include "zero/nvme_swapper.h"
@@ -79,13 +80,15 @@ class OffloadedAdamState {
   OffloadedAdamState& operator=(const OffloadedAdamState&) = delete;
 
   // One Adam (decoupled = false) or AdamW step of the shard with grad (host, contiguous (S), f32,
-  // bf16 or f16), `step` counting from 1. model_copy_out: host, contiguous (S) bf16/f16/f32
-  // receiving the updated master, or undefined.
+  // bf16 or f16) times grad_scale's factors (Note [Folded gradient scaling] in optim/optimizer.h),
+  // `step` counting from 1. model_copy_out: host, contiguous (S) bf16/f16/f32 receiving the
+  // updated master, or undefined.
   void step(const Tensor& grad, const AdamOptions& hyper, bool decoupled, int64_t step,
-            const Tensor& model_copy_out = Tensor());
+            const Tensor& model_copy_out = Tensor(), const GradientScale& grad_scale = {});
   // The same with each range's own hyperparameters (parameter groups). Ranges must not overlap;
   // elements in none are left alone (their state and model copy too).
-  void step(const Tensor& grad, const std::vector<AdamRange>& ranges, const Tensor& model_copy_out = Tensor());
+  void step(const Tensor& grad, const std::vector<AdamRange>& ranges, const Tensor& model_copy_out = Tensor(),
+            const GradientScale& grad_scale = {});
 
   // Elements [begin, begin + n) of a state array to/from a host contiguous f32 tensor of n
   // elements (checkpoints).
@@ -116,7 +119,7 @@ class OffloadedAdamState {
   StateViews host_views(int64_t k) const;          // cpu
   StateViews buffer_views(int64_t k, int buffer) const;  // nvme: in swap buffer `buffer`
   void step_sub_group(const StateViews& state, int64_t k, const Tensor& grad, const std::vector<AdamRange>& ranges,
-                      const Tensor& model_copy_out) const;
+                      const Tensor& model_copy_out, const GradientScale& grad_scale) const;
   void step_nvme(const std::function<void(const StateViews&, int64_t)>& step_one);
   void initialise_nvme(const Tensor& initial_master);
   // Reads or writes elements [begin, begin + n) of a field through `move(state, offset, count,

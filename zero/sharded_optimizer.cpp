@@ -131,8 +131,9 @@ void ShardedOptimizer::init_master(const Tensor& parameter_shard, std::vector<Gr
     OffloadOptions o = options_.offload;
     o.rank = rank();
     offload_ = std::make_unique<OffloadedAdamState>(raw::to(parameter_shard, Device::cpu()), o);
-    host_grad_ = HostTensor(shard_, DType::f32, transfer_allocator(), MemoryCategory::gradients,
-                            "the offloaded gradient shard (fp32)");
+    // In the compute dtype: the CPU Adam reads it with its unscale and clip factors (Note [ZeRO-Offload]).
+    host_grad_ = HostTensor(shard_, dtype_, transfer_allocator(), MemoryCategory::gradients,
+                            "the offloaded gradient shard");
     if (!parameter_shard.device().is_cpu() || !parameter_shard.is_contiguous())
       host_weights_ = HostTensor(shard_, dtype_, transfer_allocator(), MemoryCategory::communication,
                                  "the host copy of the updated parameter shard");
@@ -199,8 +200,8 @@ void ShardedOptimizer::bind(Optimizer& optimizer) const {
     }
     optimizer_writes_weights_ = all;
   }
-  // Note [ZeRO gradient scaling].
-  optimizer_scales_gradients_ = separate_ && !offloaded() && optimizer.supports_scaled_gradients();
+  // Note [ZeRO gradient scaling]; under offload the store's CPU Adam steps, and it always can.
+  optimizer_scales_gradients_ = separate_ && (offloaded() || optimizer.supports_scaled_gradients());
 }
 
 bool ShardedOptimizer::folds_scaling(const Tensor& grad_shard, double inverse) const {
@@ -253,7 +254,11 @@ bool ShardedOptimizer::unscale_into_master(const Tensor& grad_shard) {
 void ShardedOptimizer::unscale_into_fp32(const Tensor& grad_shard, double inverse) {
   if (offload_ || separate_) {
     if (offload_) {
-      master_grad_ = host_grad_.tensor();
+      // The compute-dtype host buffer cannot hold the fp32 values: this step (a loss scale that is
+      // no power of two) takes an fp32 one of its own.
+      MemoryCategoryScope scope(MemoryCategory::gradients);
+      master_grad_ = host_grad_.tensor().dtype() == DType::f32 ? host_grad_.tensor()
+                                                                : empty({shard_}, TensorOptions(DType::f32, Device::cpu()));
     } else if (!master_grad_.defined()) {
       MemoryCategoryScope scope(MemoryCategory::gradients);
       master_grad_ = empty({shard_}, TensorOptions(DType::f32, device_));
@@ -290,7 +295,7 @@ void ShardedOptimizer::clear_master_grad() {
   for (const Tensor& m : group_masters_) set_grad(m, Tensor());
   // A separate fp32 master gradient lives for the step only, as in DeepSpeed, so the model states
   // between steps are the ZeRO paper's. The offloaded host buffer stays: it is reused every step.
-  if (!offload_) master_grad_ = Tensor();
+  if (!offload_ || !master_grad_.same_impl(host_grad_.tensor())) master_grad_ = Tensor();
   folded_grad_ = Tensor();
   grad_scale_ = GradientScale{};
 }

@@ -37,7 +37,8 @@
 // The optimizer reads the reduced gradient shard (S,) divided by the loss scale and, when the
 // global norm exceeds gradient_clipping, times the clipping coefficient. Where the masters are
 // separate (a bf16/f16 model, or a ZeRO-3 shard kept on the host) and not offloaded, and the bound
-// optimizer supports_scaled_gradients() (Adam/AdamW), that costs no pass of its own: the sum of
+// optimizer supports_scaled_gradients() (Adam/AdamW), or the step is offloaded (the store's CPU
+// Adam takes the same factors), that costs no pass of its own: the sum of
 // squares is taken over the shard as it is (16-bit values widen exactly, the double accumulation
 // runs in the same order, and a power-of-two loss scale rescales it exactly, so the sum is the
 // one of the unscaled fp32 copy), and step_shard hands the shard's group ranges with 1 / scale
@@ -46,20 +47,30 @@
 // bit for bit, without the fp32 master gradient (4 bytes per element of S, a transient of the
 // step) and the cast, unscale and clip passes over it. Otherwise (f32 models, whose master
 // gradient is the shard itself; SGD; a loss scale that is no power of two) the shard is unscaled
-// into the fp32 master gradient and clipped there, and offload keeps its host f32 gradient.
+// into the fp32 master gradient and clipped there (under offload a host f32 buffer of that step's).
 //
 // Note [ZeRO-Offload]
 // With offload_optimizer the fp32 master, exp_avg and exp_avg_sq of the shard live in an
 // OffloadedAdamState (zero/offload_store.h: host memory, or NVMe files) and the step runs there
 // with the CPU Adam; the device keeps no master. The step:
-// - unscale: the reduced gradient shard (compute dtype, on the device) is copied into a host f32
-//   buffer (S,) (page-locked when pin_memory and a pinned allocator exist), divided by the loss
-//   scale; the sum of squares (skip decision and clipping norm) is all-reduced as without offload, so
-//   every rank decides alike and the clipped values are the same.
+// - unscale: the sum of squares of the reduced gradient shard (compute dtype, on the device) is
+//   taken there and all-reduced as without offload (skip decision and clipping norm), so every
+//   rank decides alike; the shard is copied as it is into a host buffer (S,) of its dtype
+//   (page-locked when pin_memory and a pinned allocator exist) and the CPU Adam applies 1 / scale
+//   and the clipping coefficient as it reads it (Note [ZeRO gradient scaling]): no fp32 gradient,
+//   no host pass of its own. A loss scale that is no power of two takes the fp32 path instead: the
+//   shard unscaled into a host f32 buffer for that step, and clipped there.
 // - step: the store steps each group's range with that group's hyperparameters (lr as the
 //   schedule set it, weight_decay, betas, eps; AdamW decouples the decay) and writes the updated
 //   weights in the compute dtype into the parameter shard: directly when the shard is a
 //   contiguous host tensor, else through a host staging tensor and one copy to the device.
+// - Note [ZeRO-Offload pipeline]: with cpu offload the folded step runs in chunks of
+//   min(sub_group_size, 2^25) elements. Every chunk's gradient copy to the host is queued at once
+//   (raw::copy_async, Note [Asynchronous transfers] in core/ops.h: the device's copy stream);
+//   the CPU Adam steps chunk c as soon as its copy has landed, and queues its updated weights
+//   back to the device, so both transfers hide behind the CPU Adam but for the first and last
+//   chunk. nvme steps the shard in one call (its own pipeline overlaps the disk, Note [Offloaded
+//   Adam state]).
 // - the Optimizer object still holds one tensor per group (the group's range of the parameter
 //   shard, which never gets a gradient), its schedule-driven lr/weight_decay and its step count:
 //   step() calls optimizer.step(), which updates nothing and counts the step. Only Adam and AdamW
@@ -71,8 +82,8 @@
 //   (raw::adam_step_) and the unscale/clip in the same ops, an offloaded run on the CPU is
 //   bit-identical to the run without offload.
 // Memory: the store's host bytes are optimizer_state on the host allocator (12 S, or buffer_count
-// sub-groups on nvme); the host gradient buffer (4 S) is gradients; the staging copy of a device
-// model (2 or 4 S) is communication.
+// sub-groups on nvme); the host gradient buffer (k S, k = 2 bytes for bf16/f16 models, 4 for f32)
+// is gradients; the staging copy of a device model (k S) is communication.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -286,6 +297,14 @@ class ShardedOptimizer : public PrecisionOptimizer {
   };
   static constexpr size_t kAnyGroup = size_t(-1);
   void check_offloadable(const Optimizer& optimizer) const;
+  // The offloaded step of the folded gradient shard, chunk by chunk with the copies to and from
+  // the device overlapped (Note [ZeRO-Offload pipeline]); device_shard: the parameter shard when
+  // the updated weights go back to it from `weights`, else undefined.
+  void step_offloaded_in_chunks(const std::vector<AdamRange>& ranges, const Tensor& weights,
+                                const Tensor& device_shard);
+  // Elements per chunk of that pipeline (at most: sub_group_size caps it): 64 MiB of bf16, so
+  // the first chunk's copy delays the CPU Adam by about a millisecond.
+  static constexpr int64_t kOffloadChunk = int64_t(1) << 25;
   // Whether this step folds the scaling (Note [ZeRO gradient scaling]) for grad_shard and 1 / scale.
   bool folds_scaling(const Tensor& grad_shard, double inverse) const;
 
@@ -297,7 +316,7 @@ class ShardedOptimizer : public PrecisionOptimizer {
   GradientScale grad_scale_;
   // Offload (Note [ZeRO-Offload]).
   std::unique_ptr<OffloadedAdamState> offload_;
-  HostTensor host_grad_;            // (S,) f32
+  HostTensor host_grad_;            // (S,) in the compute dtype
   HostTensor host_weights_;         // (S,) compute dtype, for a parameter shard on a device
   std::vector<int64_t> offload_steps_;  // Adam steps taken per group
 };

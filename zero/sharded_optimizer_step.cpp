@@ -1,6 +1,7 @@
 // ShardedOptimizer: the step of the shard, on the device or in the offloaded store, and the
 // masters and optimizer state that checkpoints read and write (Notes [ZeRO parameter groups] and
 // [ZeRO-Offload] in zero/sharded_optimizer.h).
+#include <algorithm>
 #include <set>
 
 #include "autograd/autograd.h"
@@ -65,8 +66,54 @@ void ShardedOptimizer::step_shard(Optimizer& optimizer, const Tensor& parameter_
   }
   const bool direct = !host_weights_.defined();  // the shard is a contiguous host tensor
   const Tensor weights = direct ? parameter_shard : host_weights_.tensor();
+  if (folded_grad_.defined()) {  // Note [ZeRO-Offload]: the shard as it is, scaled in the step
+    step_offloaded_in_chunks(ranges, weights, direct ? Tensor() : parameter_shard);
+    return;
+  }
   offload_->step(master_grad_, ranges, weights);
   if (!direct) raw::copy_(parameter_shard, weights);
+}
+
+namespace {
+
+// The parts of `ranges` inside elements [begin, begin + n).
+std::vector<AdamRange> ranges_within(const std::vector<AdamRange>& ranges, int64_t begin, int64_t n) {
+  std::vector<AdamRange> out;
+  for (const AdamRange& r : ranges) {
+    const int64_t lo = std::max(r.begin, begin), hi = std::min(r.begin + r.length, begin + n);
+    if (lo < hi) out.push_back(AdamRange{lo, hi - lo, r.hyper, r.decoupled, r.step});
+  }
+  return out;
+}
+
+}  // namespace
+
+// Note [ZeRO-Offload pipeline]: chunk c's gradient lands while chunk c - 1 is stepped, and its
+// weights go back while c + 1 is. Every element's update is independent of the others (Note [CPU
+// Adam kernels] in core/cpu/kernels_adam_simd.h), so the chunks give the bits of one call.
+void ShardedOptimizer::step_offloaded_in_chunks(const std::vector<AdamRange>& ranges, const Tensor& weights,
+                                                const Tensor& device_shard) {
+  const bool grad_on_host = folded_grad_.device().is_cpu();  // the CPU backend: no copy
+  const Tensor grad = grad_on_host ? folded_grad_ : host_grad_.tensor();
+  // nvme steps the whole shard in one call: a call reads every sub-group of its file.
+  const int64_t chunk = options_.offload.device == OffloadDevice::cpu
+                            ? std::max<int64_t>(1, std::min(offload_->options().sub_group_size, kOffloadChunk))
+                            : std::max<int64_t>(1, shard_);
+  const bool weights_async = device_shard.defined() && device_shard.is_contiguous();
+  std::vector<TransferHandle> arriving, leaving;
+  for (int64_t begin = 0; begin < shard_ && !grad_on_host; begin += chunk) {
+    const int64_t n = std::min(chunk, shard_ - begin);
+    arriving.push_back(raw::copy_async(raw::narrow(grad, 0, begin, n), raw::narrow(folded_grad_, 0, begin, n)));
+  }
+  for (int64_t begin = 0, c = 0; begin < shard_; begin += chunk, ++c) {
+    const int64_t n = std::min(chunk, shard_ - begin);
+    if (!grad_on_host) arriving[size_t(c)]->wait();
+    offload_->step(grad, ranges_within(ranges, begin, n), weights, grad_scale_);
+    if (weights_async)
+      leaving.push_back(raw::copy_async(raw::narrow(device_shard, 0, begin, n), raw::narrow(weights, 0, begin, n)));
+  }
+  for (const TransferHandle& t : leaving) t->wait();
+  if (device_shard.defined() && !weights_async) raw::copy_(device_shard, weights);
 }
 
 int64_t ShardedOptimizer::offload_host_bytes() const {

@@ -5,7 +5,9 @@
 // 0-3: bf16 with clipping and fp16 with a dynamic loss scale and clipping give the same losses,
 // weights and fp32 masters bit for bit, and the folded step allocates no fp32 master gradient (the
 // step's peak of gradient memory is 4 bytes per shard element lower). A static loss scale that is
-// no power of two takes the fp32 path.
+// no power of two takes the fp32 path. Under offload_optimizer (cpu, nvme) the CPU Adam folds the
+// same factors: the host gradient is the 16-bit shard copied as it is, and the runs match the
+// unfolded ones without offload bit for bit.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -19,6 +21,7 @@
 #include "optim/adam.h"
 #include "runtime/engine.h"
 #include "runtime/engine_test_util.h"
+#include "tests/temp_dir.h"
 #include "zero/sharded_optimizer.h"
 
 using namespace zt;
@@ -49,7 +52,8 @@ struct Run {
 std::vector<double> values(const Tensor& t) { return raw::to(raw::contiguous(t), DType::f64).to_vector<double>(); }
 
 // kSteps steps of small_mlp (two AdamW groups: weight decay on the matrices) on batches of 8.
-Run train(int stage, const std::string& precision, bool fold) {
+// zero_extra: more zero_optimization keys ("key": value, ...).
+Run train(int stage, const std::string& precision, bool fold, const std::string& zero_extra = "") {
   auto model = zt::test::small_mlp();
   AdamWOptions adam;
   adam.lr = 0.02;
@@ -58,7 +62,8 @@ Run train(int stage, const std::string& precision, bool fold) {
   o.monitor = false;
   o.optimizer = fold ? std::make_shared<AdamW>(groups, adam) : std::make_shared<UnfoldedAdamW>(groups, adam);
   const Config config = zt::test::json_config(R"({"train_batch_size": 8, "gradient_clipping": 0.05, )" + precision +
-                                              R"("zero_optimization": {"stage": )" + std::to_string(stage) + "}}");
+                                              R"("zero_optimization": {)" + zero_extra + R"("stage": )" +
+                                              std::to_string(stage) + "}}");
   auto e = initialize(model, config, o);
   auto& zero = dynamic_cast<ShardedOptimizer&>(e->precision());
   Allocator& alloc = allocator_for(Device::cpu());
@@ -137,4 +142,36 @@ TEST_CASE("ZeRO gradient scaling: a loss scale that is no power of two takes the
   CHECK_FALSE(folded.folded_after);
   CHECK(folded.master_grad_after);
   CHECK(folded.step_grad_peak == 4 * folded.shard);
+}
+
+TEST_CASE("ZeRO-Offload folds the gradient scaling into the CPU Adam: bit for bit the run without offload") {
+  zt::test::TempDir dir("zt_offload_fold");
+  const std::string bf16 = R"("bf16": {"enabled": true}, )";
+  const std::string fp16 = R"("fp16": {"enabled": true, "initial_scale_power": 12, "loss_scale_window": 2}, )";
+  const std::string fp16_static = R"("fp16": {"enabled": true, "loss_scale": 1000}, )";
+  for (const std::string device : {"cpu", "nvme"})
+    for (int stage = 1; stage <= 3; ++stage)
+      for (const std::string& precision : {bf16, fp16, fp16_static}) {
+        CAPTURE(device);
+        CAPTURE(stage);
+        CAPTURE(precision);
+        // Sub-groups (and the offload pipeline's chunks) of 16 of the 67 elements: the two
+        // groups' ranges are cut across chunks.
+        const std::string offload = R"("sub_group_size": 16, "offload_optimizer": {"device": ")" + device +
+                                    R"(", "nvme_path": ")" + dir.path + R"("}, )";
+        const Run offloaded = train(stage, precision, true, offload), reference = train(stage, precision, false);
+        check_same_bits(offloaded, reference);
+        CHECK(offloaded.losses.back() < offloaded.losses.front());
+        if (precision == fp16_static) {
+          // No power of two: the step unscales into an fp32 host gradient of its own (4 S bytes).
+          CHECK_FALSE(offloaded.folded_after);
+          CHECK(offloaded.step_grad_peak == 4 * offloaded.shard);
+        } else {
+          // The host gradient buffer, in the compute dtype, was allocated at initialize; the step
+          // allocates no gradient memory (on the CPU backend it steps the shard where it is).
+          CHECK(offloaded.folded_after);
+          CHECK_FALSE(offloaded.master_grad_after);
+          CHECK(offloaded.step_grad_peak == 0);
+        }
+      }
 }
