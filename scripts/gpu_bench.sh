@@ -97,16 +97,16 @@ for b in $benches; do
       # at most 10 minutes. The search starts at the prediction and gallops/bisects from there; the
       # host limit (90% of RAM, pageable and pinned together) makes an oversized trial fail at its
       # first allocation past it. A trial of P parameters near the top costs the f32 model built
-      # on the host (~2 s per 1e9) and copied to the GPU (~0.5 s per 1e9), then:
-      #   none: ~6.5B, 3 GPU steps (seconds); a failure is a GPU OOM in the first step: ~25 s per
-      #         trial, 3-7 trials: 2-4 min.
-      #   cpu:  ~6.5B (18 B/parameter pinned in the ~112 GiB limit): page-locking ~115 GB (~15-25 s),
-      #         3 steps of CPU Adam (0.27 s per 1e9 per step, ~5 s) and the transfers: ~60 s per
-      #         trial; a host-limit failure ~40 s; 2-4 trials: 2-4 min (worst, 8 trials: 8 min).
-      #   nvme: bound by the disk (12 B/parameter in its free space, ~45 GiB: ~3.5-4B): the
-      #         trained one moves ~100 B/parameter through the disk (initial write, the engine's
-      #         exact-master read and write, 3 steps of read + write): ~400 GB, 2.5-4.5 min at
-      #         1.5-3 GB/s; a full disk fails when the file is reserved (~20 s); 2-3 trials: 3-6 min.
+      # on the host (~2 s per 1e9) and copied to the GPU (~0.5 s per 1e9). Measured 2026-12-03:
+      #   none: 8.1B, 3 GPU steps; ~28 s per trial, a GPU OOM in the first step as long: 3 trials,
+      #         85 s.
+      #   cpu:  7.6B (14 B/parameter pinned plus the 2 B staging copy, in the ~113 GiB limit):
+      #         page-locking, 3 steps of CPU Adam and the transfers: 133 s for the one that fits,
+      #         102 s for a host-limit failure; 2 trials, 4 min.
+      #   nvme: bound by the disk (12 B/parameter in 64 GiB free: 5.6B): the one that trains moves
+      #         ~100 B/parameter through the disk (initial write, the engine's exact-master read and
+      #         write, 3 steps of read + write): 442 s; a full disk fails when the file is reserved
+      #         (29 s); 2 trials, 8 min.
       nvme_dir=${MAXMODEL_NVME_PATH:-/tmp/zt_max_model_nvme}
       mkdir -p "$nvme_dir"
       gpu_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits -i 0 2>/dev/null | head -n 1)

@@ -21,12 +21,12 @@ Prediction predict(int stage, const std::string& offload, bool bf16, double psi,
   Prediction p;
   p.device = stage == 1 ? 2 * k * psi : stage == 2 ? k * psi + k * shard : 2 * k * shard;
   if (offload == "cpu") {
-    p.host = 12 * shard + 4 * shard;
+    p.host = 12 * shard + k * shard;
     return p;
   }
   const double group = std::min(double(sub_group_size), shard);
   const double buffers = std::min(double(buffer_count), std::ceil(shard / group));
-  p.host = buffers * 12 * group + 4 * shard;
+  p.host = buffers * 12 * group + k * shard;
   p.disk = 12 * group * std::ceil(shard / group);
   return p;
 }

@@ -25,9 +25,10 @@
 // (f32 counts 4 bytes of parameters and gradients and 8 of Adam's moments, the master being the
 // parameter itself.) ZeRO pads the flat parameter buffer (stage 3: each module's unit) to a
 // multiple of N x 16 elements, so stages 1-3 hold a few padded elements more than Ψ. With bf16
-// and Adam/AdamW, Adam reads the 16-bit gradient shard with its unscale and clip factors: no fp32
-// master gradient exists. Other optimizers and offload keep DeepSpeed's fp32 master gradient for
-// the optimizer step only, so it is in the peak but not in the model states.
+// and Adam/AdamW, Adam (on the device, or the CPU Adam under offload) reads the 16-bit gradient
+// shard with its unscale and clip factors: no fp32 master gradient exists. Other optimizers keep
+// DeepSpeed's fp32 master gradient for the optimizer step only, so it is in the peak but not in
+// the model states.
 //
 // With --offload cpu,nvme each stage from 1 up is also run with zero_optimization.offload_optimizer
 // (ZeRO-Offload, Note [ZeRO-Offload] in zero/sharded_optimizer.h). The model states are then split
@@ -36,7 +37,7 @@
 //           stage 2: kΨ + kΨ/N, stage 3: kΨ/N + kΨ/N (no masters, no moments).
 //   host:   the store (cpu: 12Ψ/N of fp32 master, exp_avg, exp_avg_sq; nvme: B swap buffers of
 //           12 min(G, Ψ/N) bytes, G = sub_group_size, B = min(buffer_count, number of
-//           sub-groups)) plus the fp32 gradient shard the CPU Adam reads (4Ψ/N).
+//           sub-groups)) plus the gradient shard the CPU Adam reads, in the compute dtype (kΨ/N).
 //   disk:   nvme: the state file, every sub-group in a whole slot: 12 G ceil(Ψ/(N G)) (12Ψ/N
 //           when G divides the shard).
 // On the CPU backend all of it is host memory: host is what ShardedOptimizer::offload_host_bytes()

@@ -62,7 +62,10 @@ std::string failure_of(const std::string& what, const Device& device) {
 struct TrialResult {
   std::string failure;  // empty: it trained
   std::string error;    // the failure's error message
-  double device_peak = 0, host_peak = 0;  // bytes above what was in use before
+  // Bytes above what was in use before. host_peak adds the pageable and the page-locked
+  // allocators' high-water marks, reached at different times (the f32 model is built in pageable
+  // memory before the pinned state exists), so it exceeds what the host held at once.
+  double device_peak = 0, host_peak = 0;
 };
 
 // Trains the family's model with `heads` heads for o.steps steps (Note [zt-membench max model]).
@@ -129,8 +132,7 @@ Prediction predicted(const MaxModelOptions& o, const std::string& offload, int64
   Prediction p = predict(int(o.stage), offload, bf16, psi, 1, o.sub_group_size, o.buffer_count);
   const double activations =
       gpt_activation_bytes(double(o.depth), t, b, c, double(heads), bf16) + b * t * double(o.vocab) * 8;
-  const double step_gradient = offload == "none" && bf16 ? 4 * psi : 0;
-  p.device += std::max(activations, step_gradient);
+  p.device += activations;  // Adam reads the bf16 gradient shard: no fp32 copy at the step
   if (offload == "nvme") p.host += 4 * psi;  // the engine's start reads the whole master into host memory once
   if (gpu) p.host = std::max(4 * psi, p.host + (offload == "none" ? 0 : k * psi));
   return p;
@@ -213,6 +215,7 @@ std::vector<MaxModelResult> search_max_model(const MaxModelOptions& o) {
                   "bound by %s\n", offload.c_str(), (long long)r.predicted_heads, r.predicted_params / 1e6,
                   gib(p.device), gib(p.host), gib(p.disk), r.predicted_bound.c_str());
     }
+    std::fflush(stdout);  // a trial may run for minutes (nvme): show what it tries first
     std::map<int64_t, double> peaks;
     std::map<int64_t, std::string> failures;
     auto fits = [&](int64_t heads) {

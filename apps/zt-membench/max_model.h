@@ -28,11 +28,12 @@
 // bf16, 4 f32 (formulas.h):
 //   device: the ZeRO model states, 16 Psi without offload and 2k Psi with it, plus the larger of
 //           the activations as --estimate counts them (Megatron's per-layer formula) with the
-//           logits and their gradient (B T V x 8 bytes), and the step's fp32 gradient (4 Psi,
-//           bf16 without offload: the unscaled master gradient, as DeepSpeed's).
-//   host:   cpu offload 16 Psi (fp32 master, moments, gradient); nvme the swap buffers, B x 12 x
-//           min(G, Psi) bytes (G = --sub-group-size, B = min(--buffer-count, the sub-groups)),
-//           the fp32 gradient (4 Psi) and, while the engine starts, a host copy of the fp32
+//           logits and their gradient (B T V x 8 bytes); AdamW reads the bf16 gradient with its
+//           unscale and clip factors, so the step adds no fp32 gradient.
+//   host:   cpu offload 12 Psi + k Psi (fp32 master, moments, the gradient in the compute
+//           dtype); nvme the swap buffers, B x 12 x min(G, Psi) bytes (G = --sub-group-size,
+//           B = min(--buffer-count, the sub-groups)), the gradient (k Psi) and, while the engine
+//           starts, a host copy of the fp32
 //           master (4 Psi); with a GPU also the host copy of the updated bf16/f32 weights (k Psi)
 //           and, at least, the f32 model built on the host before it moves to the device (4 Psi).
 //           With the default G of 1e9 one sub-group is the whole state, so a small G is what

@@ -154,8 +154,9 @@ TEST_CASE("zt-membench --offload none,cpu,nvme on 2 ranks: device, host and disk
       const double want_device = stage == 1 ? 2 * k * psi : stage == 2 ? k * psi + k * shard : 2 * k * shard;
       CHECK(num(row, "predicted_device_bytes") == doctest::Approx(want_device));
       CHECK(std::fabs(dev / want_device - 1) < 0.01);
-      // Host: cpu 12Psi/N + 4Psi/N; nvme 3 buffers of 12 x 100,000 bytes + 4Psi/N.
-      const double want_host = offload == "cpu" ? 16 * shard : 3 * 12 * 100000 + 4 * shard;
+      // Host: cpu 12Psi/N + kPsi/N (the gradient in the compute dtype); nvme 3 buffers of 12 x
+      // 100,000 bytes + kPsi/N.
+      const double want_host = offload == "cpu" ? 12 * shard + k * shard : 3 * 12 * 100000 + k * shard;
       CHECK(num(row, "predicted_host_bytes") == doctest::Approx(want_host));
       CHECK(std::fabs(host / want_host - 1) < 0.01);
       // Disk: 6 sub-groups of 1.2 MB on nvme.
