@@ -210,6 +210,13 @@ void register_allocator(DeviceType type, Allocator* allocator) {
 Allocator* pinned_host_allocator() { return g_pinned_host; }
 void register_pinned_host_allocator(Allocator* allocator) { g_pinned_host = allocator; }
 
+namespace {
+std::atomic<int64_t> g_host_peak{0};  // host_memory_peak()
+}  // namespace
+
+int64_t host_memory_peak() { return g_host_peak.load(); }
+void reset_host_memory_peak() { g_host_peak.store(host_memory_in_use()); }
+
 int64_t host_memory_in_use() {
   const Allocator* pinned = pinned_host_allocator();
   return allocator_for(Device::cpu()).stats().total.in_use + (pinned ? pinned->stats().total.in_use : 0);
@@ -225,6 +232,9 @@ void check_host_memory_limit(int64_t bytes, const std::string& allocator, Memory
   ZT_CHECK(pageable + locked + bytes <= limit, allocator, ": out of memory allocating ", bytes, " bytes for ",
            memory_category_name(category), ": ", pageable + locked, " host bytes in use (", pageable, " pageable, ",
            locked, " pinned) and a host memory limit of ", limit, " bytes (set_memory_limit or ZT_HOST_MEMORY_LIMIT)");
+  const int64_t now = pageable + locked + bytes;
+  for (int64_t peak = g_host_peak.load(); now > peak && !g_host_peak.compare_exchange_weak(peak, now);) {
+  }
 }
 
 MemoryCategory current_memory_category() { return t_category; }

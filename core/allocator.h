@@ -91,6 +91,11 @@ void register_pinned_host_allocator(Allocator* allocator);
 void check_host_memory_limit(int64_t bytes, const std::string& allocator, MemoryCategory category);
 // Bytes in use in the CPU allocator plus the registered pinned allocator.
 int64_t host_memory_in_use();
+// The most host_memory_in_use() has reached since reset_host_memory_peak(), pageable and pinned
+// together (each allocator's own peak may fall at another time). The limit check keeps it, so it
+// is tracked while a host limit is set; without one it stays at the reset's value.
+int64_t host_memory_peak();
+void reset_host_memory_peak();  // to host_memory_in_use()
 
 // The category new allocations on this thread are tagged with (default: other), set for a
 // scope: `MemoryCategoryScope scope(MemoryCategory::activations);`.

@@ -62,10 +62,7 @@ std::string failure_of(const std::string& what, const Device& device) {
 struct TrialResult {
   std::string failure;  // empty: it trained
   std::string error;    // the failure's error message
-  // Bytes above what was in use before. host_peak adds the pageable and the page-locked
-  // allocators' high-water marks, reached at different times (the f32 model is built in pageable
-  // memory before the pinned state exists), so it exceeds what the host held at once.
-  double device_peak = 0, host_peak = 0;
+  double device_peak = 0, host_peak = 0;  // bytes above what was in use before
 };
 
 // Trains the family's model with `heads` heads for o.steps steps (Note [zt-membench max model]).
@@ -73,10 +70,11 @@ TrialResult trial(const MaxModelOptions& o, const std::string& offload, int64_t 
   Allocator& alloc = allocator_for(o.device);
   Allocator& cpu = allocator_for(Device::cpu());
   Allocator* pinned = pinned_host_allocator();  // null without a GPU
-  const int64_t base = alloc.stats().total.in_use, cpu_base = cpu.stats().total.in_use;
-  const int64_t pinned_base = pinned ? pinned->stats().total.in_use : 0;
+  const int64_t base = alloc.stats().total.in_use;
   for (Allocator* a : {&alloc, &cpu, pinned})
     if (a) a->reset_peak();
+  reset_host_memory_peak();  // kept by the host limit check_options sets
+  const int64_t host_base = host_memory_in_use();
   TrialResult r;
   try {
     GPTConfig c;
@@ -103,9 +101,8 @@ TrialResult trial(const MaxModelOptions& o, const std::string& offload, int64_t 
     r.error = e.what();
   }
   r.device_peak = double(alloc.stats().total.peak - base);
-  // Each allocator's own peak: their sum bounds the host's (on the CPU the device's already counts it).
-  r.host_peak = double(cpu.stats().total.peak - cpu_base);
-  if (pinned) r.host_peak += double(pinned->stats().total.peak - pinned_base);
+  // Pageable and pinned together at their joint high (on the CPU the device's peak already counts it).
+  r.host_peak = double(host_memory_peak() - host_base);
   for (Allocator* a : {&alloc, &cpu, pinned})  // the next trial starts from what the system has
     if (a) a->empty_cache();
   return r;

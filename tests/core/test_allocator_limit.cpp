@@ -69,6 +69,15 @@ TEST_CASE("host memory limit: pinned and pageable allocations count together") {
   CHECK_NOTHROW(empty({mib / 8}, DType::f32));  // 512 KiB still fits
   pinned.deallocate(block, size_t(2 * mib), MemoryCategory::optimizer_state);
   CHECK_NOTHROW(empty({mib / 2}, DType::f32));  // the pinned bytes are back
+  // The joint peak: 2 MiB pinned, then 2 MiB pageable once it is gone, reach 2 MiB together,
+  // while the two allocators' own peaks add up to 4.
+  reset_host_memory_peak();
+  const int64_t base = host_memory_in_use();
+  CHECK(host_memory_peak() == base);
+  void* again = pinned.allocate(size_t(2 * mib), MemoryCategory::optimizer_state);
+  pinned.deallocate(again, size_t(2 * mib), MemoryCategory::optimizer_state);
+  { const Tensor pageable = empty({mib / 2}, DType::f32); }
+  CHECK(host_memory_peak() == base + 2 * mib);
   // Without a limit nothing is checked.
   cpu.set_memory_limit(0);
   void* big = pinned.allocate(size_t(64 * mib), MemoryCategory::other);
