@@ -17,6 +17,9 @@
 #             see the estimate below), searched from the formula's prediction for this GPU's memory;
 #             nvme files in MAXMODEL_NVME_PATH, default /tmp/zt_max_model_nvme, never under the log
 #             folder; sub-groups of 1e8 elements; MAXMODEL_ARGS adds flags (e.g. --max-model-steps 2)
+#   offload   bench_gpt at GPT-2 XL shapes (1.56B), ZeRO-2, 524,288 tokens per step, without and
+#             with offload_optimizer cpu, on all host cores: the tokens/s ratio and the model states
+#             on the GPU and the host (~2 minutes)
 #   BUILD_DIR (default build-gpu), CUDA_ARCH (default 90), BENCH_ARGS (e.g. --quick, for ops)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -71,6 +74,12 @@ for b in $benches; do
         "$build_dir/bin/bench_cpu_adam" --numel "${ADAM_NUMEL:-1e9}" --steps 5
       have_torch && run torch_cpu_adam.log env OMP_NUM_THREADS="$threads" \
         python3 bench/torch_cpu_adam.py --numel "${ADAM_NUMEL:-1e9}" --steps 3 ;;
+    offload)
+      for off in none cpu; do
+        run "offload_$off.log" env OMP_NUM_THREADS="$(nproc)" OMP_PROC_BIND=spread "$build_dir/bin/bench_gpt" \
+          --n-layer 48 --n-embd 1600 --n-head 25 --batch 16 --grad-accum 32 --steps 1 --warmup 1 --zero-stage 2 \
+          --offload-optimizer "$off"
+      done ;;
     profile)
       ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
       if [ -z "$ncu_bin" ]; then
@@ -121,7 +130,7 @@ for b in $benches; do
           $range ${MAXMODEL_ARGS:-}
       done
       rm -rf "$nvme_dir" ;;
-    *) echo "unknown bench '$b' in BENCHES (expected ops, gpt, cpu_adam, profile, detail, maxmodel)"; failed=1 ;;
+    *) echo "unknown bench '$b' in BENCHES (expected ops, gpt, cpu_adam, offload, profile, detail, maxmodel)"; failed=1 ;;
   esac
 done
 
@@ -130,7 +139,7 @@ echo "gpu_bench summaries (logs in $log_dir)"
 for f in bench_cuda_ops torch_ops; do
   [ -f "$log_dir/$f.log" ] && sed -n '/^== summary/,$p' "$log_dir/$f.log" && echo
 done
-for f in bench_gpt bench_gpt_unfused_mlp torch_gpt bench_cpu_adam torch_cpu_adam kernel_profile max_model_none max_model_cpu max_model_nvme; do
+for f in bench_gpt bench_gpt_unfused_mlp torch_gpt bench_cpu_adam torch_cpu_adam offload_none offload_cpu kernel_profile max_model_none max_model_cpu max_model_nvme; do
   [ -f "$log_dir/$f.log" ] && tail -n 6 "$log_dir/$f.log" && echo
 done
 exit "$failed"
