@@ -19,7 +19,7 @@
 #             folder; sub-groups of 1e8 elements; MAXMODEL_ARGS adds flags (e.g. --max-model-steps 2)
 #   offload   bench_gpt at GPT-2 XL shapes (1.56B), ZeRO-2, 524,288 tokens per step, without and
 #             with offload_optimizer cpu, on all host cores: the tokens/s ratio and the model states
-#             on the GPU and the host (~2 minutes)
+#             on the GPU and the host, and the optimizer step's own time (~2 minutes)
 #   BUILD_DIR (default build-gpu), CUDA_ARCH (default 90), BENCH_ARGS (e.g. --quick, for ops)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -78,7 +78,7 @@ for b in $benches; do
       for off in none cpu; do
         run "offload_$off.log" env OMP_NUM_THREADS="$(nproc)" OMP_PROC_BIND=spread "$build_dir/bin/bench_gpt" \
           --n-layer 48 --n-embd 1600 --n-head 25 --batch 16 --grad-accum 32 --steps 1 --warmup 1 --zero-stage 2 \
-          --offload-optimizer "$off"
+          --offload-optimizer "$off" --time-optimizer-step
       done ;;
     profile)
       ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
