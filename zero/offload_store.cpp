@@ -155,7 +155,15 @@ void OffloadedAdamState::step(const Tensor& grad, const std::vector<AdamRange>& 
     step_sub_group(state, k, grad, sorted, model_copy_out, grad_scale);
   };
   if (!swapper_) {
-    for (int64_t k = 0; k < sub_group_count(); ++k) step_one(host_views(k), k);
+    // Only the sub-groups a range touches: the offload pipeline (Note [ZeRO-Offload pipeline])
+    // steps one chunk per call, and visiting every sub-group each time would be quadratic.
+    int64_t lo = numel_, hi = 0;
+    for (const AdamRange& r : sorted) {
+      if (r.length == 0) continue;
+      lo = std::min(lo, r.begin);
+      hi = std::max(hi, r.begin + r.length);
+    }
+    for (int64_t k = lo / sub_group_size_; lo < hi && k * sub_group_size_ < hi; ++k) step_one(host_views(k), k);
     return;
   }
   step_nvme(step_one);
