@@ -512,7 +512,7 @@ int case_cross_entropy() {
   int ran = 0;
   for (DType dt : kFloatTypes)
     for (DType it : {DType::i32, DType::i64})
-      for (int64_t c : {5, 1000}) {
+      for (int64_t c : {5, 1000, 50304}) {  // 50304: GPT-2's padded vocabulary (split and staged rows)
         const int64_t n = 37;
         Pair logits = random_pair({n, c}, dt, Layout::contiguous, -3, 3, 102);
         Pair target = random_targets(n, c, it, -100);
@@ -528,7 +528,7 @@ int case_cross_entropy_backward() {
   int ran = 0;
   for (DType dt : kFloatTypes)
     for (DType it : {DType::i32, DType::i64})
-      for (int64_t c : {5, 1000})
+      for (int64_t c : {5, 1000, 50304})
         for (Layout gl : {Layout::contiguous, Layout::broadcast}) {
           const int64_t n = 37;
           Pair logits = random_pair({n, c}, dt, Layout::contiguous, -3, 3, 103);
