@@ -134,9 +134,10 @@ void bench_softmax(Bench& b, DType dtype) {
   add_bandwidth_row(b, std::string("softmax_backward ") + zt::dtype_name(dtype) + shape, 3.0 * bytes, ms_bwd);
 }
 
-void bench_layer_norm(Bench& b, DType dtype) {
-  const int64_t cols = 4096;
-  const int64_t rows = (b.quick ? int64_t(1) << 28 : int64_t(1) << 30) / int64_t(zt::dtype_size(dtype)) / cols;
+// rows 0: 1 GiB of x in rows of `cols`; else the given rows (GPT-2 124M's (8192, 768) is a
+// 12 MB call, timed for what a training step sees, launch and partial sums included).
+void bench_layer_norm(Bench& b, DType dtype, int64_t cols = 4096, int64_t rows = 0) {
+  if (rows == 0) rows = (b.quick ? int64_t(1) << 28 : int64_t(1) << 30) / int64_t(zt::dtype_size(dtype)) / cols;
   const Tensor x = zt::randn({rows, cols}, on_gpu(dtype));
   const Tensor w = zt::randn({cols}, on_gpu(dtype)), bias = zt::randn({cols}, on_gpu(dtype));
   const double xb = double(x.nbytes()), wb = double(w.nbytes()), stats = double(rows) * 4.0 * 2.0;
@@ -314,6 +315,7 @@ void run(Bench& b, bool gemm, bool memory, bool attention, bool overhead) {
     bench_softmax(b, DType::f32);
     bench_layer_norm(b, DType::bf16);
     bench_layer_norm(b, DType::f32);
+    bench_layer_norm(b, DType::bf16, 768, 8192);
     bench_cross_entropy(b, DType::bf16);
     bench_cross_entropy(b, DType::f32);
     bench_adamw(b, false);
