@@ -19,43 +19,14 @@
 
 #include "cuda/cuda_api.h"
 #include "cuda/cuda_backend.h"
+#include "cuda/cudnn_util.h"
 #include "cuda/device.h"
 #include "cuda/kernel_utils.cuh"
-
-#define ZT_CUDNN_CHECK(call)                                                                   \
-  do {                                                                                         \
-    const cudnnStatus_t zt_cudnn_status_ = (call);                                             \
-    if (zt_cudnn_status_ != CUDNN_STATUS_SUCCESS)                                              \
-      ZT_FAIL("cuDNN call ", #call, " failed with status ", int(zt_cudnn_status_), ": ",       \
-              cudnnGetErrorString(zt_cudnn_status_));                                          \
-  } while (0)
 
 namespace zt::cuda {
 namespace {
 
-// The cuDNN handle of `device`, bound to its current stream (created on first use, kept).
-cudnnHandle_t cudnn_handle(int device) {
-  static std::mutex mutex;
-  static std::map<int, cudnnHandle_t> handles;
-  std::lock_guard<std::mutex> lock(mutex);
-  auto it = handles.find(device);
-  if (it != handles.end()) return it->second;
-  cudnnHandle_t h = nullptr;
-  ZT_CUDNN_CHECK(cudnnCreate(&h));
-  ZT_CUDNN_CHECK(cudnnSetStream(h, current_stream(device)));
-  handles[device] = h;
-  return h;
-}
-
-cudnnDataType_t cudnn_type(DType t) {
-  switch (t) {
-    case DType::f32: return CUDNN_DATA_FLOAT;
-    case DType::f64: return CUDNN_DATA_DOUBLE;
-    case DType::f16: return CUDNN_DATA_HALF;
-    case DType::bf16: return CUDNN_DATA_BFLOAT16;
-    default: ZT_FAIL("conv2d: dtype ", dtype_name(t), " is not supported (expected f32, f64, f16 or bf16)");
-  }
-}
+cudnnDataType_t cudnn_type(DType t) { return zt::cuda::cudnn_type(t, "conv2d"); }
 
 int to_int(int64_t v, const char* what) {
   ZT_CHECK(v >= 0 && v <= INT32_MAX, "conv2d: ", what, " ", v, " does not fit cuDNN's int sizes");
