@@ -10,6 +10,8 @@ namespace zt::cuda {
 
 // Number of visible GPUs; 0 when there is none or no usable driver (never throws).
 int device_count();
+// The major compute capability of a device (9 for H100/H200).
+int compute_capability_major(int device);
 // Waits until all work queued on the device's current stream has finished.
 void synchronize(int device);
 // TF32 tensor-core math for f32 GEMM: off by default so f32 results match the CPU to ~1e-5.

@@ -31,6 +31,16 @@ int device_count() {
   return n;
 }
 
+int compute_capability_major(int device) {
+  static std::mutex mutex;
+  static std::vector<int> majors;  // by device, 0: not asked yet
+  std::lock_guard<std::mutex> lock(mutex);
+  if (size_t(device) >= majors.size()) majors.resize(size_t(device) + 1, 0);
+  if (majors[size_t(device)] == 0)
+    ZT_CUDA_CHECK(cudaDeviceGetAttribute(&majors[size_t(device)], cudaDevAttrComputeCapabilityMajor, device));
+  return majors[size_t(device)];
+}
+
 int current_device() {
   int d = 0;
   ZT_CUDA_CHECK(cudaGetDevice(&d));
