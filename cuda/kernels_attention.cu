@@ -24,12 +24,16 @@
 // NaN) and are never stored. Grid: x = B * H, y = tiles, the longest causal rows first.
 // f32/f64 run a CUDA-core version of the same three passes: 16 rows per block (4 per warp),
 // 32-key (or 32-query) tiles with one score per lane, accumulating in their own type.
+// f16/bf16 go to cuDNN's fused attention first where it takes them (Note [cuDNN attention] in
+// attention_cudnn.cpp); these kernels are the fallback and the deterministic choice
+// (ZT_CUDNN_ATTENTION=0).
 #include <climits>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
 
 #include "core/attention_checks.h"
+#include "cuda/attention_cudnn.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/device.h"
 #include "cuda/elementwise.cuh"  // Vec: 16-byte loads
@@ -631,6 +635,7 @@ void CudaBackend::attention_forward(const Tensor& out, const Tensor& lse, const 
   const int device = common_device("attention_forward", {&out, &lse, &q, &k, &v});
   DeviceGuard guard(device);
   if (d.batch * d.heads * d.seq == 0) return;
+  if (cudnn_attention_forward(out, lse, q, k, v, scale, causal)) return;  // Note [cuDNN attention]
   AttnArgs a = make_args(d, scale, causal, {&q, &k, &v, &out});
   a.q = heads_view(q);
   a.k = heads_view(k);
@@ -659,6 +664,7 @@ void CudaBackend::attention_backward(const Tensor& grad_q, const Tensor& grad_k,
       common_device("attention_backward", {&grad_q, &grad_k, &grad_v, &grad_out, &q, &k, &v, &out, &lse});
   DeviceGuard guard(device);
   if (d.batch * d.heads * d.seq == 0) return;
+  if (cudnn_attention_backward(grad_q, grad_k, grad_v, grad_out, q, k, v, out, lse, scale, causal)) return;
   AttnArgs a = make_args(d, scale, causal, {&q, &k, &v, &out, &grad_out, &grad_q, &grad_k, &grad_v});
   a.q = heads_view(q);
   a.k = heads_view(k);
