@@ -19,6 +19,9 @@
 #include "runtime/args.h"
 #include "runtime/config.h"
 #include "runtime/engine.h"
+#ifdef ZT_HAVE_CUDA
+#include "cuda/attention_cudnn.h"
+#endif
 
 namespace {
 
@@ -155,6 +158,14 @@ int run(const Options& o) {
     std::printf(", host %.2f GiB (%.2f bytes/parameter)", gib(host), double(host) / psi);
   }
   std::printf("; %.0f tokens per optimizer step\n", double(o.grad_accum * o.batch * o.block_size));
+#ifdef ZT_HAVE_CUDA
+  if (!device.is_cpu()) {  // which attention the timed steps ran (Note [cuDNN attention])
+    const zt::cuda::CudnnAttentionCounts c = zt::cuda::cudnn_attention_counts();
+    std::printf("attention: %s (%lld forward and %lld backward calls through cuDNN)\n",
+                c.forward > 0 ? "cuDNN fused flash attention" : "zerotrain's kernels", static_cast<long long>(c.forward),
+                static_cast<long long>(c.backward));
+  }
+#endif
   return 0;
 }
 

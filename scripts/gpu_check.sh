@@ -2,8 +2,9 @@
 # GPU check (DESIGN.md §7): builds zerotrain with the CUDA backend for sm_90 (H100/H200), runs
 # the whole ctest suite, runs the CUDA parity/allocator tests on their own (their messages
 # list how many argument sets each op compared), then the same binary under compute-sanitizer
-# memcheck when available. Logs go to $OUT when it is set (else <build>/gpu_check); a summary
-# table is printed last. Exit status: 0 when every step that ran passed.
+# memcheck when available, then quick benchmarks (BENCH=0: none). Logs go to $OUT when it is
+# set (else <build>/gpu_check); a summary table is printed last. Exit status: 0 when every step
+# that ran passed.
 #   BUILD_DIR (default build-gpu), CUDA_ARCH (default 90), MEMCHECK_TIMEOUT seconds (default 3600)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +63,15 @@ if step configure cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release
       else
         skip memcheck "compute-sanitizer not found"
       fi
+      # The benchmarks, quick forms (BENCH=0 skips them; scripts/gpu_bench.sh runs the full ones
+      # beside their references): the op roofline and a GPT-2 124M training step.
+      if [ "${BENCH:-1}" != 0 ]; then
+        step bench_ops "$build_dir/bin/bench_cuda_ops" --quick
+        step bench_gpt "$build_dir/bin/bench_gpt" --steps 5 --warmup 2
+      else
+        skip bench_ops "BENCH=0"
+        skip bench_gpt "BENCH=0"
+      fi
     else
       skip cuda_tests "test_cuda not built (no nvcc found by cmake?)"
       skip memcheck "no test_cuda"
@@ -75,6 +85,8 @@ echo
 echo "gpu_check summary (logs in $log_dir)"
 cat "$log_dir/machine.log"
 grep -h "argument sets compared" "$log_dir/cuda_tests.log" 2>/dev/null | sed 's/.*MESSAGE: /  parity: /'
+grep -h "rows below target" "$log_dir/bench_ops.log" 2>/dev/null | sed 's/^/  bench_cuda_ops --quick: /'
+grep -h "^zerotrain:\|^attention:" "$log_dir/bench_gpt.log" 2>/dev/null | sed 's/^/  bench_gpt: /'
 printf '%-12s %s\n' "step" "result"
 for i in "${!names[@]}"; do
   printf '%-12s %s\n' "${names[$i]}" "${results[$i]}"
