@@ -17,7 +17,8 @@
 // declined ones too; cuDNN picks the engine by its heuristics (mode A), trying each config it
 // offers until one finalizes. Where cuDNN declines (f32/f64, head dims not a multiple of 8,
 // misaligned views, sm < 80, a backward over T not a multiple of 128 before cuDNN 9.15, ...) the
-// caller runs its own kernels; the first decline of each kind prints why (f32/f64 silently).
+// caller runs its own kernels; the first decline of each kind prints why (f32/f64 silently), and
+// CUDNN_LOGLEVEL_DBG=2 CUDNN_LOGDEST_DBG=stderr makes cuDNN say why it rejects a graph.
 // Measured on the H200 (cuDNN 9.14, causal B=8 H=12 T=1024 D=64 bf16): forward 233 TFLOP/s,
 // forward + backward 186, against 140 and 105 for zerotrain's kernels.
 #include "cuda/attention_cudnn.h"
@@ -225,8 +226,19 @@ class Graph {
     throw Declined{last};
   }
 
-  // Runs the plan with data[i] the pointer of user_uids()[i] (by-value scalars: host pointers).
-  void execute(cudnnHandle_t handle, const std::vector<void*>& data, void* workspace) const {
+  // Runs the plan with the pointer of every user tensor by uid (by-value scalars: host pointers)
+  // and a workspace from the caching allocator (stream-ordered reuse keeps it valid for the
+  // kernels queued here).
+  void execute(cudnnHandle_t handle, const std::map<int64_t, void*>& by_uid, int device) const {
+    std::vector<void*> data;
+    for (int64_t uid : user_uids_) {
+      const auto it = by_uid.find(uid);
+      ZT_CHECK(it != by_uid.end(), "attention: cuDNN graph tensor ", uid, " has no data");
+      data.push_back(it->second);
+    }
+    const Tensor buffer =
+        Tensor::empty({workspace_ > 0 ? workspace_ : 1}, TensorOptions(DType::u8, Device::cuda(device)));
+    void* workspace = buffer.raw_data();
     Desc pack(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
     pack.set(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, int64_t(user_uids_.size()), user_uids_.data())
         .set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, int64_t(data.size()), data.data())
@@ -236,8 +248,6 @@ class Graph {
     ZT_CHECK(s == CUDNN_STATUS_SUCCESS, "attention: cuDNN's fused attention failed to run: ", cudnnGetErrorString(s));
   }
 
-  const std::vector<int64_t>& user_uids() const { return user_uids_; }
-  int64_t workspace() const { return workspace_; }
   cudnnDataType_t io() const { return io_; }
 
  private:
@@ -445,12 +455,6 @@ std::shared_ptr<const Graph> plan_for(const Key& key, const char* op, cudnnDataT
 
 float negative_infinity() { return cudnnGetVersion() >= 91000 ? -INFINITY : -FLT_MAX; }
 
-// The plan's workspace from the caching allocator (kept until the call's work is queued: the
-// allocator's stream-ordered reuse keeps it valid for the kernels).
-Tensor workspace_for(const Graph& g, int device) {
-  return Tensor::empty({g.workspace() > 0 ? g.workspace() : 1}, TensorOptions(DType::u8, Device::cuda(device)));
-}
-
 }  // namespace
 
 bool cudnn_attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
@@ -471,21 +475,10 @@ bool cudnn_attention_forward(const Tensor& out, const Tensor& lse, const Tensor&
                              [&](Graph& g, const Variant& var) { build_forward(g, s, q, k, v, out, causal, var); });
   if (!plan) return false;
   float scale_value = float(scale), neg_inf = negative_infinity();
-  std::vector<void*> data;
-  for (int64_t uid : plan->user_uids()) {
-    switch (uid) {
-      case kQ: data.push_back(q.raw_data()); break;
-      case kK: data.push_back(k.raw_data()); break;
-      case kV: data.push_back(v.raw_data()); break;
-      case kO: data.push_back(out.raw_data()); break;
-      case kStats: data.push_back(lse.raw_data()); break;
-      case kScale: data.push_back(&scale_value); break;
-      case kNegInf: data.push_back(&neg_inf); break;
-      default: ZT_FAIL("attention_forward: cuDNN graph tensor ", uid, " has no data");
-    }
-  }
-  const Tensor workspace = workspace_for(*plan, device);
-  plan->execute(handle, data, workspace.raw_data());
+  plan->execute(handle,
+                {{kQ, q.raw_data()}, {kK, k.raw_data()}, {kV, v.raw_data()}, {kO, out.raw_data()},
+                 {kStats, lse.raw_data()}, {kScale, &scale_value}, {kNegInf, &neg_inf}},
+                device);
   ++forward_runs;
   return true;
 }
@@ -521,28 +514,12 @@ bool cudnn_attention_backward(const Tensor& grad_q, const Tensor& grad_k, const 
   if (cudnnGetVersion() < 90600)  // later versions initialise the accumulator themselves
     ZT_CUDA_CHECK(cudaMemsetAsync(grad_q_accum.raw_data(), 0, size_t(grad_q_accum.nbytes()), current_stream(device)));
   float scale_value = float(scale), one = 1.f, neg_inf = negative_infinity();
-  std::vector<void*> data;
-  for (int64_t uid : plan->user_uids()) {
-    switch (uid) {
-      case kQ: data.push_back(q.raw_data()); break;
-      case kK: data.push_back(k.raw_data()); break;
-      case kV: data.push_back(v.raw_data()); break;
-      case kO: data.push_back(out.raw_data()); break;
-      case kGradOut: data.push_back(grad_out.raw_data()); break;
-      case kStats: data.push_back(lse.raw_data()); break;
-      case kGradQ: data.push_back(grad_q.raw_data()); break;
-      case kGradK: data.push_back(grad_k.raw_data()); break;
-      case kGradV: data.push_back(grad_v.raw_data()); break;
-      case kScale: data.push_back(&scale_value); break;
-      case kOne: data.push_back(&one); break;
-      case kNegInf: data.push_back(&neg_inf); break;
-      case kDelta: data.push_back(delta.raw_data()); break;
-      case kGradQAccum: data.push_back(grad_q_accum.raw_data()); break;
-      default: ZT_FAIL("attention_backward: cuDNN graph tensor ", uid, " has no data");
-    }
-  }
-  const Tensor workspace = workspace_for(*plan, device);
-  plan->execute(handle, data, workspace.raw_data());
+  plan->execute(handle,
+                {{kQ, q.raw_data()}, {kK, k.raw_data()}, {kV, v.raw_data()}, {kO, out.raw_data()},
+                 {kGradOut, grad_out.raw_data()}, {kStats, lse.raw_data()}, {kGradQ, grad_q.raw_data()},
+                 {kGradK, grad_k.raw_data()}, {kGradV, grad_v.raw_data()}, {kScale, &scale_value}, {kOne, &one},
+                 {kNegInf, &neg_inf}, {kDelta, delta.raw_data()}, {kGradQAccum, grad_q_accum.raw_data()}},
+                device);
   ++backward_runs;
   return true;
 }
