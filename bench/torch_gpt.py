@@ -64,10 +64,11 @@ def measure(args, compiled):
     tokens = torch.randint(0, args.vocab, (args.batch, args.block_size + 1), device="cuda")
     x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
 
-    def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = fwd(x, y)
-        loss.backward()
+    def step():  # one optimizer step over grad_accum micro-batches (the same batch each time)
+        for _ in range(args.grad_accum):
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = fwd(x, y)
+            (loss / args.grad_accum).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -82,7 +83,7 @@ def measure(args, compiled):
         loss = step()
     torch.cuda.synchronize()
     secs = time.perf_counter() - start
-    tps = args.steps * args.batch * args.block_size / secs
+    tps = args.steps * args.grad_accum * args.batch * args.block_size / secs
     flops = tps * (6 * n + 12 * args.n_layer * args.block_size * args.n_embd)
     name = "torch.compile" if compiled else "torch eager"
     print(f"{name}: {1e3 * secs / args.steps:.1f} ms/step, {tps:.0f} tokens/s, {flops / 1e12:.1f} TFLOP/s model, "
@@ -110,7 +111,7 @@ def profile_step(step, name):
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     for flag, default in [("n-layer", 12), ("n-head", 12), ("n-embd", 768), ("block-size", 1024),
-                          ("vocab", 50304), ("batch", 8), ("steps", 20), ("warmup", 5)]:
+                          ("vocab", 50304), ("batch", 8), ("grad-accum", 1), ("steps", 20), ("warmup", 5)]:
         p.add_argument("--" + flag, type=int, default=default)
     p.add_argument("--peak-tflops", type=float, default=989.0)
     p.add_argument("--no-compile", action="store_true")
