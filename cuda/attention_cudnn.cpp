@@ -432,12 +432,12 @@ std::shared_ptr<const Graph> plan_for(const Key& key, const char* op, cudnnDataT
   std::lock_guard<std::mutex> lock(cache_mutex);
   auto it = plan_cache().find(key);
   if (it != plan_cache().end()) return it->second;
-  static const Variant kVariants[] = {{CUDNN_DATA_INT32, CUDNN_DATA_BOOLEAN, CUDNN_DATA_FLOAT},
-                                      {CUDNN_DATA_FLOAT, CUDNN_DATA_FLOAT, CUDNN_DATA_FLOAT},
-                                      {CUDNN_DATA_INT32, CUDNN_DATA_BOOLEAN, io}};
+  const Variant variants[] = {{CUDNN_DATA_INT32, CUDNN_DATA_BOOLEAN, CUDNN_DATA_FLOAT},
+                              {CUDNN_DATA_FLOAT, CUDNN_DATA_FLOAT, CUDNN_DATA_FLOAT},
+                              {CUDNN_DATA_INT32, CUDNN_DATA_BOOLEAN, io}};
   std::shared_ptr<const Graph> plan;
   std::string why;
-  for (const Variant& var : kVariants) {
+  for (const Variant& var : variants) {
     try {
       auto g = std::make_shared<Graph>(io);
       build(*g, var);
