@@ -404,24 +404,25 @@ constexpr int dkdv_query_tile() {
 }
 
 // Bytes of one query stage of the dK/dV blocks: Q and dO (queries, Dp + 8), lse and delta (f32).
-template <int Dp, int Br>
+template <int Dp>
 constexpr int dkdv_stage_bytes() {
-  return 2 * tile_elems<Dp>(Br) * int(sizeof(uint16_t)) + 2 * Br * int(sizeof(float));
+  constexpr int kBr = dkdv_query_tile<Dp>();
+  return 2 * tile_elems<Dp>(kBr) * int(sizeof(uint16_t)) + 2 * kBr * int(sizeof(float));
 }
 
 // Shared memory: K and V (64, Dp + 8), then 2 query stages.
-template <int Dp, int Br>
+template <int Dp>
 constexpr size_t dkdv_mma_smem() {
-  return size_t(2) * tile_elems<Dp>(kTile) * sizeof(uint16_t) + size_t(2) * dkdv_stage_bytes<Dp, Br>();
+  return size_t(2) * tile_elems<Dp>(kTile) * sizeof(uint16_t) + size_t(2) * dkdv_stage_bytes<Dp>();
 }
 
 // dV_j = sum_i P_ij dO_i, dK_j = scale sum_i dS_ij Q_i, computed transposed (warps own key rows):
 // S^T = K Q^T, dP^T = V dO^T, then P^T and dS^T are the A fragments of the two products.
-template <typename T, int Dp, int kBr, int kMinBlocks>
-__global__ void __launch_bounds__(kThreads, kMinBlocks) attention_dkdv_mma(const AttnArgs a) {
-  constexpr int kStride = Dp + 8, kNQ = kBr / 8, kDT = Dp / 8;
+template <typename T, int Dp>
+__global__ void __launch_bounds__(kThreads, dkdv_min_blocks<Dp>()) attention_dkdv_mma(const AttnArgs a) {
+  constexpr int kStride = Dp + 8, kBr = dkdv_query_tile<Dp>(), kNQ = kBr / 8, kDT = Dp / 8;
   constexpr int kKeyElems = tile_elems<Dp>(kTile), kQueryElems = tile_elems<Dp>(kBr);
-  constexpr int kStageBytes = dkdv_stage_bytes<Dp, kBr>();
+  constexpr int kStageBytes = dkdv_stage_bytes<Dp>();
   extern __shared__ __align__(16) unsigned char smem[];
   uint16_t* k_s = reinterpret_cast<uint16_t*>(smem);  // warp w reads rows [16w, 16w + 16) of K, V
   uint16_t* v_s = k_s + kKeyElems;
@@ -495,7 +496,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) attention_dkdv_mma(const
 
 static_assert(kTile == 16 * kWarps, "each warp owns 16 rows of a 64-row tile");
 static_assert(forward_mma_smem<128>() <= 227 * 1024 && dq_mma_smem<128>() <= 227 * 1024 &&
-                  dkdv_mma_smem<128, dkdv_query_tile<128>()>() <= 227 * 1024,
+                  dkdv_mma_smem<128>() <= 227 * 1024,
               "shared memory past sm_90's 227 KB per block");
 
 // delta[bh, t] = dO[bh, t] . out[bh, t] in the accumulation type, one warp per row.
@@ -570,7 +571,6 @@ void launch_delta(const AttnArgs& a, cudaStream_t stream) {
 }
 
 // ---- launchers ----
-
 
 HeadsView heads_view(const Tensor& t) { return {t.raw_data(), t.stride(0), t.stride(1), t.stride(2)}; }
 
@@ -683,9 +683,7 @@ void CudaBackend::attention_backward(const Tensor& grad_q, const Tensor& grad_k,
     if constexpr (sizeof(T) == 2) {
       with_padded_dim(a.dim, [&]<int Dp>() {
         launch("attention_dq_mma", attention_dq_mma<T, Dp>, tile_grid(a, kTile), dq_mma_smem<Dp>(), stream, a);
-        constexpr int kBr = dkdv_query_tile<Dp>();
-        launch("attention_dkdv_mma", attention_dkdv_mma<T, Dp, kBr, dkdv_min_blocks<Dp>()>, tile_grid(a, kTile),
-               dkdv_mma_smem<Dp, kBr>(), stream, a);
+        launch("attention_dkdv_mma", attention_dkdv_mma<T, Dp>, tile_grid(a, kTile), dkdv_mma_smem<Dp>(), stream, a);
       });
     } else {
       launch("attention_dq_simt", attention_dq_simt<T>, tile_grid(a, kSimtRows), simt_smem<compute_t<T>>(a.dim, 2, 0), stream,
