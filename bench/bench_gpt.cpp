@@ -162,8 +162,8 @@ int run(const Options& o) {
   if (!device.is_cpu()) {  // which attention the timed steps ran (Note [cuDNN attention])
     const zt::cuda::CudnnAttentionCounts c = zt::cuda::cudnn_attention_counts();
     std::printf("attention: %s (%lld forward and %lld backward calls through cuDNN)\n",
-                c.forward > 0 ? "cuDNN fused flash attention" : "zerotrain's kernels", static_cast<long long>(c.forward),
-                static_cast<long long>(c.backward));
+                c.forward > 0 ? "cuDNN fused flash attention" : "zerotrain's kernels",
+                static_cast<long long>(c.forward), static_cast<long long>(c.backward));
   }
 #endif
   return 0;

@@ -108,13 +108,12 @@ class Graph {
   int64_t tensor(int64_t uid, cudnnDataType_t type, const Dims& dims, const Dims& strides, bool is_virtual,
                  bool by_value = false) {
     Desc d(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
-    const bool virt = is_virtual;
     d.set_i64(CUDNN_ATTR_TENSOR_UNIQUE_ID, uid)
         .set_type(CUDNN_ATTR_TENSOR_DATA_TYPE, type)
         .set(CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4, dims.data())
         .set(CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, strides.data())
         .set_i64(CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, 16)
-        .set(CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &virt);
+        .set(CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &is_virtual);
     if (by_value) {
       const bool yes = true;
       d.set(CUDNN_ATTR_TENSOR_IS_BY_VALUE, CUDNN_TYPE_BOOLEAN, 1, &yes);
@@ -133,7 +132,8 @@ class Graph {
   void pointwise(cudnnPointwiseMode_t mode, int64_t x, int64_t b, int64_t y, int64_t t = -1,
                  cudnnDataType_t prec = CUDNN_DATA_FLOAT, int64_t axis = -1) {
     Desc pw(CUDNN_BACKEND_POINTWISE_DESCRIPTOR);
-    pw.set(CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode).set_type(CUDNN_ATTR_POINTWISE_MATH_PREC, prec);
+    pw.set(CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode)
+        .set_type(CUDNN_ATTR_POINTWISE_MATH_PREC, prec);
     if (axis >= 0) pw.set_i64(CUDNN_ATTR_POINTWISE_AXIS, axis);
     pw.finalize("pointwise descriptor");
     Desc op(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR);
@@ -171,7 +171,9 @@ class Graph {
   }
   void reshape(int64_t x, int64_t y) {
     Desc op(CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR);
-    op.set(CUDNN_ATTR_OPERATION_RESHAPE_XDESC, at(x)).set(CUDNN_ATTR_OPERATION_RESHAPE_YDESC, at(y)).finalize("reshape");
+    op.set(CUDNN_ATTR_OPERATION_RESHAPE_XDESC, at(x))
+        .set(CUDNN_ATTR_OPERATION_RESHAPE_YDESC, at(y))
+        .finalize("reshape");
     ops_.push_back(std::move(op));
   }
 
@@ -266,7 +268,8 @@ Dims strides_of(const Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2)
 // (B, H, D, T): the transposed view of a (B, H, T, D) tensor, same memory.
 Dims transposed(const Dims& d) { return {d[0], d[1], d[3], d[2]}; }
 
-struct Shape {
+// The problem size: batch, heads, sequence, head dim (core's Shape is a different thing).
+struct Problem {
   int64_t B, H, T, D;
   Dims bhtd() const { return {B, H, T, D}; }
   Dims scores() const { return {B, H, T, T}; }
@@ -276,7 +279,7 @@ struct Shape {
 };
 
 // The causal mask on the scores x: keep key <= query, else -inf. Returns the masked tensor.
-int64_t causal_mask(Graph& g, const Shape& s, int64_t x, const Variant& var) {
+int64_t causal_mask(Graph& g, const Problem& s, int64_t x, const Variant& var) {
   const int64_t row = g.virt(CUDNN_DATA_INT32, s.scores(), s.score_strides());
   const int64_t col = g.virt(CUDNN_DATA_INT32, s.scores(), s.score_strides());
   g.pointwise(CUDNN_POINTWISE_GEN_INDEX, x, -1, row, -1, var.index_prec, 2);
@@ -288,7 +291,7 @@ int64_t causal_mask(Graph& g, const Shape& s, int64_t x, const Variant& var) {
   return masked;
 }
 
-void build_forward(Graph& g, const Shape& s, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+void build_forward(Graph& g, const Problem& s, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                    bool causal, const Variant& var) {
   const cudnnDataType_t io = g.io();
   g.tensor(kQ, io, s.bhtd(), strides_of(q), false);
@@ -318,7 +321,7 @@ void build_forward(Graph& g, const Shape& s, const Tensor& q, const Tensor& k, c
   g.matmul(p, kV, kO);
 }
 
-void build_backward(Graph& g, const Shape& s, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+void build_backward(Graph& g, const Problem& s, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                     const Tensor& grad_out, const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v,
                     bool causal, const Variant& var) {
   const cudnnDataType_t io = g.io();
@@ -469,7 +472,7 @@ bool cudnn_attention_forward(const Tensor& out, const Tensor& lse, const Tensor&
   if (!lse.is_contiguous()) return false;
   DeviceGuard guard(device);
   cudnnHandle_t handle = cudnn_handle(device);
-  const Shape s{q.size(0), q.size(1), q.size(2), q.size(3)};
+  const Problem s{q.size(0), q.size(1), q.size(2), q.size(3)};
   const cudnnDataType_t io = cudnn_type(q.dtype(), "attention_forward");
   const auto plan = plan_for(make_key(0, device, q, causal, heads), "attention_forward", io, handle,
                              [&](Graph& g, const Variant& var) { build_forward(g, s, q, k, v, out, causal, var); });
@@ -493,7 +496,7 @@ bool cudnn_attention_backward(const Tensor& grad_q, const Tensor& grad_k, const 
     if (why != kNot16Bit) note_decline("attention_backward", why);
     return false;
   }
-  const Shape s{q.size(0), q.size(1), q.size(2), q.size(3)};
+  const Problem s{q.size(0), q.size(1), q.size(2), q.size(3)};
   // Before 9.15 the frontend pads keys to a multiple of 128 with a mask of its own; we do not.
   if (s.T < 2 || (s.T % 128 != 0 && cudnnGetVersion() < 91500)) {
     note_decline("attention_backward", "T of 2 or more, a multiple of 128 before cuDNN 9.15");
