@@ -1,5 +1,5 @@
-// Helpers shared by the core op tests: build tensors from doubles, read them back, and compare
-// with a tolerance chosen per dtype.
+// Helpers shared by the core op tests: build tensors from doubles on the device under test
+// (tests/test_device.h), read them back from any device, and compare with a tolerance per dtype.
 #pragma once
 #include <doctest/doctest.h>
 
@@ -9,12 +9,13 @@
 
 #include "core/factory.h"
 #include "core/ops.h"
+#include "tests/test_device.h"
 
 namespace zt::test {
 
-// A tensor of `shape` (1-D when empty) holding `values`, converted to dt.
+// A tensor of `shape` (1-D when empty) holding `values`, converted to dt, on the device under test.
 inline Tensor make(const std::vector<double>& values, Shape shape = {}, DType dt = DType::f32) {
-  return from_vector<double>(values, std::move(shape), dt);
+  return from_vector<double>(values, std::move(shape), opts(dt));
 }
 
 inline std::vector<double> values(const Tensor& t) { return t.to_vector<double>(); }

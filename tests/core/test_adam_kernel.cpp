@@ -1,5 +1,5 @@
-// The fused Adam/AdamW op (raw::adam_step_, ops.def adam_step) on the CPU against the published
-// update equations written out here in double, the first step's closed form, the f16/bf16
+// The fused Adam/AdamW op (raw::adam_step_, ops.def adam_step) on the device under test against the
+// published update equations written out here in double, the first step's closed form, the f16/bf16
 // variants (low-precision grad in, model copy out), the chunked parallel path and misuse.
 #include <doctest/doctest.h>
 
@@ -41,7 +41,7 @@ const std::vector<std::vector<double>> kGrads = {
 // Runs the op for every gradient of kGrads on dt buffers; returns the final param values.
 std::vector<double> run_op(const Hyper& h, DType dt) {
   Tensor p = make(kP0, {5}, dt);
-  Tensor m = zeros({5}, dt), v = zeros({5}, dt);
+  Tensor m = zeros({5}, opts(dt)), v = zeros({5}, opts(dt));
   for (size_t s = 0; s < kGrads.size(); ++s)
     raw::adam_step_(p, make(kGrads[s], {5}, dt), m, v, h.lr, h.b1, h.b2, h.eps, h.wd, h.decoupled,
                     int64_t(s) + 1, Tensor(), h.scale);
@@ -86,7 +86,7 @@ TEST_CASE("adam_step_: the gradient factors scale the gradient before the update
     }
     INFO("decoupled ", decoupled);
     for (const DType dt : {DType::f64, DType::f32}) {
-      Tensor p = make(kP0, {5}, dt), m = zeros({5}, dt), v = zeros({5}, dt);
+      Tensor p = make(kP0, {5}, dt), m = zeros({5}, opts(dt)), v = zeros({5}, opts(dt));
       for (size_t s = 0; s < kGrads.size(); ++s)
         raw::adam_step_(p, raw::mul(make(kGrads[s], {5}, dt), 1024.0), m, v, h.lr, h.b1, h.b2, h.eps, h.wd,
                         h.decoupled, int64_t(s) + 1, Tensor(), h.scale);
@@ -97,7 +97,7 @@ TEST_CASE("adam_step_: the gradient factors scale the gradient before the update
 
 TEST_CASE("adam_step_: the first step moves each element by lr * g / (|g| + eps), m and v exact") {
   Tensor p = make({1.0, -2.0, 4.0}, {3}, DType::f64);
-  Tensor m = zeros({3}, DType::f64), v = zeros({3}, DType::f64);
+  Tensor m = zeros({3}, opts(DType::f64)), v = zeros({3}, opts(DType::f64));
   raw::adam_step_(p, make({0.5, -4.0, 1e-3}, {3}, DType::f64), m, v, 0.1, 0.9, 0.999, 1e-8, 0.0, false, 1);
   // m_hat = g and v_hat = g^2 at t = 1, so the step is lr * sign(g) * |g| / (|g| + eps).
   check_values(p, {1.0 - 0.1 * 0.5 / (0.5 + 1e-8), -2.0 + 0.1 * 4.0 / (4.0 + 1e-8), 4.0 - 0.1 * 1e-3 / (1e-3 + 1e-8)},
@@ -110,9 +110,9 @@ TEST_CASE("adam_step_: a bf16/f16 grad is the f32 step on the rounded grad; the 
   for (const DType low : {DType::bf16, DType::f16}) {
     INFO(dtype_name(low));
     Tensor p_low = make(kP0, {5}), p_ref = make(kP0, {5});
-    Tensor m_low = zeros({5}, DType::f32), v_low = zeros({5}, DType::f32);
-    Tensor m_ref = zeros({5}, DType::f32), v_ref = zeros({5}, DType::f32);
-    Tensor copy = Tensor::empty({5}, low);
+    Tensor m_low = zeros({5}, opts(DType::f32)), v_low = zeros({5}, opts(DType::f32));
+    Tensor m_ref = zeros({5}, opts(DType::f32)), v_ref = zeros({5}, opts(DType::f32));
+    Tensor copy = Tensor::empty({5}, opts(low));
     for (size_t s = 0; s < kGrads.size(); ++s) {
       const Tensor g_low = make(kGrads[s], {5}, low);
       raw::adam_step_(p_low, g_low, m_low, v_low, 0.05, 0.9, 0.999, 1e-8, 0.01, true, int64_t(s) + 1, copy);
@@ -128,6 +128,7 @@ TEST_CASE("adam_step_: a bf16/f16 grad is the f32 step on the rounded grad; the 
   }
 }
 
+// On CUDA too: its kernel rounds every operation in the CPU kernel's order (cuda/kernels_adam.cu).
 TEST_CASE("adam_step_: the chunked parallel pass equals a serial f32 loop bit for bit") {
   const int64_t n = 4 * 16384 + 4099;  // several OpenMP chunks and a ragged last one
   const size_t count = size_t(n);
@@ -138,8 +139,8 @@ TEST_CASE("adam_step_: the chunked parallel pass equals a serial f32 loop bit fo
     m[size_t(i)] = float(0.01 * std::sin(double(i)));
     v[size_t(i)] = float(1e-4 * (1.0 + std::cos(double(i))));
   }
-  Tensor tp = from_vector<float>(p, {n}), tg = from_vector<float>(g, {n});
-  Tensor tm = from_vector<float>(m, {n}), tv = from_vector<float>(v, {n});
+  Tensor tp = from_vector<float>(p, {n}, opts(DType::f32)), tg = from_vector<float>(g, {n}, opts(DType::f32));
+  Tensor tm = from_vector<float>(m, {n}, opts(DType::f32)), tv = from_vector<float>(v, {n}, opts(DType::f32));
   const double lr = 3e-4, b1 = 0.9, b2 = 0.95, eps = 1e-8, wd = 0.1;
   const int64_t step = 7;
   raw::adam_step_(tp, tg, tm, tv, lr, b1, b2, eps, wd, true, step);
@@ -160,19 +161,20 @@ TEST_CASE("adam_step_: the chunked parallel pass equals a serial f32 loop bit fo
 }
 
 TEST_CASE("adam_step_: misuse is rejected with what was expected") {
-  Tensor p = make({1, 2, 3, 4}, {2, 2}), m = zeros({2, 2}), v = zeros({2, 2});
+  Tensor p = make({1, 2, 3, 4}, {2, 2}), m = zeros({2, 2}, opts()), v = zeros({2, 2}, opts());
   const Tensor g = make({1, 2, 3, 4}, {2, 2});
   CHECK(error_of([&] { raw::adam_step_(p, raw::transpose(g, 0, 1), m, v, 1e-3, 0.9, 0.999, 1e-8, 0, false, 1); })
             .find("grad must be contiguous") != std::string::npos);
   CHECK(error_of([&] { raw::adam_step_(p, make({1, 2, 3}, {3}), m, v, 1e-3, 0.9, 0.999, 1e-8, 0, false, 1); })
             .find("must have param's 4 elements") != std::string::npos);
-  CHECK(error_of([&] { raw::adam_step_(p, g, zeros({2, 2}, DType::f64), v, 1e-3, 0.9, 0.999, 1e-8, 0, false, 1); })
+  const Tensor m64 = zeros({2, 2}, opts(DType::f64));
+  CHECK(error_of([&] { raw::adam_step_(p, g, m64, v, 1e-3, 0.9, 0.999, 1e-8, 0, false, 1); })
             .find("exp_avg and exp_avg_sq must have param's dtype f32") != std::string::npos);
   CHECK(error_of([&] { raw::adam_step_(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 0, false, 0); })
             .find("expected step >= 1") != std::string::npos);
   CHECK(error_of([&] { raw::adam_step_(p, g, m, v, 1e-3, 1.0, 0.999, 1e-8, 0, false, 1); })
             .find("expected betas in [0, 1)") != std::string::npos);
-  CHECK(error_of([&] { raw::adam_step_(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 0, false, 1, zeros({2, 2})); })
+  CHECK(error_of([&] { raw::adam_step_(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 0, false, 1, zeros({2, 2}, opts())); })
             .find("model_copy must be f16 or bf16") != std::string::npos);
   CHECK(error_of([&] { raw::adam_step_(p, g, p, v, 1e-3, 0.9, 0.999, 1e-8, 0, false, 1); })
             .find("must not share memory") != std::string::npos);

@@ -94,11 +94,11 @@ TEST_CASE("conv2d: odd shapes, asymmetric geometry and groups against a direct l
     CAPTURE(shape_str(c.xs));
     CAPTURE(shape_str(c.ws));
     Generator gen(11);
-    const Tensor x64 = randn(c.xs, DType::f64, &gen), w64 = randn(c.ws, DType::f64, &gen);
-    const Tensor b64 = randn({c.ws[0]}, DType::f64, &gen);
+    const Tensor x64 = randn(c.xs, opts(DType::f64), &gen), w64 = randn(c.ws, opts(DType::f64), &gen);
+    const Tensor b64 = randn({c.ws[0]}, opts(DType::f64), &gen);
     const RefConv ref{c.xs, c.ws, c.g};
     const Shape os{c.xs[0], c.ws[0], ref.oh(), ref.ow()};
-    const Tensor gy64 = randn(os, DType::f64, &gen);
+    const Tensor gy64 = randn(os, opts(DType::f64), &gen);
     const std::vector<double> xv = values(x64), wv = values(w64), bv = values(b64), gv = values(gy64);
     std::vector<double> out(size_t(shape_numel(os))), gx(xv.size(), 0.0), gw(wv.size(), 0.0);
     for (size_t i = 0; i < out.size(); ++i) out[i] = bv[(i / size_t(os[2] * os[3])) % size_t(os[1])];
@@ -121,22 +121,23 @@ TEST_CASE("conv2d: odd shapes, asymmetric geometry and groups against a direct l
 
 TEST_CASE("conv2d accepts non-contiguous inputs") {
   Generator gen(3);
-  const Tensor base = randn({2, 3, 6, 5}, DType::f64, &gen), w = randn({2, 3, 2, 2}, DType::f64, &gen);
+  const Tensor base = randn({2, 3, 6, 5}, opts(DType::f64), &gen);
+  const Tensor w = randn({2, 3, 2, 2}, opts(DType::f64), &gen);
   const Tensor xt = raw::transpose(base, 2, 3);  // (2, 3, 5, 6) view
   check_values(raw::conv2d(xt, w, Tensor(), geom(1, 1)),
                values(raw::conv2d(raw::contiguous(xt), w, Tensor(), geom(1, 1))), {2, 2, 6, 7});
 }
 
 TEST_CASE("conv2d rejects bad arguments with clear messages") {
-  const Tensor x = zeros({1, 4, 5, 5}), w = zeros({2, 4, 3, 3});
-  CHECK(contains(error_of([&] { raw::conv2d(zeros({4, 5, 5}), w, Tensor(), {}); }), "must be 4-D"));
-  CHECK(contains(error_of([&] { raw::conv2d(x, zeros({2, 3, 3, 3}), Tensor(), {}); }), "input channels"));
-  CHECK(contains(error_of([&] { raw::conv2d(x, zeros({3, 2, 3, 3}), Tensor(), geom(1, 0, 1, 2)); }),
+  const Tensor x = zeros({1, 4, 5, 5}, opts()), w = zeros({2, 4, 3, 3}, opts());
+  CHECK(contains(error_of([&] { raw::conv2d(zeros({4, 5, 5}, opts()), w, Tensor(), {}); }), "must be 4-D"));
+  CHECK(contains(error_of([&] { raw::conv2d(x, zeros({2, 3, 3, 3}, opts()), Tensor(), {}); }), "input channels"));
+  CHECK(contains(error_of([&] { raw::conv2d(x, zeros({3, 2, 3, 3}, opts()), Tensor(), geom(1, 0, 1, 2)); }),
                  "divisible by groups"));
-  CHECK(contains(error_of([&] { raw::conv2d(x, zeros({2, 4, 7, 7}), Tensor(), {}); }), "does not fit"));
-  CHECK(contains(error_of([&] { raw::conv2d(x, w, zeros({3}), {}); }), "bias must have shape"));
+  CHECK(contains(error_of([&] { raw::conv2d(x, zeros({2, 4, 7, 7}, opts()), Tensor(), {}); }), "does not fit"));
+  CHECK(contains(error_of([&] { raw::conv2d(x, w, zeros({3}, opts()), {}); }), "bias must have shape"));
   CHECK(contains(error_of([&] { raw::conv2d(x, w, Tensor(), geom(0, 0)); }), "stride must be positive"));
-  CHECK(contains(error_of([&] { raw::conv2d(x, zeros({2, 4, 3, 3}, DType::f64), Tensor(), {}); }),
+  CHECK(contains(error_of([&] { raw::conv2d(x, zeros({2, 4, 3, 3}, opts(DType::f64)), Tensor(), {}); }),
                  "share a dtype"));
 }
 
@@ -176,8 +177,10 @@ TEST_CASE("max_pool2d backward: gradients go to the maxima, overlapping windows 
   r = raw::max_pool2d(peak, g);
   check_values(raw::max_pool2d_backward(raw::to(gy, DType::f32), r.indices, peak.shape(), g),
                {0, 0, 0, 0, 10, 0, 0, 0, 0}, {1, 1, 3, 3});
-  const Tensor bad = make({0, 0, 0, 99}, {1, 1, 2, 2}, DType::i64);
-  CHECK(contains(error_of([&] { raw::max_pool2d_backward(gy, bad, x.shape(), g); }), "outside"));
+  // CPU only: a CUDA kernel cannot report a bad index (cuda/cuda_backend.h, Note [CUDA kernel errors]).
+  const Tensor bad = from_vector<double>({0, 0, 0, 99}, {1, 1, 2, 2}, DType::i64);
+  const Tensor gy_cpu = raw::to(gy, Device::cpu());
+  CHECK(contains(error_of([&] { raw::max_pool2d_backward(gy_cpu, bad, x.shape(), g); }), "outside"));
 }
 
 TEST_CASE("avg_pool2d: plain, padded with and without count_include_pad, backward") {
@@ -191,7 +194,7 @@ TEST_CASE("avg_pool2d: plain, padded with and without count_include_pad, backwar
     check_values(raw::avg_pool2d(x, g), {3, 4, 6, 7}, {1, 1, 2, 2});
   }
   // Each input receives 1/9 per window (padded zeros counted) that covers it.
-  const Tensor gy = ones({1, 1, 2, 2}, DType::f64);
+  const Tensor gy = ones({1, 1, 2, 2}, opts(DType::f64));
   Pool2dGeometry g = Pool2dGeometry::square(3, 2, 1);
   check_values(raw::avg_pool2d_backward(gy, {1, 1, 3, 3}, g),
                {1.0 / 9, 2.0 / 9, 1.0 / 9, 2.0 / 9, 4.0 / 9, 2.0 / 9, 1.0 / 9, 2.0 / 9, 1.0 / 9}, {1, 1, 3, 3});
@@ -205,10 +208,10 @@ TEST_CASE("avg_pool2d: plain, padded with and without count_include_pad, backwar
 }
 
 TEST_CASE("pooling rejects bad geometry with clear messages") {
-  const Tensor x = zeros({1, 1, 4, 4});
+  const Tensor x = zeros({1, 1, 4, 4}, opts());
   CHECK(contains(error_of([&] { raw::max_pool2d(x, Pool2dGeometry::square(2, 2, 2)); }), "half the kernel"));
   CHECK(contains(error_of([&] { raw::max_pool2d(x, Pool2dGeometry::square(5)); }), "does not fit"));
-  CHECK(contains(error_of([&] { raw::avg_pool2d(zeros({4, 4}), Pool2dGeometry::square(2)); }), "4-D"));
+  CHECK(contains(error_of([&] { raw::avg_pool2d(zeros({4, 4}, opts()), Pool2dGeometry::square(2)); }), "4-D"));
   Pool2dGeometry dil = Pool2dGeometry::square(2);
   dil.dil_h = 2;
   CHECK(contains(error_of([&] { raw::avg_pool2d(x, dil); }), "no dilation"));

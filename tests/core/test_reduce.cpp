@@ -12,7 +12,7 @@ using namespace zt::test;
 
 namespace {
 
-Tensor cube() { return raw::reshape(arange(0, 24), {2, 3, 4}); }  // a[i][j][k] = 12i + 4j + k
+Tensor cube() { return raw::reshape(arange(0, 24, 1, opts()), {2, 3, 4}); }  // a[i][j][k] = 12i + 4j + k
 
 }  // namespace
 
@@ -60,10 +60,11 @@ TEST_CASE("every dtype: sums widen integers, max/min keep the dtype") {
 
 TEST_CASE("16-bit floats accumulate in wide precision") {
   // 4096 ones: a bf16 accumulator would stop at 256.
-  check_values(raw::sum(ones({4096}, DType::bf16)), {4096}, {}, 0.0);
+  check_values(raw::sum(ones({4096}, opts(DType::bf16))), {4096}, {}, 0.0);
   // 3000 * 0.1 (f16 0.0999755859375) = 299.9267578125, rounded once to f16: 300.
-  check_values(raw::sum(full({3000}, 0.1, DType::f16)), {300}, {}, 0.0);
-  check_values(raw::mean(full({1000, 3}, 0.1, DType::f16), {0}), {0.0999755859375, 0.0999755859375, 0.0999755859375}, {3}, 0.0);
+  check_values(raw::sum(full({3000}, 0.1, opts(DType::f16))), {300}, {}, 0.0);
+  const double tenth = 0.0999755859375;
+  check_values(raw::mean(full({1000, 3}, 0.1, opts(DType::f16)), {0}), {tenth, tenth, tenth}, {3}, 0.0);
 }
 
 TEST_CASE("argmax/argmin: first of ties, NaN wins, keepdim") {
@@ -86,7 +87,7 @@ TEST_CASE("max/min propagate NaN") {
 }
 
 TEST_CASE("sum_to reduces broadcast dims back") {
-  Tensor g = raw::reshape(arange(0, 24), {2, 3, 4});
+  Tensor g = raw::reshape(arange(0, 24, 1, opts()), {2, 3, 4});
   check_values(raw::sum_to(g, {3, 1}), {60, 92, 124}, {3, 1});
   check_values(raw::sum_to(g, {4}), {60, 66, 72, 78}, {4});
   check_values(raw::sum_to(g, {2, 1, 1}), {66, 210}, {2, 1, 1});
@@ -99,7 +100,7 @@ TEST_CASE("sum_to reduces broadcast dims back") {
 
 TEST_CASE("large reductions: few outputs (split inside) and many outputs") {
   const int64_t n = 1 << 21;
-  Tensor a = arange(0, double(n), 1, DType::f64);
+  Tensor a = arange(0, double(n), 1, opts(DType::f64));
   check_values(raw::sum(a), {double(n) * double(n - 1) / 2}, {}, 0.0);
   check_values(raw::amax(a), {double(n - 1)}, {}, 0.0);
   check_values(raw::argmin(raw::mul(a, -1.0), 0), {double(n - 1)}, {}, 0.0);
@@ -108,17 +109,17 @@ TEST_CASE("large reductions: few outputs (split inside) and many outputs") {
                                    double(n / 2) * double(n / 2 - 1) / 2 + double(n / 2) * double(n / 2)},
                {2}, 0.0);
   // Column sums of (1024, 512): the bias-gradient pattern (reduce the outer dim).
-  Tensor r = raw::reshape(arange(0, 1024 * 512, 1, DType::f64), {1024, 512});
+  Tensor r = raw::reshape(arange(0, 1024 * 512, 1, opts(DType::f64)), {1024, 512});
   const std::vector<double> cs = values(raw::sum(r, {0}));
   int wrong = 0;
   for (int c = 0; c < 512; ++c) wrong += cs[size_t(c)] != 512.0 * 1023 * 512 + 1024.0 * c;
   CHECK(wrong == 0);
-  check_values(raw::sum(ones({1000, 1000}, DType::f32)), {1e6}, {}, 0.0);
+  check_values(raw::sum(ones({1000, 1000}, opts(DType::f32))), {1e6}, {}, 0.0);
 }
 
 TEST_CASE("outer-dim reductions over several dims, with max/min and 16-bit inputs") {
   // (200, 3, 64) reduced over {0, 1}: each of the 64 outputs walks 600 rows of memory in order.
-  Tensor a = raw::reshape(arange(0, 200 * 3 * 64, 1, DType::f64), {200, 3, 64});
+  Tensor a = raw::reshape(arange(0, 200 * 3 * 64, 1, opts(DType::f64)), {200, 3, 64});
   const std::vector<double> s = values(raw::sum(a, {0, 1})), mx = values(raw::amax(a, {0, 1}));
   const std::vector<double> mn = values(raw::amin(raw::to(a, DType::bf16), {1, 0}));
   int wrong = 0;
@@ -136,8 +137,8 @@ TEST_CASE("reduction errors: bad or repeated dims, empty max") {
   Tensor a = cube();
   CHECK(contains(error_of([&] { raw::sum(a, {3}); }), "out of range"));
   CHECK(contains(error_of([&] { raw::sum(a, {1, -2}); }), "twice"));
-  CHECK(contains(error_of([] { raw::amax(zeros({0, 3}), {0}); }), "(0, 3)"));
-  check_values(raw::sum(zeros({0, 3}), {0}), {0, 0, 0}, {3});
+  CHECK(contains(error_of([] { raw::amax(zeros({0, 3}, opts()), {0}); }), "(0, 3)"));
+  check_values(raw::sum(zeros({0, 3}, opts()), {0}), {0, 0, 0}, {3});
 }
 
 TEST_CASE("sum_squares: squares and their sum in double, one rounding; floating only; empty is 0") {
@@ -146,12 +147,12 @@ TEST_CASE("sum_squares: squares and their sum in double, one rounding; floating 
   check_values(raw::reduce(ReduceOp::sum_squares, a, {0}), {17, 4.25, 45}, {3});
   // A transposed view, and 16-bit inputs (4096 bf16 values of 3: 36864, exact in bf16).
   check_values(raw::reduce(ReduceOp::sum_squares, raw::transpose(a, 0, 1), {}), {66.25}, {});
-  check_values(raw::reduce(ReduceOp::sum_squares, full({4096}, 3.0, DType::bf16), {}), {36864}, {}, 0.0);
+  check_values(raw::reduce(ReduceOp::sum_squares, full({4096}, 3.0, opts(DType::bf16)), {}), {36864}, {}, 0.0);
   // Squares beyond f32's range are formed in double; only a sum past it overflows the f32 result.
-  check_values(raw::reduce(ReduceOp::sum_squares, full({2}, 1e19, DType::f32), {}), {2e38}, {}, 1e-6);
-  CHECK(std::isinf(raw::reduce(ReduceOp::sum_squares, full({4}, 1e19, DType::f32), {}).item()));
+  check_values(raw::reduce(ReduceOp::sum_squares, full({2}, 1e19, opts(DType::f32)), {}), {2e38}, {}, 1e-6);
+  CHECK(std::isinf(raw::reduce(ReduceOp::sum_squares, full({4}, 1e19, opts(DType::f32)), {}).item()));
   CHECK(std::isnan(raw::reduce(ReduceOp::sum_squares, make({1, NAN}, {2}), {}).item()));
-  check_values(raw::reduce(ReduceOp::sum_squares, Tensor::empty({0, 3}, DType::f32), {0}), {0, 0, 0}, {3});
+  check_values(raw::reduce(ReduceOp::sum_squares, Tensor::empty({0, 3}, opts(DType::f32)), {0}), {0, 0, 0}, {3});
   CHECK(contains(error_of([] { raw::reduce(ReduceOp::sum_squares, make({1, 2}, {2}, DType::i32), {}); }),
                  "sum_squares: expected a floating dtype"));
 }
@@ -180,16 +181,16 @@ TEST_CASE("reduce to a wider float dtype: the same accumulation, rounded once to
     }
   }
   // An f32 sum of squares beyond f32's range is finite in f64.
-  CHECK(raw::reduce(ReduceOp::sum_squares, full({4}, 1e19, DType::f32), {}, false, DType::f64).item() ==
+  CHECK(raw::reduce(ReduceOp::sum_squares, full({4}, 1e19, opts(DType::f32)), {}, false, DType::f64).item() ==
         doctest::Approx(4e38));
-  check_values(raw::reduce(ReduceOp::sum, full({3}, 2.5, DType::bf16), {0}, true, DType::f64), {7.5}, {1}, 0.0);
+  check_values(raw::reduce(ReduceOp::sum, full({3}, 2.5, opts(DType::bf16)), {0}, true, DType::f64), {7.5}, {1}, 0.0);
   // Narrower, non-sum and non-floating requests are refused.
-  CHECK(contains(error_of([] { raw::reduce(ReduceOp::sum, zeros({2}, DType::f64), {}, false, DType::f32); }),
+  CHECK(contains(error_of([] { raw::reduce(ReduceOp::sum, zeros({2}, opts(DType::f64)), {}, false, DType::f32); }),
                  "sum: cannot return f32 for a f64 input"));
-  CHECK(contains(error_of([] { raw::reduce(ReduceOp::max, zeros({2}, DType::bf16), {}, false, DType::f32); }),
+  CHECK(contains(error_of([] { raw::reduce(ReduceOp::max, zeros({2}, opts(DType::bf16)), {}, false, DType::f32); }),
                  "or f32/f64 no narrower than the input"));
-  CHECK(contains(error_of([] { raw::reduce(ReduceOp::sum, zeros({2}, DType::i32), {}, false, DType::f64); }),
+  CHECK(contains(error_of([] { raw::reduce(ReduceOp::sum, zeros({2}, opts(DType::i32)), {}, false, DType::f64); }),
                  "cannot return f64 for a i32 input (expected i64"));
-  CHECK(contains(error_of([] { raw::reduce(ReduceOp::sum, zeros({2}, DType::bf16), {}, false, DType::f16); }),
+  CHECK(contains(error_of([] { raw::reduce(ReduceOp::sum, zeros({2}, opts(DType::bf16)), {}, false, DType::f16); }),
                  "cannot return f16 for a bf16 input"));
 }

@@ -11,9 +11,9 @@ using namespace zt::test;
 
 namespace {
 
-// 0, 1, ..., n-1 as f32 of `shape`.
-Tensor iota(const Shape& shape, DType dt = DType::f32) {
-  return raw::reshape(arange(0, double(shape_numel(shape)), 1, dt), shape);
+// 0, 1, ..., n-1 as f32 of `shape`, on the device under test unless told.
+Tensor iota(const Shape& shape, DType dt = DType::f32, Device on = device()) {
+  return raw::reshape(arange(0, double(shape_numel(shape)), 1, {dt, on}), shape);
 }
 
 }  // namespace
@@ -143,7 +143,7 @@ TEST_CASE("cat joins along any dim, including strided inputs") {
 }
 
 TEST_CASE("copy_ broadcasts and casts into strided destinations; fill_ into views") {
-  Tensor dst = zeros({3, 4});
+  Tensor dst = zeros({3, 4}, opts());
   raw::copy_(raw::narrow(dst, 1, 1, 2), make({7, 8}, {2}, DType::f64));
   check_values(dst, {0, 7, 8, 0, 0, 7, 8, 0, 0, 7, 8, 0}, {3, 4});
   raw::fill_(raw::select(dst, 1, 3), -1.5);
@@ -162,16 +162,17 @@ TEST_CASE("copy_ broadcasts and casts into strided destinations; fill_ into view
 }
 
 // Note [Asynchronous transfers]: host to host the copy is done when copy_async returns; tensors of
-// different shapes, dtypes or layouts are refused.
+// different shapes, dtypes or layouts are refused. Host to host, so on the CPU on every device.
 TEST_CASE("copy_async copies contiguous tensors of one dtype and refuses others") {
+  const Device cpu = Device::cpu();
   Tensor dst = zeros({2, 3});
-  TransferHandle t = raw::copy_async(dst, iota({2, 3}));
+  TransferHandle t = raw::copy_async(dst, iota({2, 3}, DType::f32, cpu));
   check_values(dst, {0, 1, 2, 3, 4, 5}, {2, 3});
   t->wait();
   t->wait();  // waiting twice is harmless
-  CHECK(contains(error_of([&] { raw::copy_async(dst, iota({3, 2})); }), "one shape and dtype"));
-  CHECK(contains(error_of([&] { raw::copy_async(dst, raw::to(iota({2, 3}), DType::f64)); }), "one shape and dtype"));
-  CHECK(contains(error_of([&] { raw::copy_async(raw::transpose(zeros({3, 2}), 0, 1), iota({2, 3})); }),
+  CHECK(contains(error_of([&] { raw::copy_async(dst, iota({3, 2}, DType::f32, cpu)); }), "one shape and dtype"));
+  CHECK(contains(error_of([&] { raw::copy_async(dst, iota({2, 3}, DType::f64, cpu)); }), "one shape and dtype"));
+  CHECK(contains(error_of([&] { raw::copy_async(raw::transpose(zeros({3, 2}), 0, 1), iota({2, 3}, DType::f32, cpu)); }),
                  "contiguous"));
 }
 
@@ -213,7 +214,7 @@ TEST_CASE("large strided copies use the parallel path correctly") {
   for (int i = 0; i < 400; ++i)
     for (int j = 0; j < 300; ++j) wrong += tv[size_t(i * 300 + j)] != double(j * 400 + i);
   CHECK(wrong == 0);
-  Tensor big = zeros({1 << 18});
+  Tensor big = zeros({1 << 18}, opts());
   raw::fill_(big, 2.5);
   CHECK(raw::sum(big).item() == doctest::Approx(2.5 * (1 << 18)));
 }
