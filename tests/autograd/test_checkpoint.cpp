@@ -11,14 +11,16 @@
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"
 #include "core/allocator.h"
+#include "helpers.h"
 
 using namespace zt;
 
 namespace {
 
+// normal(0, 1) values drawn on the CPU, as a leaf on the device under test (tests/test_device.h).
 Tensor param(const Shape& shape, uint64_t seed, DType dtype = DType::f32) {
   Generator gen(seed);
-  Tensor t = randn(shape, dtype, &gen);
+  Tensor t = test::on_device(randn(shape, dtype, &gen));
   set_requires_grad(t);
   return t;
 }
@@ -76,7 +78,7 @@ TEST_CASE("checkpoint: the recompute uses the forward's generator state, not the
   Tensor x = param({4, 8}, 5);
   Tensor out = checkpoint([&](const Tensor& in) { return two_layers(in, w); }, x);
   // Draws between forward and backward move the generator; the recompute must not see them.
-  Tensor unrelated = rand({1000});
+  Tensor unrelated = rand({1000}, test::opts());
   const uint64_t before_backward = default_generator().offset();
   backward(sum(out));
   CHECK(default_generator().offset() == before_backward);
@@ -92,11 +94,11 @@ TEST_CASE("checkpoint: the recompute uses the forward's generator state, not the
 
 TEST_CASE("checkpoint: parameter grads accumulate and their grad-ready hooks fire once") {
   Tensor w = param({3, 3}, 6, DType::f64);
-  set_grad(w, ones({3, 3}, DType::f64));  // accumulation adds to what is there
+  set_grad(w, ones({3, 3}, test::opts(DType::f64)));  // accumulation adds to what is there
   int fired = 0;
   register_grad_ready_hook(w, [&](const Tensor&) { ++fired; });
   // x does not require grad: the node is still recorded because w does.
-  Tensor x = from_vector<double>({1, 2, 3, 4, 5, 6}, {2, 3});
+  Tensor x = from_vector<double>({1, 2, 3, 4, 5, 6}, {2, 3}, test::opts(DType::f64));
   Tensor out = checkpoint([&](const Tensor& in) { return matmul(in, w); }, x);  // (2, 3)
   CHECK(requires_grad(out));
   backward(sum(out));
@@ -130,7 +132,7 @@ TEST_CASE("checkpoint: gradcheck through the recompute (f64)") {
     return checkpoint(
         [&in](const Tensor& x) { return sum(tanh(matmul(x, in[1])), {1}); }, in[0]);  // (2)
   };
-  GradcheckResult r = gradcheck(fn, {x, w});
+  GradcheckResult r = test::device_gradcheck(fn, {x, w});
   CHECK_MESSAGE(r.ok, r.message);
 }
 
@@ -142,7 +144,7 @@ TEST_CASE("checkpoint: intermediate activations are not held between forward and
     for (int i = 0; i < 4; ++i) h = tanh(matmul(h, w));
     return h;
   };
-  Allocator& alloc = allocator_for(Device::cpu());
+  Allocator& alloc = allocator_for(test::device());
   auto held = [&](bool use_checkpoint) {
     const int64_t before = alloc.stats().total.in_use;
     Tensor out = use_checkpoint ? checkpoint(f, x) : f(x);

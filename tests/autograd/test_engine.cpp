@@ -33,7 +33,7 @@ TEST_CASE("leaf state: requires_grad, is_leaf, grad, set_grad") {
   CHECK_THROWS_AS(set_grad(x, f64({1, 2, 3}, {3})), Error);
   set_grad(x, Tensor());
   CHECK_FALSE(grad(x).defined());
-  CHECK_THROWS_AS(set_requires_grad(from_vector<int64_t>({1}, {1})), Error);
+  CHECK_THROWS_AS(set_requires_grad(from_vector<int64_t>({1}, {1}, test::opts(DType::i64))), Error);
 }
 
 TEST_CASE("gradients accumulate over two backward calls") {
@@ -115,9 +115,9 @@ TEST_CASE("retain_graph allows a second backward") {
 }
 
 TEST_CASE("backward frees saved tensors unless retain_graph") {
-  Tensor x = zeros({1000}, DType::f64);
+  Tensor x = zeros({1000}, test::opts(DType::f64));
   set_requires_grad(x);
-  auto in_use = [] { return allocator_for(Device::cpu()).stats().total.in_use; };
+  auto in_use = [] { return allocator_for(test::device()).stats().total.in_use; };
   for (bool retain : {false, true}) {
     CAPTURE(retain);
     Tensor loss = sum(tanh(x * 2.0));  // tanh saves x * 2, which nothing else holds
@@ -133,12 +133,13 @@ TEST_CASE("first gradient is a fresh tensor, tagged as gradient memory") {
   Tensor a = leaf_of({1, 2}, {2});
   Tensor b = leaf_of({3, 4}, {2});
   Tensor seed = f64({1, 1}, {2});
-  const int64_t before = allocator_for(Device::cpu()).stats().of(MemoryCategory::gradients).in_use;
+  Allocator& allocator = allocator_for(test::device());
+  const int64_t before = allocator.stats().of(MemoryCategory::gradients).in_use;
   backward(a + b, seed);  // both leaves receive the very same gradient tensor
   CHECK_FALSE(grad(a).shares_storage(grad(b)));
   CHECK_FALSE(grad(a).shares_storage(seed));
   CHECK_FALSE(grad(b).shares_storage(seed));
-  const int64_t after = allocator_for(Device::cpu()).stats().of(MemoryCategory::gradients).in_use;
+  const int64_t after = allocator.stats().of(MemoryCategory::gradients).in_use;
   CHECK(after - before == 2 * 2 * 8);
   CHECK(grad(a).storage()->category() == MemoryCategory::gradients);
 }
@@ -233,7 +234,7 @@ TEST_CASE("outputs that alias an input get their own history") {
   Tensor same = to(x, DType::f64);  // raw::to returns its input here
   CHECK_FALSE(same.same_impl(x));
   CHECK(is_leaf(x));
-  Tensor moved = to(x, Device::cpu());  // already there: raw::to returns its input
+  Tensor moved = to(x, x.device());  // already there: raw::to returns its input
   CHECK_FALSE(moved.same_impl(x));
   Tensor packed = contiguous(x);  // already contiguous: likewise
   CHECK_FALSE(packed.same_impl(x));

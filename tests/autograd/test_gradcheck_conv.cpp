@@ -83,7 +83,7 @@ TEST_CASE("gradcheck: avg_pool2d with and without count_include_pad") {
 }
 
 TEST_CASE("conv2d records no graph when nothing requires grad") {
-  Tensor x = randn({1, 1, 4, 4}, DType::f64), w = randn({1, 1, 2, 2}, DType::f64);
+  Tensor x = randn({1, 1, 4, 4}, test::opts(DType::f64)), w = randn({1, 1, 2, 2}, test::opts(DType::f64));
   Tensor y = conv2d(x, w);
   CHECK_FALSE(requires_grad(y));
   CHECK(y.shape() == Shape{1, 1, 3, 3});

@@ -15,7 +15,7 @@ using V = std::vector<Tensor>;
 
 TEST_CASE("gradcheck reports a wrong gradient") {
   Tensor x = leaf({3, 2}, 1);
-  GradcheckResult r = gradcheck(
+  GradcheckResult r = test::device_gradcheck(
       [](const V& in) {
         Tensor y = in[0] * 1.0;
         if (requires_grad(y)) register_grad_hook(y, [](const Tensor& g) { return raw::mul(g, 1.5); });
@@ -80,7 +80,7 @@ TEST_CASE("gradcheck: unary ops and activations") {
 
 TEST_CASE("gradcheck: where with broadcasting") {
   Tensor a = leaf({3, 4}, 11), b = leaf({4}, 12);
-  Tensor cond = gt(leaf({3, 4}, 13), scalar_tensor(0.0, DType::f64));
+  Tensor cond = gt(leaf({3, 4}, 13), scalar_tensor(0.0, test::opts(DType::f64)));
   expect_gradcheck([&](const V& in) { return where(cond, in[0], in[1]); }, {a, b});
 }
 

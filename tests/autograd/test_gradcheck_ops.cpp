@@ -112,11 +112,12 @@ TEST_CASE("gradcheck: cat and split") {
 
 TEST_CASE("gradcheck: index_select and embedding with repeated indices") {
   Tensor a = leaf({4, 3}, 23);
-  Tensor idx = from_vector<int64_t>({2, 0, 2, 3}, {4});
+  Tensor idx = from_vector<int64_t>({2, 0, 2, 3}, {4}, test::opts(DType::i64));
   expect_gradcheck([&](const V& in) { return index_select(in[0], 0, idx); }, {a});
-  expect_gradcheck([&](const V& in) { return index_select(in[0], 1, from_vector<int64_t>({1, 1}, {2})); }, {a});
+  Tensor ones_idx = from_vector<int64_t>({1, 1}, {2}, test::opts(DType::i64));
+  expect_gradcheck([&](const V& in) { return index_select(in[0], 1, ones_idx); }, {a});
   Tensor weight = leaf({5, 3}, 24);
-  Tensor tokens = from_vector<int64_t>({1, 4, 1, 0, 4, 4}, {2, 3});
+  Tensor tokens = from_vector<int64_t>({1, 4, 1, 0, 4, 4}, {2, 3}, test::opts(DType::i64));
   expect_gradcheck([&](const V& in) { return embedding(in[0], tokens); }, {weight});
   backward(sum(embedding(weight, tokens)));
   expect_values(grad(weight), {1, 1, 1, 2, 2, 2, 0, 0, 0, 0, 0, 0, 3, 3, 3});
@@ -144,16 +145,16 @@ TEST_CASE("gradcheck: layer_norm with and without weight and bias") {
 TEST_CASE("gradcheck: cross_entropy with ignore_index, every reduction") {
   // f64 logits give f64 per-row losses, so the default tight tolerances apply.
   Tensor logits = leaf({4, 5}, 29);
-  Tensor target = from_vector<int64_t>({1, -100, 4, 0}, {4});
+  Tensor target = from_vector<int64_t>({1, -100, 4, 0}, {4}, test::opts(DType::i64));
   for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none}) {
     expect_gradcheck([&](const V& in) { return cross_entropy(in[0], target, -100, r); }, {logits});
   }
   Tensor logits3 = leaf({2, 3, 4}, 30);
-  Tensor target3 = from_vector<int64_t>({0, 3, 7, 2, 7, 1}, {2, 3});
+  Tensor target3 = from_vector<int64_t>({0, 3, 7, 2, 7, 1}, {2, 3}, test::opts(DType::i64));
   expect_gradcheck([&](const V& in) { return cross_entropy(in[0], target3, 7); }, {logits3});
 
   // Mean over the 3 non-ignored rows: d/dlogits = (softmax - onehot) / 3, ignored row zero.
-  Tensor zeros_logits = zeros({4, 5}, DType::f64);
+  Tensor zeros_logits = zeros({4, 5}, test::opts(DType::f64));
   set_requires_grad(zeros_logits);
   Tensor loss = cross_entropy(zeros_logits, target);
   expect_values(loss, {std::log(5.0)}, 1e-6);
@@ -204,6 +205,7 @@ TEST_CASE("dropout: gradcheck with a fixed generator state, mask/(1-p) gradient"
 TEST_CASE("broadcast-view gradients flow through every backward") {
   Tensor x = test::leaf({2, 3, 4}, 40), w = test::leaf({5, 4}, 41), b = test::leaf({5}, 42);
   Tensor m = test::leaf({4, 3}, 43), mt = test::leaf({3, 4}, 45), lw = test::leaf({4}, 44);
+  Tensor cols = from_vector<int64_t>({0, 2}, {2}, test::opts(DType::i64));
   using Op = std::function<Tensor()>;
   std::vector<std::pair<const char*, Op>> ops = {
       {"linear", [&] { return linear(x, w, b); }},
@@ -212,13 +214,13 @@ TEST_CASE("broadcast-view gradients flow through every backward") {
       {"softmax", [&] { return softmax(x, 1); }},
       {"layer_norm", [&] { return layer_norm(x, lw, lw); }},
       {"transpose", [&] { return transpose(x, 0, 2); }},
-      {"index_select", [&] { return index_select(x, 1, from_vector<int64_t>({0, 2}, {2})); }},
+      {"index_select", [&] { return index_select(x, 1, cols); }},
   };
   for (auto& [name, op] : ops) {
     CAPTURE(name);
     // Reference: the same gradient as a contiguous tensor of ones.
     Tensor out = op();
-    backward(out, ones(out.shape(), DType::f64));
+    backward(out, ones(out.shape(), test::opts(DType::f64)));
     std::vector<double> expected = grad(x).to_vector<double>();
     set_grad(x, Tensor());
     backward(sum(op()));
