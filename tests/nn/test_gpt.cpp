@@ -1,6 +1,7 @@
 // GPT pieces: f64 gradchecks of CausalSelfAttention and Block (input and parameters),
 // causality, activation checkpointing (bitwise equal results and gradients with dropout, less
-// memory held), the tied output head, parameter/FLOP counts and sampling.
+// memory held), the tied output head, parameter/FLOP counts and sampling. The models run on the
+// device under test (tests/test_device.h), except where gradcheck perturbs their parameters.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include "core/allocator.h"
 #include "nn/attention.h"
 #include "nn/gpt.h"
+#include "tests/test_device.h"
 
 using namespace zt;
 
@@ -34,7 +36,8 @@ bool bitwise_equal(const Tensor& a, const Tensor& b) {
          a.to_vector<double>() == b.to_vector<double>();
 }
 
-// gradcheck of module(x) over x and every parameter of the module (in f64).
+// gradcheck of module(x) over x and every parameter of the module (in f64), on the CPU: gradcheck
+// perturbs the module's own parameters in host memory.
 void check_module_gradients(Module& m, const Shape& x_shape) {
   m.to(DType::f64);
   std::vector<Tensor> inputs{f64_leaf(x_shape, 99)};
@@ -61,9 +64,19 @@ GPTConfig tiny_config(double dropout = 0.0) {
   return c;
 }
 
-Tensor tokens(const Shape& shape, int64_t vocab, uint64_t seed) {
+Tensor tokens(const Shape& shape, int64_t vocab, uint64_t seed, Device on = test::device()) {
   Generator gen(seed);
-  return randint(0, vocab, shape, DType::i64, &gen);
+  return randint(0, vocab, shape, {DType::i64, on}, &gen);
+}
+
+// Whether the fused path's value equals the module-by-module one: bitwise on the CPU. On CUDA the
+// fused MLP's GELU and bias run in cuBLASLt's epilogue, which rounds otherwise than the GELU
+// kernel: equal there to one rounding of dt.
+bool fused_equals_plain(const Tensor& fused, const Tensor& plain, DType dt) {
+  const double diff = raw::max_abs_diff(fused, plain);
+  if (!test::on_cuda()) return diff == 0.0;
+  const double scale = raw::max_abs_diff(plain, zeros_like(plain));
+  return diff <= (dt == DType::f32 ? 1e-5 : 1e-2) * (1.0 + scale);
 }
 
 }  // namespace
@@ -84,7 +97,8 @@ TEST_CASE("CausalSelfAttention: with T = 1 the output is proj(v), the softmax we
   // With T = 1 the softmax weight is 1, so y = proj(v) with v the third third of qkv(x).
   CausalSelfAttention attn(4, 2, 0.0, true);
   attn.to(DType::f64);
-  Tensor x = f64_leaf({1, 1, 4}, 5);
+  attn.to(test::device());
+  Tensor x = test::on_device(f64_leaf({1, 1, 4}, 5));
   NoGradGuard ng;
   Tensor qkv = attn.child("qkv")->operator()(x);                 // (1, 1, 12)
   Tensor v = raw::narrow(qkv, 2, 8, 4);                          // (1, 1, 4)
@@ -94,6 +108,7 @@ TEST_CASE("CausalSelfAttention: with T = 1 the output is proj(v), the softmax we
 
 TEST_CASE("GPT: changing token t+1 leaves the outputs at positions <= t unchanged") {
   GPT model(tiny_config());
+  model.to(test::device());
   Tensor idx = tokens({2, 8}, 11, 1);
   NoGradGuard ng;
   Tensor before = model(idx);  // (2, 8, 11)
@@ -101,7 +116,7 @@ TEST_CASE("GPT: changing token t+1 leaves the outputs at positions <= t unchange
     std::vector<int64_t> ids = idx.to_vector<int64_t>();
     ids[size_t(t + 1)] = (ids[size_t(t + 1)] + 1) % 11;        // row 0, position t+1
     ids[size_t(8 + t + 1)] = (ids[size_t(8 + t + 1)] + 3) % 11;  // row 1
-    Tensor after = model(from_vector<int64_t>(ids, {2, 8}));
+    Tensor after = model(from_vector<int64_t>(ids, {2, 8}, test::opts(DType::i64)));
     CHECK(bitwise_equal(raw::narrow(before, 1, 0, t + 1), raw::narrow(after, 1, 0, t + 1)));
     CHECK(raw::max_abs_diff(raw::narrow(before, 1, t + 1, 1), raw::narrow(after, 1, t + 1, 1)) > 0);
   }
@@ -114,10 +129,11 @@ TEST_CASE("Block: activation checkpointing gives bitwise equal output and gradie
   c.dropout = 0.2;  // masks must match between forward and recompute
   Generator init(3);
   auto block = std::make_shared<Block>(c, &init);
+  block->to(test::device());
   const Shape shape{4, 32, 64};
   Generator wgen(4);
-  Tensor out_weights = randn(shape, {}, &wgen);
-  Allocator& alloc = allocator_for(Device::cpu());
+  Tensor out_weights = randn(shape, test::opts(), &wgen);
+  Allocator& alloc = allocator_for(test::device());
 
   struct Run {
     Tensor out, gx;
@@ -127,7 +143,7 @@ TEST_CASE("Block: activation checkpointing gives bitwise equal output and gradie
   auto run = [&](bool use_checkpoint) {
     block->zero_grad();
     Generator xgen(5);
-    Tensor x = randn(shape, {}, &xgen);
+    Tensor x = randn(shape, test::opts(), &xgen);
     set_requires_grad(x);
     manual_seed(77);
     Run r;
@@ -153,7 +169,7 @@ TEST_CASE("Block: activation checkpointing gives bitwise equal output and gradie
   {
     NoGradGuard ng;
     Generator xgen(5);
-    CHECK(raw::max_abs_diff((*block)(randn(shape, {}, &xgen)), plain.out) > 0);
+    CHECK(raw::max_abs_diff((*block)(randn(shape, test::opts(), &xgen)), plain.out) > 0);
   }
   MESSAGE("activation bytes held between forward and backward: plain ", plain.held,
           ", checkpointed ", ckpt.held);
@@ -170,18 +186,29 @@ TEST_CASE("GPT: checkpoint_activations changes neither the loss nor any gradient
     cc.checkpoint_activations = on;
     Generator gen(11);
     GPT model(cc, &gen);
+    model.to(test::device());
     manual_seed(5);
     Tensor loss = model.loss(idx, targets);
     backward(loss);
-    std::vector<Tensor> out{detach(loss)};
-    for (const Tensor& p : model.parameters()) out.push_back(grad(p));
+    std::vector<std::pair<std::string, Tensor>> out{{"loss", detach(loss)}};
+    for (const auto& [name, p] : model.named_parameters()) out.emplace_back(name, grad(p));
     return out;
   };
-  std::vector<Tensor> plain = run(false), ckpt = run(true);
+  const auto plain = run(false), ckpt = run(true);
   REQUIRE(plain.size() == ckpt.size());
-  for (size_t i = 0; i < plain.size(); ++i) CHECK(bitwise_equal(plain[i], ckpt[i]));
+  for (size_t i = 0; i < plain.size(); ++i) {
+    INFO(plain[i].first);
+    // On CUDA the embeddings' backward (index_add) adds repeated tokens with atomics, in no fixed
+    // order (cuda/kernels_index.cu): equal to rounding there; everything else bitwise.
+    if (test::on_cuda() && (plain[i].first == "wte.weight" || plain[i].first == "wpe.weight")) {
+      CHECK(raw::max_abs_diff(plain[i].second, ckpt[i].second) <= 1e-6);
+    } else {
+      CHECK(bitwise_equal(plain[i].second, ckpt[i].second));
+    }
+  }
 }
 
+// On the CPU: gradcheck perturbs the shared tensor in host memory.
 TEST_CASE("GPT: the output head is the token embedding, and its gradient has both uses") {
   GPT model(tiny_config());
   CHECK(model.lm_head_weight().same_impl(model.token_embedding()));
@@ -195,7 +222,7 @@ TEST_CASE("GPT: the output head is the token embedding, and its gradient has bot
   CHECK(model.lm_head_weight().same_impl(model.token_embedding()));
   CHECK(model.token_embedding().dtype() == DType::f64);
   // Finite differences through both the lookup and the head agree with backward.
-  Tensor idx = tokens({2, 4}, 11, 4), targets = tokens({2, 4}, 11, 5);
+  Tensor idx = tokens({2, 4}, 11, 4, Device::cpu()), targets = tokens({2, 4}, 11, 5, Device::cpu());
   GradcheckResult r = gradcheck(
       [&](const std::vector<Tensor>&) { return model.loss(idx, targets); }, {model.token_embedding()});
   CHECK_MESSAGE(r.ok, r.message);
@@ -213,6 +240,7 @@ TEST_CASE("GPT: the output head is the token embedding, and its gradient has bot
 TEST_CASE("GPT: parameter count, GPT-2 init and FLOPs per token") {
   GPTConfig c = tiny_config();
   GPT model(c);
+  model.to(test::device());
   const int64_t C = c.n_embd, L = c.n_layer, V = c.vocab_size, P = c.block_size;
   const int64_t per_block = 12 * C * C + 13 * C;
   CHECK(model.num_parameters() == V * C + P * C + L * per_block + 2 * C);
@@ -231,6 +259,7 @@ TEST_CASE("GPT: parameter count, GPT-2 init and FLOPs per token") {
   big.block_size = 16;
   big.vocab_size = 64;
   GPT wide(big);
+  wide.to(test::device());
   auto stddev = [](const Tensor& t) { return std::sqrt(raw::mean(raw::mul(t, t)).item()); };
   CHECK(stddev(wide.blocks()[0]->child("mlp")->child("fc")->parameter("weight")) ==
         doctest::Approx(0.02).epsilon(0.05));
@@ -241,6 +270,7 @@ TEST_CASE("GPT: parameter count, GPT-2 init and FLOPs per token") {
 
 TEST_CASE("GPT: generate appends in-range tokens, reproducibly under a seed") {
   GPT model(tiny_config(0.1));
+  model.to(test::device());
   Tensor prompt = tokens({2, 3}, 11, 6);
   Generator a(1), b(1), c(2);
   Tensor x = model.generate(prompt, 12, 1.0, 0, a);  // longer than block_size: the context slides
@@ -257,7 +287,7 @@ TEST_CASE("GPT: generate appends in-range tokens, reproducibly under a seed") {
   Generator d(3), e(4);
   CHECK(model.generate(prompt, 5, 0.7, 1, d).to_vector<int64_t>() ==
         model.generate(prompt, 5, 0.0, 0, e).to_vector<int64_t>());
-  CHECK_THROWS_AS(model.generate(from_vector<int64_t>({1}, {1}), 1, 1.0, 0, d), Error);
+  CHECK_THROWS_AS(model.generate(from_vector<int64_t>({1}, {1}, test::opts(DType::i64)), 1, 1.0, 0, d), Error);
   CHECK_THROWS_AS(model(tokens({1, 9}, 11, 7)), Error);  // longer than block_size
 }
 
@@ -268,10 +298,12 @@ TEST_CASE("MLP: fused_mlp off runs module by module, with the fused path's value
   off.fused_mlp = false;
   Generator g1(3), g2(3);
   MLP fused(c, &g1), plain(off, &g2);
+  fused.to(test::device());
+  plain.to(test::device());
   Generator xg(4);
-  const Tensor x = randn({2, 3, c.n_embd}, DType::f32, &xg);
+  const Tensor x = randn({2, 3, c.n_embd}, test::opts(), &xg);
   const Tensor yf = fused(x), yp = plain(x);
-  CHECK(raw::max_abs_diff(yf, yp) == 0.0);
+  CHECK(fused_equals_plain(yf, yp, DType::f32));
   // The fused path records one gelu_mlp node; the plain one ends in the proj linear's.
   const Tensor xr = set_requires_grad(raw::clone(x));
   auto last_op = [](const Tensor& t) { return std::string(autograd::meta_of(t)->grad_fn->name); };
@@ -288,6 +320,8 @@ TEST_CASE("MLP: the fused gelu_mlp path equals the module-by-module path a hook 
     MLP fused(c, &g1), hooked(c, &g2);
     fused.to(dt);
     hooked.to(dt);
+    fused.to(test::device());
+    hooked.to(test::device());
     int calls = 0;
     // A hook on a child (as ZeRO-3 registers) must run, so that MLP goes module by module.
     auto named = hooked.named_modules();
@@ -296,13 +330,13 @@ TEST_CASE("MLP: the fused gelu_mlp path equals the module-by-module path a hook 
     fc->second->register_forward_hook([&](Module&, const Tensor&, const Tensor&) { ++calls; });
     REQUIRE(fc->second->has_hooks());
     Generator xg(6);
-    const Tensor x = raw::to(randn({2, 5, c.n_embd}, DType::f32, &xg), dt);
-    const Tensor w = raw::to(randn({2, 5, c.n_embd}, DType::f32, &xg), dt);
+    const Tensor x = raw::to(randn({2, 5, c.n_embd}, test::opts(), &xg), dt);
+    const Tensor w = raw::to(randn({2, 5, c.n_embd}, test::opts(), &xg), dt);
     Tensor xf = set_requires_grad(raw::clone(x)), xh = set_requires_grad(raw::clone(x));
     const Tensor yf = fused(xf), yh = hooked(xh);
     CHECK(calls == 1);
     // Forward values are the same ops' values; bias gradients may sum in another order.
-    CHECK(raw::max_abs_diff(yf, yh) == 0.0);
+    CHECK(fused_equals_plain(yf, yh, dt));
     backward(sum(mul(yf, w)));
     backward(sum(mul(yh, w)));
     const double tol = dt == DType::f32 ? 1e-5 : 2e-2;

@@ -1,5 +1,6 @@
-// Layers: initialisation ranges, forward values against hand-computed results, and f64
-// gradchecks of Linear, LayerNorm, Embedding and cross-entropy through the modules.
+// Layers: initialisation ranges, forward values against hand-computed results (on the device under
+// test, tests/test_device.h), and f64 gradchecks of Linear, LayerNorm, Embedding and cross-entropy
+// through the modules.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -16,6 +17,7 @@
 #include "nn/layer_norm.h"
 #include "nn/linear.h"
 #include "nn/loss.h"
+#include "tests/test_device.h"
 
 using namespace zt;
 
@@ -30,8 +32,8 @@ void set_values(const Tensor& t, const std::vector<double>& values) {
 
 TEST_CASE("Linear: PyTorch init ranges, seeded reproducibility, forward values") {
   Generator gen_a(42), gen_b(42);
-  Linear a(LinearOptions{16, 8, true, DType::f32, Device::cpu(), &gen_a});
-  Linear b(LinearOptions{16, 8, true, DType::f32, Device::cpu(), &gen_b});
+  Linear a(LinearOptions{16, 8, true, DType::f32, test::device(), &gen_a});
+  Linear b(LinearOptions{16, 8, true, DType::f32, test::device(), &gen_b});
   CHECK(a.weight().shape() == Shape{8, 16});
   CHECK(a.bias().shape() == Shape{8});
   CHECK(raw::max_abs_diff(a.weight(), b.weight()) == 0);
@@ -44,18 +46,19 @@ TEST_CASE("Linear: PyTorch init ranges, seeded reproducibility, forward values")
   for (float v : a.bias().to_vector<float>()) CHECK(std::fabs(v) <= bound);
 
   Linear small(2, 2);
+  small.to(test::device());
   set_values(small.weight(), {1, 2, 3, 4});  // (out, in)
   set_values(small.bias(), {0.5, -1});
-  Tensor x = from_vector<float>({1, 1, 2, -1}, {2, 2});
+  Tensor x = from_vector<float>({1, 1, 2, -1}, {2, 2}, test::opts());
   // row 0: [1+2+0.5, 3+4-1] = [3.5, 6]; row 1: [2-2+0.5, 6-4-1] = [0.5, 1]
   CHECK(small(x).to_vector<float>() == std::vector<float>{3.5f, 6.f, 0.5f, 1.f});
   CHECK(!Linear(2, 2, false).bias().defined());
-  CHECK_THROWS_AS(small(zeros({2, 3})), Error);
+  CHECK_THROWS_AS(small(zeros({2, 3}, test::opts())), Error);
 }
 
 TEST_CASE("init: kaiming/xavier bounds and normal moments") {
   Generator gen(7);
-  Tensor w = empty({64, 100});
+  Tensor w = empty({64, 100}, test::opts());
   init::kaiming_uniform_(w, 0.0, gen);  // bound sqrt(2) * sqrt(3/100)
   double bound = std::sqrt(2.0) * std::sqrt(3.0 / 100.0);
   double mx = 0;
@@ -78,22 +81,24 @@ TEST_CASE("init: kaiming/xavier bounds and normal moments") {
   CHECK(raw::sum(w).item() == 6400);
   init::zeros_(w);
   CHECK(raw::sum(w).item() == 0);
-  CHECK_THROWS_AS(init::kaiming_uniform_(empty({5}), 0.0, gen), Error);
+  CHECK_THROWS_AS(init::kaiming_uniform_(empty({5}, test::opts()), 0.0, gen), Error);
 }
 
 TEST_CASE("LayerNorm and Embedding forward values") {
   LayerNorm ln(4, 1e-5);
+  ln.to(test::device());
   CHECK(ln.weight().to_vector<float>() == std::vector<float>{1, 1, 1, 1});
   CHECK(ln.bias().to_vector<float>() == std::vector<float>{0, 0, 0, 0});
-  Tensor x = from_vector<float>({1, 2, 3, 4}, {1, 4});
+  Tensor x = from_vector<float>({1, 2, 3, 4}, {1, 4}, test::opts());
   auto y = ln(x).to_vector<float>();
   const double rstd = 1.0 / std::sqrt(1.25 + 1e-5);  // mean 2.5, biased variance 1.25
   for (int i = 0; i < 4; ++i) CHECK(y[i] == doctest::Approx((i + 1 - 2.5) * rstd).epsilon(1e-5));
   CHECK(LayerNorm(4, 1e-5, false).named_parameters().empty());
 
   Embedding emb(5, 3);
+  emb.to(test::device());
   CHECK(emb.weight().shape() == Shape{5, 3});
-  Tensor idx = from_vector<int64_t>({4, 0, 4}, {3});
+  Tensor idx = from_vector<int64_t>({4, 0, 4}, {3}, test::opts(DType::i64));
   Tensor rows = emb(idx);
   CHECK(rows.shape() == Shape{3, 3});
   auto w = emb.weight().to_vector<float>(), r = rows.to_vector<float>();
@@ -105,24 +110,25 @@ TEST_CASE("LayerNorm and Embedding forward values") {
 }
 
 TEST_CASE("losses: cross-entropy and MSE values") {
-  Tensor logits = from_vector<float>({0, 0, 1, 2, 0, 0}, {2, 3});
-  Tensor target = from_vector<int64_t>({1, 0}, {2});
+  Tensor logits = from_vector<float>({0, 0, 1, 2, 0, 0}, {2, 3}, test::opts());
+  Tensor target = from_vector<int64_t>({1, 0}, {2}, test::opts(DType::i64));
   // row 0 (0, 0, 1), target 1: log(2 + e) - 0; row 1 (2, 0, 0), target 0: log(e^2 + 2) - 2
   double l0 = std::log(2.0 + std::exp(1.0)), l1 = std::log(std::exp(2.0) + 2.0) - 2.0;
   CHECK(CrossEntropyLoss()(logits, target).item() == doctest::Approx((l0 + l1) / 2).epsilon(1e-5));
   CHECK(CrossEntropyLoss(-100, Reduction::sum)(logits, target).item() ==
         doctest::Approx(l0 + l1).epsilon(1e-5));
-  Tensor ignored = from_vector<int64_t>({1, -100}, {2});
+  Tensor ignored = from_vector<int64_t>({1, -100}, {2}, test::opts(DType::i64));
   CHECK(CrossEntropyLoss()(logits, ignored).item() == doctest::Approx(l0).epsilon(1e-5));
-  CHECK_THROWS_AS(CrossEntropyLoss()(logits, from_vector<int64_t>({1, 0, 1}, {3, 1})), Error);
+  CHECK_THROWS_AS(CrossEntropyLoss()(logits, from_vector<int64_t>({1, 0, 1}, {3, 1}, test::opts(DType::i64))), Error);
 
-  Tensor a = from_vector<float>({1, 2, 3}, {3}), b = from_vector<float>({1, 0, 0}, {3});
+  Tensor a = from_vector<float>({1, 2, 3}, {3}, test::opts()), b = from_vector<float>({1, 0, 0}, {3}, test::opts());
   CHECK(MSELoss()(a, b).item() == doctest::Approx(13.0 / 3).epsilon(1e-6));
   CHECK(MSELoss(Reduction::sum)(a, b).item() == doctest::Approx(13.0).epsilon(1e-6));
 }
 
 // The module's own parameter tensors are gradcheck inputs, so perturbing them perturbs the
-// module's forward.
+// module's forward. gradcheck perturbs them in host memory: these modules stay on the CPU (their
+// ops are gradchecked on the device under test in tests/autograd, through their inputs).
 TEST_CASE("gradcheck (f64): Linear") {
   Linear lin(LinearOptions{3, 2, true, DType::f64});
   Tensor x = randn({4, 3}, DType::f64);
@@ -166,7 +172,7 @@ TEST_CASE("gradcheck (f64): CrossEntropyLoss through a Linear, with an ignored t
 }
 
 TEST_CASE("activations match their formulas") {
-  Tensor x = from_vector<double>({-1.0, 0.5, 2.0}, {3}, DType::f64);
+  Tensor x = from_vector<double>({-1.0, 0.5, 2.0}, {3}, test::opts(DType::f64));
   CHECK(ReLU()(x).to_vector<double>() == std::vector<double>{0.0, 0.5, 2.0});
   auto t = Tanh()(x).to_vector<double>();
   auto g = GELU(true)(x).to_vector<double>();

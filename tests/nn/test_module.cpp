@@ -1,5 +1,6 @@
 // Module: registration and dotted names, state_dict round trips and mismatch errors, dtype
-// moves, train/eval, and the order and counts of forward/backward hooks.
+// moves, train/eval, and the order and counts of forward/backward hooks; the modules that compute
+// or hold state move to the device under test (tests/test_device.h) first.
 #include <doctest/doctest.h>
 
 #include <memory>
@@ -13,6 +14,7 @@
 #include "nn/layer_norm.h"
 #include "nn/linear.h"
 #include "nn/sequential.h"
+#include "tests/test_device.h"
 
 using namespace zt;
 
@@ -69,6 +71,7 @@ TEST_CASE("Sequential names children 0, 1, ... and parameters with dots") {
   seq.push_back(std::make_shared<Linear>(2, 3));
   seq.push_back(std::make_shared<ReLU>());
   auto last = seq.push_back(std::make_shared<Linear>(3, 1));
+  seq.to(test::device());  // replaces the parameters: what follows holds for the new ones
   CHECK(last->out_features() == 1);
   CHECK(names_of(seq.named_parameters()) ==
         std::vector<std::string>{"0.weight", "0.bias", "2.weight", "2.bias"});
@@ -118,6 +121,8 @@ TEST_CASE("state_dict round trip copies parameters and buffers") {
   Net a;
   manual_seed(2);
   Net b;
+  a.to(test::device());
+  b.to(test::device());
   auto pa = a.named_parameters(), pb = b.named_parameters();
   CHECK(raw::max_abs_diff(pa[2].second, pb[2].second) > 0);  // different seeds differ
   {
@@ -141,31 +146,32 @@ TEST_CASE("state_dict round trip copies parameters and buffers") {
 TEST_CASE("load_state_dict lists missing and unexpected keys, and checks shapes and dtypes") {
   Sequential seq;
   seq.push_back(std::make_shared<Linear>(2, 3));
+  seq.to(test::device());
   TensorDict sd = seq.state_dict();
 
   TensorDict missing;
   missing.set("0.weight", sd.at("0.weight"));
-  missing.set("0.extra", zeros({1}));
+  missing.set("0.extra", zeros({1}, test::opts()));
   std::string msg = error_of([&] { seq.load_state_dict(missing); });
   CHECK(msg.find("missing: 0.bias") != std::string::npos);
   CHECK(msg.find("unexpected: 0.extra") != std::string::npos);
 
   TensorDict bad_shape;
-  bad_shape.set("0.weight", zeros({3, 3}));
+  bad_shape.set("0.weight", zeros({3, 3}, test::opts()));
   bad_shape.set("0.bias", sd.at("0.bias"));
   msg = error_of([&] { seq.load_state_dict(bad_shape); });
   CHECK(msg.find("expected shape (3, 2)") != std::string::npos);
   CHECK(msg.find("(3, 3)") != std::string::npos);
 
   TensorDict bad_dtype;
-  bad_dtype.set("0.weight", zeros({3, 2}, DType::f64));
+  bad_dtype.set("0.weight", zeros({3, 2}, test::opts(DType::f64)));
   bad_dtype.set("0.bias", sd.at("0.bias"));
   CHECK(error_of([&] { seq.load_state_dict(bad_dtype); }).find("dtype f32") != std::string::npos);
 
   // Non-strict: present keys load, absent ones are left alone.
   TensorDict partial;
-  partial.set("0.bias", full({3}, 0.5));
-  partial.set("1.unknown", zeros({1}));
+  partial.set("0.bias", full({3}, 0.5, test::opts()));
+  partial.set("1.unknown", zeros({1}, test::opts()));
   Tensor w_before = raw::clone(sd.at("0.weight"));
   seq.load_state_dict(partial, false);
   auto lin = std::dynamic_pointer_cast<Linear>(seq[0]);
@@ -176,6 +182,7 @@ TEST_CASE("load_state_dict lists missing and unexpected keys, and checks shapes 
 
 TEST_CASE("to(DType::f64) replaces floating parameters and keeps them trainable") {
   Net net;
+  net.to(test::device());
   Tensor old_w = net.named_parameters()[2].second;
   net.to(DType::f64);
   for (const auto& [name, p] : net.named_parameters()) {
@@ -188,7 +195,7 @@ TEST_CASE("to(DType::f64) replaces floating parameters and keeps them trainable"
   Tensor new_w = net.named_parameters()[2].second;
   CHECK(raw::max_abs_diff(raw::to(old_w, DType::f64), new_w) < 1e-7);
   // The layers read the new tensors: forward runs in f64 and gradients reach them.
-  Tensor x = randn({3, 4}, DType::f64);
+  Tensor x = randn({3, 4}, test::opts(DType::f64));
   Tensor y = net(x);
   CHECK(y.dtype() == DType::f64);
   backward(sum(y));
@@ -200,7 +207,7 @@ TEST_CASE("to(DType::f64) replaces floating parameters and keeps them trainable"
 TEST_CASE("train/eval switch Dropout recursively") {
   Sequential seq;
   auto drop = seq.push_back(std::make_shared<Dropout>(0.5));
-  Tensor x = ones({1000});
+  Tensor x = ones({1000}, test::opts());
   CHECK(seq.is_training());
   Tensor y = seq(x);
   auto v = y.to_vector<float>();
@@ -222,6 +229,7 @@ TEST_CASE("forward and backward hooks fire in order with counts") {
   Sequential seq;
   auto l0 = seq.push_back(std::make_shared<Linear>(3, 4));
   auto l1 = seq.push_back(std::make_shared<Linear>(4, 2));
+  seq.to(test::device());
   std::vector<std::string> events;
   for (auto [name, m] : std::vector<std::pair<std::string, std::shared_ptr<Linear>>>{{"l0", l0},
                                                                                       {"l1", l1}}) {
@@ -235,7 +243,7 @@ TEST_CASE("forward and backward hooks fire in order with counts") {
     m->register_backward_pre_hook([&events, name](Module&) { events.push_back(name + ".pre_backward"); });
     m->register_backward_hook([&events, name](Module&) { events.push_back(name + ".backward"); });
   }
-  Tensor x = randn({5, 3});
+  Tensor x = randn({5, 3}, test::opts());
   set_requires_grad(x);
   Tensor loss = sum(seq(x));
   CHECK(events == std::vector<std::string>{"l0.pre_forward", "l0.forward", "l1.pre_forward",
@@ -249,23 +257,24 @@ TEST_CASE("forward and backward hooks fire in order with counts") {
 
 TEST_CASE("backward hooks fire when the input needs no grad, and handles remove hooks") {
   Linear lin(3, 2);
+  lin.to(test::device());
   std::vector<std::string> events;
   HookHandle h_pre = lin.register_backward_pre_hook([&](Module&) { events.push_back("pre_backward"); });
   lin.register_backward_hook([&](Module&) { events.push_back("backward"); });
   HookHandle h_fwd = lin.register_forward_pre_hook([&](Module&, const Tensor&) {
     events.push_back("pre_forward");
   });
-  backward(sum(lin(randn({2, 3}))));  // the input does not require grad
+  backward(sum(lin(randn({2, 3}, test::opts()))));  // the input does not require grad
   CHECK(events == std::vector<std::string>{"pre_forward", "pre_backward", "backward"});
   CHECK(lin.remove_hook(h_pre));
   CHECK(lin.remove_hook(h_fwd));
   CHECK(!lin.remove_hook(h_fwd));
   events.clear();
-  backward(sum(lin(randn({2, 3}))));
+  backward(sum(lin(randn({2, 3}, test::opts()))));
   CHECK(events == std::vector<std::string>{"backward"});
   // Under no-grad nothing is wrapped and no backward hook can fire.
   NoGradGuard ng;
-  Tensor y = lin(randn({2, 3}));
+  Tensor y = lin(randn({2, 3}, test::opts()));
   CHECK(!requires_grad(y));
 }
 
@@ -285,14 +294,14 @@ struct TiedPair : Module {
 }  // namespace
 
 TEST_CASE("tied parameters are listed once and stay tied through to()") {
-  TiedPair pair(ones({2}));
+  TiedPair pair(ones({2}, test::opts()));
   CHECK(names_of(pair.named_parameters()) == std::vector<std::string>{"a.w"});
   CHECK(pair.num_parameters() == 2);
   CHECK(pair.state_dict().keys() == std::vector<std::string>{"a.w", "b.w"});
   pair.to(DType::f64);
   CHECK(pair.a->parameter("w").dtype() == DType::f64);
   CHECK(pair.a->parameter("w").same_impl(pair.b->parameter("w")));
-  Tensor x = full({2}, 3.0, DType::f64);
+  Tensor x = full({2}, 3.0, test::opts(DType::f64));
   backward(sum(pair(x)));  // d/dw sum(x w w) = 2 x w = 6
   CHECK(grad(pair.a->parameter("w")).to_vector<double>() == std::vector<double>{6.0, 6.0});
 }
