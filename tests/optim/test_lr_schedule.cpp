@@ -10,13 +10,14 @@
 #include "optim/adam.h"
 #include "optim/lr_schedule.h"
 #include "optim/sgd.h"
+#include "tests/test_device.h"
 
 using namespace zt;
 
 namespace {
 
 Tensor a_param() {
-  Tensor p = zeros({2});
+  Tensor p = zeros({2}, test::opts());
   set_requires_grad(p);
   return p;
 }

@@ -1,5 +1,6 @@
 // SGD, Adam and AdamW against their published update equations written out by hand here;
-// state save/restore, parameter groups, skipped gradients, clip_grad_norm_.
+// state save/restore, parameter groups, skipped gradients, clip_grad_norm_. Parameters live on the
+// device under test (tests/test_device.h).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -16,19 +17,20 @@
 #include "optim/adam.h"
 #include "optim/clip.h"
 #include "optim/sgd.h"
+#include "tests/test_device.h"
 
 using namespace zt;
 
 namespace {
 
 Tensor param(const std::vector<double>& values, DType dtype = DType::f64) {
-  Tensor p = from_vector<double>(values, {int64_t(values.size())}, dtype);
+  Tensor p = from_vector<double>(values, {int64_t(values.size())}, test::opts(dtype));
   set_requires_grad(p);
   return p;
 }
 
 void give_grad(const Tensor& p, const std::vector<double>& g) {
-  set_grad(p, from_vector<double>(g, p.shape(), p.dtype()));
+  set_grad(p, from_vector<double>(g, p.shape(), {p.dtype(), p.device()}));
 }
 
 void check_values(const Tensor& t, const std::vector<double>& expected, double tol = 1e-12) {
@@ -153,14 +155,14 @@ TEST_CASE("AdamW: decoupled decay p *= 1 - lr * wd before the Adam step") {
 
 TEST_CASE("f32 fused loop and the raw-op path (strided gradient) agree") {
   std::vector<double> g = {0.3, -0.7, 1.1, 0.2};
-  Tensor pa = from_vector<double>({1, 2, 3, 4}, {2, 2}, DType::f32);
+  Tensor pa = from_vector<double>({1, 2, 3, 4}, {2, 2}, test::opts(DType::f32));
   Tensor pb = raw::clone(pa);
   set_requires_grad(pa);
   set_requires_grad(pb);
   AdamW a({pa}, AdamWOptions{});
   AdamW b({pb}, AdamWOptions{});
   for (int s = 0; s < 3; ++s) {
-    Tensor gt = from_vector<double>(g, {2, 2}, DType::f32);
+    Tensor gt = from_vector<double>(g, {2, 2}, test::opts(DType::f32));
     set_grad(pa, raw::contiguous(raw::transpose(gt, 0, 1)));
     set_grad(pb, raw::transpose(raw::clone(gt), 0, 1));  // not contiguous: raw path
     CHECK(!grad(pb).is_contiguous());
@@ -168,19 +170,19 @@ TEST_CASE("f32 fused loop and the raw-op path (strided gradient) agree") {
     b.step();
   }
   CHECK(raw::max_abs_diff(pa, pb) < 1e-6);
-  CHECK(raw::max_abs_diff(pa, from_vector<double>({1, 2, 3, 4}, {2, 2}, DType::f32)) > 1e-3);
+  CHECK(raw::max_abs_diff(pa, from_vector<double>({1, 2, 3, 4}, {2, 2}, test::opts(DType::f32))) > 1e-3);
 }
 
 TEST_CASE("Adam writes a bf16 model copy of each update in the same step, on the fused and raw paths") {
   for (bool strided_grad : {false, true}) {
     CAPTURE(strided_grad);
-    Tensor p = from_vector<double>({1.001, -2.5, 3.25, 0.125}, {2, 2}, DType::f32);
+    Tensor p = from_vector<double>({1.001, -2.5, 3.25, 0.125}, {2, 2}, test::opts(DType::f32));
     set_requires_grad(p);
     Tensor copy = raw::to(p, DType::bf16);
     AdamW opt({p}, AdamWOptions{});
     CHECK(opt.set_model_copy(p, raw::reshape(copy, {4})));
     for (int s = 0; s < 3; ++s) {
-      Tensor gt = from_vector<double>({0.3, -0.7, 1.1, 0.2}, {2, 2}, DType::f32);
+      Tensor gt = from_vector<double>({0.3, -0.7, 1.1, 0.2}, {2, 2}, test::opts(DType::f32));
       set_grad(p, strided_grad ? raw::transpose(raw::clone(gt), 0, 1) : gt);
       opt.step();
       // The copy is the update rounded to bf16, bit for bit.
@@ -188,40 +190,42 @@ TEST_CASE("Adam writes a bf16 model copy of each update in the same step, on the
             raw::to(raw::to(p, DType::bf16), DType::f64).to_vector<double>());
     }
   }
-  Tensor p = from_vector<double>({1, 2}, {2}, DType::f32);
+  Tensor p = from_vector<double>({1, 2}, {2}, test::opts(DType::f32));
   AdamW opt({p}, AdamWOptions{});
-  CHECK_THROWS_WITH_AS(opt.set_model_copy(p, zeros({3}, DType::bf16)), doctest::Contains("f16/bf16 tensor of 2"), Error);
+  CHECK_THROWS_WITH_AS(opt.set_model_copy(p, zeros({3}, test::opts(DType::bf16))),
+                       doctest::Contains("f16/bf16 tensor of 2"), Error);
   SGD sgd({p}, SGDOptions{0.1});
-  CHECK_FALSE(sgd.set_model_copy(p, zeros({2}, DType::bf16)));  // the caller copies
+  CHECK_FALSE(sgd.set_model_copy(p, zeros({2}, test::opts(DType::bf16))));  // the caller copies
 }
 
 TEST_CASE("Adam state memory is counted as optimizer_state") {
   Tensor p = param(std::vector<double>(1000, 1.0));
   Adam opt({p}, AdamOptions{});
-  const int64_t before = allocator_for(Device::cpu()).stats().of(MemoryCategory::optimizer_state).in_use;
+  Allocator& allocator = allocator_for(test::device());
+  const int64_t before = allocator.stats().of(MemoryCategory::optimizer_state).in_use;
   give_grad(p, std::vector<double>(1000, 0.5));
   opt.step();
-  const int64_t after = allocator_for(Device::cpu()).stats().of(MemoryCategory::optimizer_state).in_use;
+  const int64_t after = allocator.stats().of(MemoryCategory::optimizer_state).in_use;
   CHECK(after - before == 2 * 1000 * 8);  // exp_avg and exp_avg_sq in f64
 }
 
 TEST_CASE("bf16 parameters take the raw-op path and track the f32 update") {
   std::vector<double> g = {0.5, -1.0, 0.25, 2.0};
-  Tensor p16 = from_vector<double>({1, -2, 3, 0.5}, {4}, DType::bf16);
-  Tensor p32 = from_vector<double>({1, -2, 3, 0.5}, {4}, DType::f32);
+  Tensor p16 = from_vector<double>({1, -2, 3, 0.5}, {4}, test::opts(DType::bf16));
+  Tensor p32 = from_vector<double>({1, -2, 3, 0.5}, {4}, test::opts(DType::f32));
   set_requires_grad(p16);
   set_requires_grad(p32);
   Adam a({p16}, AdamOptions{.lr = 0.05});
   Adam b({p32}, AdamOptions{.lr = 0.05});
   for (int s = 0; s < 3; ++s) {
-    set_grad(p16, from_vector<double>(g, {4}, DType::bf16));
-    set_grad(p32, from_vector<double>(g, {4}, DType::f32));
+    set_grad(p16, from_vector<double>(g, {4}, test::opts(DType::bf16)));
+    set_grad(p32, from_vector<double>(g, {4}, test::opts(DType::f32)));
     a.step();
     b.step();
   }
   // bf16 keeps 8 bits of mantissa: compare at its resolution.
   CHECK(raw::max_abs_diff(raw::to(p16, DType::f32), p32) < 0.02);
-  CHECK(raw::max_abs_diff(p32, from_vector<double>({1, -2, 3, 0.5}, {4}, DType::f32)) > 0.1);
+  CHECK(raw::max_abs_diff(p32, from_vector<double>({1, -2, 3, 0.5}, {4}, test::opts(DType::f32))) > 0.1);
 }
 
 TEST_CASE("parameters without a gradient are skipped and keep their step count") {
@@ -273,6 +277,7 @@ TEST_CASE("groups: per-group lr and weight decay; make_param_groups by name and 
   net.push_back(std::make_shared<Embedding>(10, 4));
   net.push_back(std::make_shared<Linear>(4, 4));
   net.push_back(std::make_shared<LayerNorm>(4));
+  net.to(test::device());
   auto groups = make_param_groups(net, 0.1);
   REQUIRE(groups.size() == 2);
   CHECK(groups[0].weight_decay == 0.1);

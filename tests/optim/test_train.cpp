@@ -1,5 +1,5 @@
 // End to end: a tiny MLP learns XOR with Adam (loss falls more than 10x), with gradient
-// clipping and a warmup schedule in the loop.
+// clipping and a warmup schedule in the loop, on the device under test (tests/test_device.h).
 #include <doctest/doctest.h>
 
 #include <memory>
@@ -13,17 +13,18 @@
 #include "optim/adam.h"
 #include "optim/clip.h"
 #include "optim/lr_schedule.h"
+#include "tests/test_device.h"
 
 using namespace zt;
 
 TEST_CASE("MLP learns XOR with Adam") {
   Generator gen(1234);
   Sequential mlp;
-  mlp.push_back(std::make_shared<Linear>(LinearOptions{2, 16, true, DType::f32, Device::cpu(), &gen}));
+  mlp.push_back(std::make_shared<Linear>(LinearOptions{2, 16, true, DType::f32, test::device(), &gen}));
   mlp.push_back(std::make_shared<Tanh>());
-  mlp.push_back(std::make_shared<Linear>(LinearOptions{16, 1, true, DType::f32, Device::cpu(), &gen}));
-  Tensor x = from_vector<float>({0, 0, 0, 1, 1, 0, 1, 1}, {4, 2});
-  Tensor y = from_vector<float>({0, 1, 1, 0}, {4, 1});
+  mlp.push_back(std::make_shared<Linear>(LinearOptions{16, 1, true, DType::f32, test::device(), &gen}));
+  Tensor x = from_vector<float>({0, 0, 0, 1, 1, 0, 1, 1}, {4, 2}, test::opts());
+  Tensor y = from_vector<float>({0, 1, 1, 0}, {4, 1}, test::opts());
   Adam opt(make_param_groups(mlp, 0.0), AdamOptions{.lr = 0.05});
   WarmupLR sched(opt, WarmupLROptions{.warmup_min_lr = 0.01, .warmup_max_lr = 0.05,
                                       .warmup_num_steps = 20, .warmup_type = "linear"});
