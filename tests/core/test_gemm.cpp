@@ -1,13 +1,13 @@
-// Tests of the CPU GEMM kernel: every transpose combination, transposed views, batches with a
-// broadcast operand, alpha/beta, packed (stepped) operands and f16/bf16, against hand values
-// and a naive triple loop; then the raw matrix-product ops (matmul, linear and the fused GELU /
-// bias-gradient products) on the device under test (tests/test_device.h).
+// Tests of the GEMM kernel of the device under test's backend (tests/test_device.h), called
+// directly: every transpose combination, transposed views, batches with a broadcast operand,
+// alpha/beta, packed (stepped) operands and f16/bf16, against hand values and a naive triple loop;
+// then the raw matrix-product ops (matmul, linear and the fused GELU / bias-gradient products).
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <vector>
 
-#include "core/cpu/cpu_backend.h"
+#include "core/backend.h"
 #include "core/factory.h"
 #include "core/ops.h"
 #include "core/tensor.h"
@@ -19,8 +19,11 @@ using zt::DType;
 using zt::Shape;
 using zt::Tensor;
 
-// A contiguous tensor of `shape` holding `values` (row-major) converted to `dt`.
-Tensor gemm_tensor(const std::vector<double>& values, const Shape& shape, DType dt) {
+// The backend whose kernels are under test.
+zt::Backend& backend() { return zt::backend_for(zt::test::device()); }
+
+// A contiguous host tensor of `shape` holding `values` (row-major) converted to `dt`.
+Tensor host_tensor(const std::vector<double>& values, const Shape& shape, DType dt) {
   Tensor t = Tensor::empty(shape, dt);
   REQUIRE(size_t(t.numel()) == values.size());
   ZT_DISPATCH_FLOATING(dt, "gemm_tensor", [&]<typename T>() {
@@ -79,10 +82,13 @@ void check_close(const Tensor& got, const std::vector<double>& want, DType dt) {
 
 constexpr DType kGemmDTypes[] = {DType::f32, DType::f64, DType::f16, DType::bf16};
 
-// gemm_tensor on the device under test.
-Tensor device_tensor(const std::vector<double>& values, const Shape& shape, DType dt) {
-  return zt::test::on_device(gemm_tensor(values, shape, dt));
+// host_tensor on the device under test.
+Tensor gemm_tensor(const std::vector<double>& values, const Shape& shape, DType dt) {
+  return zt::test::on_device(host_tensor(values, shape, dt));
 }
+
+// An uninitialised tensor on the device under test.
+Tensor device_empty(const Shape& shape, DType dt) { return Tensor::empty(shape, {dt, zt::test::device()}); }
 
 // A fused product against the separate ops it replaces: bitwise on the CPU (the same kernels).
 // On CUDA the fusions run in cuBLASLt's epilogues (bias, GELU, bias gradient), whose GELU and
@@ -102,7 +108,7 @@ TEST_CASE("gemm: hand-computed 2x3 @ 3x2") {
     Tensor a = gemm_tensor({1, 2, 3, 4, 5, 6}, {2, 3}, dt);
     Tensor b = gemm_tensor({7, 8, 9, 10, 11, 12}, {3, 2}, dt);
     Tensor out = gemm_tensor({0, 0, 0, 0}, {2, 2}, dt);
-    zt::cpu::cpu_backend().gemm(out, a, b, false, false, 1.0, 0.0);
+    backend().gemm(out, a, b, false, false, 1.0, 0.0);
     // [1 2 3; 4 5 6] @ [7 8; 9 10; 11 12] = [58 64; 139 154]
     check_close(out, {58, 64, 139, 154}, dt);
   }
@@ -118,7 +124,7 @@ TEST_CASE("gemm: every transpose flag combination with contiguous operands") {
       const Shape as = ta ? Shape{K, M} : Shape{M, K}, bs = tb ? Shape{N, K} : Shape{K, N};
       const std::vector<double> av = pattern(M * K, 1), bv = pattern(K * N, 2), ov = pattern(M * N, 3);
       Tensor out = gemm_tensor(ov, {M, N}, dt);
-      zt::cpu::cpu_backend().gemm(out, gemm_tensor(av, as, dt), gemm_tensor(bv, bs, dt), ta, tb, 1.0, 0.0);
+      backend().gemm(out, gemm_tensor(av, as, dt), gemm_tensor(bv, bs, dt), ta, tb, 1.0, 0.0);
       check_close(out, reference(av, as, ta, bv, bs, tb, ov, 1, M, N, K, 1.0, 0.0), dt);
     }
   }
@@ -146,7 +152,7 @@ TEST_CASE("gemm: transposed views need no flag and combine with flags") {
       Tensor a = t_view(a_store), b = t_view(b_store);
       REQUIRE(a.shape() == a_view);
       Tensor out = gemm_tensor(std::vector<double>(size_t(M * N), 0.0), {M, N}, dt);
-      zt::cpu::cpu_backend().gemm(out, a, b, ta, tb, 1.0, 0.0);
+      backend().gemm(out, a, b, ta, tb, 1.0, 0.0);
       check_close(out, reference(av, a_view, ta, bv, b_view, tb, {}, 1, M, N, K, 1.0, 0.0), dt);
     }
   }
@@ -158,8 +164,7 @@ TEST_CASE("gemm: alpha and beta") {
     CAPTURE(zt::dtype_name(dt));
     const std::vector<double> av = pattern(M * K, 6), bv = pattern(K * N, 7), ov = pattern(M * N, 8);
     Tensor out = gemm_tensor(ov, {M, N}, dt);
-    zt::cpu::cpu_backend().gemm(out, gemm_tensor(av, {M, K}, dt), gemm_tensor(bv, {K, N}, dt), false,
-                                false, 2.0, 0.5);
+    backend().gemm(out, gemm_tensor(av, {M, K}, dt), gemm_tensor(bv, {K, N}, dt), false, false, 2.0, 0.5);
     check_close(out, reference(av, {M, K}, false, bv, {K, N}, false, ov, 1, M, N, K, 2.0, 0.5), dt);
   }
 }
@@ -173,19 +178,18 @@ TEST_CASE("gemm: batched, with a broadcast 2-D operand and a stride-0 batch") {
     // Both operands batched, a transposed per batch.
     Tensor a3t = gemm_tensor(av, {B, K, M}, dt);
     Tensor out = gemm_tensor(ov, {B, M, N}, dt);
-    zt::cpu::cpu_backend().gemm(out, a3t, gemm_tensor(bv, {B, K, N}, dt), true, false, 1.0, 1.0);
+    backend().gemm(out, a3t, gemm_tensor(bv, {B, K, N}, dt), true, false, 1.0, 1.0);
     check_close(out, reference(av, {B, K, M}, true, bv, {B, K, N}, false, ov, B, M, N, K, 1.0, 1.0), dt);
     // b shared by every batch: as a 2-D tensor (the folded path) ...
     Tensor out2 = gemm_tensor(ov, {B, M, N}, dt);
-    zt::cpu::cpu_backend().gemm(out2, gemm_tensor(av, {B, M, K}, dt), gemm_tensor(b2, {K, N}, dt),
-                                false, false, 1.0, 0.0);
+    backend().gemm(out2, gemm_tensor(av, {B, M, K}, dt), gemm_tensor(b2, {K, N}, dt), false, false, 1.0, 0.0);
     const std::vector<double> want = reference(av, {B, M, K}, false, b2, {K, N}, false, ov, B, M, N, K, 1.0, 0.0);
     check_close(out2, want, dt);
     // ... and as a 3-D expand view with batch stride 0.
     Tensor b2t = gemm_tensor(b2, {K, N}, dt);
     Tensor b_expanded = Tensor::view_of(b2t.storage(), {B, K, N}, {0, N, 1}, 0, dt);
     Tensor out3 = gemm_tensor(ov, {B, M, N}, dt);
-    zt::cpu::cpu_backend().gemm(out3, gemm_tensor(av, {B, M, K}, dt), b_expanded, false, false, 1.0, 0.0);
+    backend().gemm(out3, gemm_tensor(av, {B, M, K}, dt), b_expanded, false, false, 1.0, 0.0);
     check_close(out3, want, dt);
   }
 }
@@ -202,24 +206,23 @@ TEST_CASE("gemm: operands without a unit stride are packed") {
     for (int64_t m = 0; m < M; ++m)
       for (int64_t k = 0; k < K; ++k) av.push_back(wide[size_t(m * 2 * K + 2 * k)]);
     Tensor out = gemm_tensor(std::vector<double>(size_t(M * N), 0.0), {M, N}, dt);
-    zt::cpu::cpu_backend().gemm(out, a, gemm_tensor(bv, {K, N}, dt), false, false, 1.0, 0.0);
+    backend().gemm(out, a, gemm_tensor(bv, {K, N}, dt), false, false, 1.0, 0.0);
     check_close(out, reference(av, {M, K}, false, bv, {K, N}, false, {}, 1, M, N, K, 1.0, 0.0), dt);
   }
 }
 
 TEST_CASE("gemm: an empty inner dim scales out by beta") {
   Tensor out = gemm_tensor({1, 2, 3, 4}, {2, 2}, DType::f32);
-  zt::cpu::cpu_backend().gemm(out, Tensor::empty({2, 0}, DType::f32), Tensor::empty({0, 2}, DType::f32),
-                              false, false, 1.0, 0.5);
+  backend().gemm(out, device_empty({2, 0}, DType::f32), device_empty({0, 2}, DType::f32), false, false, 1.0, 0.5);
   check_close(out, {0.5, 1, 1.5, 2}, DType::f32);
 }
 
 TEST_CASE("gemm: bad dtypes and shapes are clear errors") {
-  Tensor ai = Tensor::empty({2, 2}, DType::i32);
-  CHECK_THROWS_WITH_AS(zt::cpu::cpu_backend().gemm(Tensor::empty({2, 2}, DType::i32), ai, ai, false, false, 1, 0),
+  Tensor ai = device_empty({2, 2}, DType::i32);
+  CHECK_THROWS_WITH_AS(backend().gemm(device_empty({2, 2}, DType::i32), ai, ai, false, false, 1, 0),
                        doctest::Contains("dtype i32 is not supported"), zt::Error);
-  Tensor a = Tensor::empty({2, 3}, DType::f32), b = Tensor::empty({2, 2}, DType::f32);
-  CHECK_THROWS_WITH_AS(zt::cpu::cpu_backend().gemm(Tensor::empty({2, 2}, DType::f32), a, b, false, false, 1, 0),
+  Tensor a = device_empty({2, 3}, DType::f32), b = device_empty({2, 2}, DType::f32);
+  CHECK_THROWS_WITH_AS(backend().gemm(device_empty({2, 2}, DType::f32), a, b, false, false, 1, 0),
                        doctest::Contains("do not chain"), zt::Error);
 }
 
@@ -229,7 +232,7 @@ TEST_CASE("gemm: raw::matmul with transposes and batches") {
     CAPTURE(zt::dtype_name(dt));
     const std::vector<double> av = pattern(B * M * K, 15), bv = pattern(N * K, 16);
     // (B, M, K) @ (N, K)^T via the flag, and via a transposed view.
-    Tensor a = device_tensor(av, {B, M, K}, dt), b = device_tensor(bv, {N, K}, dt);
+    Tensor a = gemm_tensor(av, {B, M, K}, dt), b = gemm_tensor(bv, {N, K}, dt);
     const std::vector<double> want = reference(av, {B, M, K}, false, bv, {N, K}, true, {}, B, M, N, K, 1.0, 0.0);
     Tensor c1 = zt::raw::matmul(a, b, false, true);
     CHECK(c1.shape() == Shape{B, M, N});
@@ -241,7 +244,7 @@ TEST_CASE("gemm: raw::matmul with transposes and batches") {
 
 TEST_CASE("gemm: an out that shares memory with an operand is an error") {
   Tensor a = gemm_tensor({1, 2, 3, 4}, {2, 2}, DType::f32);
-  CHECK_THROWS_WITH_AS(zt::cpu::cpu_backend().gemm(a, a, gemm_tensor({1, 0, 0, 1}, {2, 2}, DType::f32), false, false, 1, 0),
+  CHECK_THROWS_WITH_AS(backend().gemm(a, a, gemm_tensor({1, 0, 0, 1}, {2, 2}, DType::f32), false, false, 1, 0),
                        doctest::Contains("must not share memory"), zt::Error);
 }
 
@@ -255,7 +258,7 @@ TEST_CASE("gemm: odd mid-size batched shapes in every transpose combination") {
       const Shape as = ta ? Shape{B, K, M} : Shape{B, M, K}, bs = tb ? Shape{B, N, K} : Shape{B, K, N};
       const std::vector<double> av = pattern(B * M * K, 17), bv = pattern(B * K * N, 18), ov = pattern(B * M * N, 19);
       Tensor out = gemm_tensor(ov, {B, M, N}, dt);
-      zt::cpu::cpu_backend().gemm(out, gemm_tensor(av, as, dt), gemm_tensor(bv, bs, dt), ta, tb, -1.0, 1.0);
+      backend().gemm(out, gemm_tensor(av, as, dt), gemm_tensor(bv, bs, dt), ta, tb, -1.0, 1.0);
       check_close(out, reference(av, as, ta, bv, bs, tb, ov, B, M, N, K, -1.0, 1.0), dt);
     }
   }
@@ -266,8 +269,8 @@ TEST_CASE("gemm_bias and raw::linear: x W^T + b, over flattened leading dims; er
   for (DType dt : kGemmDTypes) {
     CAPTURE(zt::dtype_name(dt));
     const std::vector<double> xv = pattern(B * T * K, 1), wv = pattern(N * K, 2), bv = pattern(N, 3);
-    const Tensor x = device_tensor(xv, {B, T, K}, dt), w = device_tensor(wv, {N, K}, dt);
-    const Tensor b = device_tensor(bv, {N}, dt);
+    const Tensor x = gemm_tensor(xv, {B, T, K}, dt), w = gemm_tensor(wv, {N, K}, dt);
+    const Tensor b = gemm_tensor(bv, {N}, dt);
     std::vector<double> want = reference(xv, {B * T, K}, false, wv, {N, K}, true, {}, 1, B * T, N, K, 1.0, 0.0);
     for (int64_t r = 0; r < B * T; ++r)
       for (int64_t n = 0; n < N; ++n) want[size_t(r * N + n)] += bv[size_t(n)];
@@ -279,19 +282,17 @@ TEST_CASE("gemm_bias and raw::linear: x W^T + b, over flattened leading dims; er
     REQUIRE_FALSE(xt.is_contiguous());
     check_close(zt::raw::linear(xt, w, b), want, dt);
     // K = 0: every row is the bias.
-    const zt::TensorOptions on(dt, zt::test::device());
-    const Tensor y0 = zt::raw::linear(Tensor::empty({2, 0}, on), Tensor::empty({N, 0}, on), b);
+    const Tensor y0 = zt::raw::linear(device_empty({2, 0}, dt), device_empty({N, 0}, dt), b);
     std::vector<double> rows0;
     for (int r = 0; r < 2; ++r) rows0.insert(rows0.end(), bv.begin(), bv.end());
     check_close(y0, rows0, dt);
   }
-  // The argument errors on the CPU, where the backend's kernel contract is called directly too.
-  const Tensor x = Tensor::empty({2, 5}, DType::f32), w = Tensor::empty({4, 5}, DType::f32);
-  CHECK_THROWS_WITH_AS(zt::raw::linear(x, w, Tensor::empty({3}, DType::f32)),
+  const Tensor x = device_empty({2, 5}, DType::f32), w = device_empty({4, 5}, DType::f32);
+  CHECK_THROWS_WITH_AS(zt::raw::linear(x, w, device_empty({3}, DType::f32)),
                        doctest::Contains("weight (N, K) and bias (N)"), zt::Error);
-  CHECK_THROWS_WITH_AS(zt::raw::linear(x, w, Tensor::empty({4}, DType::f64)), doctest::Contains("dtype"), zt::Error);
-  Tensor out = Tensor::empty({2, 4}, DType::f32);
-  CHECK_THROWS_WITH_AS(zt::cpu::cpu_backend().gemm_bias(out, x, w, false, true, Tensor::empty({5}, DType::f32)),
+  CHECK_THROWS_WITH_AS(zt::raw::linear(x, w, device_empty({4}, DType::f64)), doctest::Contains("dtype"), zt::Error);
+  Tensor out = device_empty({2, 4}, DType::f32);
+  CHECK_THROWS_WITH_AS(backend().gemm_bias(out, x, w, false, true, device_empty({5}, DType::f32)),
                        doctest::Contains("gemm_bias: expected out (M, N) and a contiguous bias (N)"), zt::Error);
 }
 
@@ -299,10 +300,10 @@ TEST_CASE("linear_gelu, gelu_linear_input_grads and linear_weight_grads equal th
   const int64_t B = 2, T = 3, K = 5, N = 6, M = 4;
   for (DType dt : kGemmDTypes) {
     CAPTURE(zt::dtype_name(dt));
-    const Tensor x = device_tensor(pattern(B * T * K, 1), {B, T, K}, dt);
-    const Tensor w1 = device_tensor(pattern(N * K, 2), {N, K}, dt), b1 = device_tensor(pattern(N, 3), {N}, dt);
-    const Tensor w2 = device_tensor(pattern(M * N, 4), {M, N}, dt);
-    const Tensor g = device_tensor(pattern(B * T * M, 5), {B, T, M}, dt);
+    const Tensor x = gemm_tensor(pattern(B * T * K, 1), {B, T, K}, dt);
+    const Tensor w1 = gemm_tensor(pattern(N * K, 2), {N, K}, dt), b1 = gemm_tensor(pattern(N, 3), {N}, dt);
+    const Tensor w2 = gemm_tensor(pattern(M * N, 4), {M, N}, dt);
+    const Tensor g = gemm_tensor(pattern(B * T * M, 5), {B, T, M}, dt);
     // Forward: pre = x w1^T + b1, out = gelu_tanh(pre), each rounded as the separate ops round.
     const zt::raw::LinearGelu h = zt::raw::linear_gelu(x, w1, b1);
     const Tensor pre = zt::raw::linear(x, w1, b1);
@@ -322,18 +323,18 @@ TEST_CASE("linear_gelu, gelu_linear_input_grads and linear_weight_grads equal th
     CHECK(zt::raw::max_abs_diff(wb.bias, zt::raw::sum(g, {0, 1})) <= sum_tol);
   }
   // No rows: the bias gradients are zeros.
-  const zt::TensorOptions f32(DType::f32, zt::test::device());
-  const Tensor w = Tensor::empty({3, 2}, f32);
+  const DType f32 = DType::f32;
+  const Tensor w = device_empty({3, 2}, f32);
   const zt::raw::GeluLinearGrads none =
-      zt::raw::gelu_linear_input_grads(Tensor::empty({0, 3}, f32), w, Tensor::empty({0, 2}, f32));
+      zt::raw::gelu_linear_input_grads(device_empty({0, 3}, f32), w, device_empty({0, 2}, f32));
   CHECK(none.bias.to_vector<double>() == std::vector<double>{0, 0});
   const zt::raw::LinearGrads none_wb =
-      zt::raw::linear_weight_grads(Tensor::empty({0, 3}, f32), Tensor::empty({0, 2}, f32));
+      zt::raw::linear_weight_grads(device_empty({0, 3}, f32), device_empty({0, 2}, f32));
   CHECK(none_wb.bias.to_vector<double>() == std::vector<double>{0, 0, 0});
   CHECK(none_wb.weight.to_vector<double>() == std::vector<double>(6, 0.0));
-  CHECK_THROWS_WITH_AS(zt::raw::linear_weight_grads(Tensor::empty({4, 3}, f32), Tensor::empty({5, 2}, f32)),
+  CHECK_THROWS_WITH_AS(zt::raw::linear_weight_grads(device_empty({4, 3}, f32), device_empty({5, 2}, f32)),
                        doctest::Contains("must share their leading dims"), zt::Error);
-  CHECK_THROWS_WITH_AS(zt::raw::gelu_linear_input_grads(Tensor::empty({4, 3}, f32), w, Tensor::empty({4, 5}, f32)),
+  CHECK_THROWS_WITH_AS(zt::raw::gelu_linear_input_grads(device_empty({4, 3}, f32), w, device_empty({4, 5}, f32)),
                        doctest::Contains("expected grad_out (..., N), weight (N, K) and pre (..., K)"), zt::Error);
 }
 
@@ -342,14 +343,14 @@ TEST_CASE("raw::linear with a transposed weight view and a strided input equals 
   for (DType dt : kGemmDTypes) {
     CAPTURE(zt::dtype_name(dt));
     // weight (N, K) as the transpose of a contiguous (K, N): unit stride in its first dim.
-    const Tensor wt = device_tensor(pattern(K * N, 7), {K, N}, dt);
+    const Tensor wt = gemm_tensor(pattern(K * N, 7), {K, N}, dt);
     const Tensor w = t_view(wt);
     REQUIRE_FALSE(w.is_contiguous());
     // x: every other row of a (2R, K) tensor.
-    const Tensor big = device_tensor(pattern(2 * R * K, 8), {2 * R, K}, dt);
+    const Tensor big = gemm_tensor(pattern(2 * R * K, 8), {2 * R, K}, dt);
     const Tensor x = zt::raw::slice(big, 0, 0, 2 * R, 2);
     REQUIRE(x.shape() == Shape{R, K});
-    const Tensor b = device_tensor(pattern(N, 9), {N}, dt);
+    const Tensor b = gemm_tensor(pattern(N, 9), {N}, dt);
     Tensor want = zt::raw::matmul(x, w, false, true);
     zt::raw::binary_(zt::BinaryOp::add, want, b);
     const double tol = dt == DType::f64 ? 1e-12 : dt == DType::f32 ? 1e-5 : 2e-2;
