@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # GPU check (DESIGN.md §7): builds zerotrain with the CUDA backend for sm_90 (H100/H200), runs
-# the whole ctest suite, runs the CUDA parity/allocator tests on their own (their messages
-# list how many argument sets each op compared), then the same binary under compute-sanitizer
-# memcheck when available, then quick benchmarks (BENCH=0: none). Logs go to $OUT when it is
-# set (else <build>/gpu_check); a summary table is printed last. Exit status: 0 when every step
-# that ran passed.
+# the whole ctest suite (its core_cuda, autograd_cuda, nn_cuda and optim_cuda entries run those
+# suites again on the GPU, ZT_TEST_DEVICE=cuda), runs the CUDA parity/allocator tests on their
+# own (their messages list how many argument sets each op compared), then the same binary under
+# compute-sanitizer memcheck when available, then quick benchmarks (BENCH=0: none). Logs go to
+# $OUT when it is set (else <build>/gpu_check); a summary table is printed last. Exit status: 0
+# when every step that ran passed.
 #   BUILD_DIR (default build-gpu), CUDA_ARCH (default 90), MEMCHECK_TIMEOUT seconds (default 3600)
 set -uo pipefail
 cd "$(dirname "$0")/.."
