@@ -2,8 +2,8 @@
 // meaning (core/cpu/kernels_layer_norm.cpp): statistics in float (double for f64) by two passes,
 // stored in the dtype of the mean/rstd tensors (f32, or f64). Row kernels use 16-byte loads and
 // stores when the row length and alignment allow; rows that fit are held in registers (read from
-// memory once), longer ones stream (bench/NOTES.md has the measurements). The backward is
-// kernels_layer_norm_backward.cu.
+// memory once), narrow rows a warp each, longer ones stream (bench/NOTES.md has the
+// measurements). The backward is kernels_layer_norm_backward.cu.
 #include <algorithm>
 
 #include "cuda/cuda_backend.h"
@@ -140,6 +140,72 @@ __global__ void layer_norm_cached_kernel(T* y, S* mean, S* rstd, const T* x, con
   }
 }
 
+// Narrow rows, a warp per row: rows of at most 32 * kWarpRowVecs 16-byte vectors (a bf16 row
+// of up to 1024, GPT-2's 768 among them), K the vectors a lane holds. The cached kernel gives
+// such a row a 32-thread block (24 busy lanes for 768) and two block reductions, each with two
+// barriers: at bf16 (8192, 768) it reached 42-53% of the copy bandwidth. Here the row sums are
+// warp shuffles, kWarpRowsPerBlock rows share a block, and every row of the grid is in flight
+// at once. Same two passes over registers as the other kernels.
+constexpr int kWarpRowVecs = 4, kWarpRowsPerBlock = 4;
+
+template <int K, typename T, typename S>
+__global__ void __launch_bounds__(kWarpRowsPerBlock * 32)
+    layer_norm_warp_kernel(T* y, S* mean, S* rstd, const T* x, const T* w, const T* b, int64_t rows,
+                           int64_t cols, double eps) {  // x, y (N, C); w, b (C)
+  using A = compute_t<T>;
+  constexpr int V = 16 / int(sizeof(T));
+  using VT = Vec<T, V>;
+  const int lane = int(threadIdx.x) % 32, nvec = int(cols / V);
+  auto vec = [&](int k) { return k * 32 + lane; };
+  for (int64_t r = int64_t(blockIdx.x) * kWarpRowsPerBlock + threadIdx.x / 32; r < rows;
+       r += int64_t(gridDim.x) * kWarpRowsPerBlock) {
+    const VT* xr = reinterpret_cast<const VT*>(x + r * cols);
+    VT raw[K];
+#pragma unroll
+    for (int k = 0; k < K; ++k)
+      if (vec(k) < nvec) raw[k] = xr[vec(k)];
+    A sum = 0;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      if (vec(k) >= nvec) continue;
+#pragma unroll
+      for (int j = 0; j < V; ++j) sum += A(to_compute(raw[k].v[j]));
+    }
+    const A mu = warp_sum(sum) / A(cols);
+    A var = 0;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      if (vec(k) >= nvec) continue;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A d = A(to_compute(raw[k].v[j])) - mu;
+        var += d * d;
+      }
+    }
+    const A inv = A(1) / f_sqrt(warp_sum(var) / A(cols) + A(eps));
+    VT* yr = reinterpret_cast<VT*>(y + r * cols);
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      if (vec(k) >= nvec) continue;
+      VT wv, bv, out;
+      if (w) wv = reinterpret_cast<const VT*>(w)[vec(k)];
+      if (b) bv = reinterpret_cast<const VT*>(b)[vec(k)];
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        A v = (A(to_compute(raw[k].v[j])) - mu) * inv;
+        if (w) v *= A(to_compute(wv.v[j]));
+        if (b) v += A(to_compute(bv.v[j]));
+        out.v[j] = to_element<T>(v);
+      }
+      yr[vec(k)] = out;
+    }
+    if (lane == 0) {
+      mean[r] = S(mu);
+      rstd[r] = S(inv);
+    }
+  }
+}
+
 }  // namespace
 
 void CudaBackend::layer_norm(const Tensor& y, const Tensor& mean, const Tensor& rstd, const Tensor& x,
@@ -168,6 +234,21 @@ void CudaBackend::layer_norm(const Tensor& y, const Tensor& mean, const Tensor& 
                                                      rs.n, rs.c, eps);
       };
       const bool vec = vectorizable(rs.c, kV, {yp, xp, wp, bp});
+      if (const int64_t lane_vecs = (rs.c / kV + 31) / 32; vec && lane_vecs <= kWarpRowVecs) {
+        const unsigned grid = unsigned(std::min<int64_t>((rs.n + kWarpRowsPerBlock - 1) / kWarpRowsPerBlock, 65535));
+        auto launch_warp = [&](auto kernel) {
+          kernel<<<grid, kWarpRowsPerBlock * 32, 0, stream>>>(yp, device_data<S>(mean), device_data<S>(rstd), xp,
+                                                              wp, bp, rs.n, rs.c, eps);
+        };
+        switch (lane_vecs) {
+          case 1: launch_warp(layer_norm_warp_kernel<1, T, S>); break;
+          case 2: launch_warp(layer_norm_warp_kernel<2, T, S>); break;
+          case 3: launch_warp(layer_norm_warp_kernel<3, T, S>); break;
+          default: launch_warp(layer_norm_warp_kernel<4, T, S>); break;
+        }
+        ZT_CUDA_LAUNCH_CHECK("layer_norm_warp_kernel");
+        return;
+      }
       auto cached = vec ? layer_norm_cached_kernel<kV, kCachedVecs, T, S>
                         : layer_norm_cached_kernel<1, kCachedVecs, T, S>;
       if (const int block = cached_block(rs.c, vec ? kV : 1); block > 0 && launchable(cached, block)) {
