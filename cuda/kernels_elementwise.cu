@@ -6,6 +6,7 @@
 
 #include "core/int_pow.h"
 #include "core/cpu/cpu_backend.h"
+#include "cuda/column_partials.cuh"
 #include "cuda/cuda_backend.h"
 #include "cuda/elementwise.cuh"
 #include "cuda/gelu_backward_sums.h"
@@ -424,16 +425,6 @@ __global__ void __launch_bounds__(kSumThreads) gelu_tanh_backward_sums_kernel(T*
   for (int j = 0; j < V; ++j) partials[int64_t(blockIdx.y) * cols + col + j] = sum[j];
 }
 
-// out[c] = sum over chunks k of partials[k, c], added in chunk order.
-template <typename T>
-__global__ void column_partials_finish_kernel(T* out, const compute_t<T>* partials, int64_t chunks, int64_t cols) {
-  ZT_GRID_STRIDE_LOOP(c, cols) {
-    compute_t<T> s = 0;
-    for (int64_t k = 0; k < chunks; ++k) s += partials[k * cols + c];
-    out[c] = to_element<T>(s);
-  }
-}
-
 }  // namespace
 
 bool gelu_tanh_backward_with_sums(const Tensor& grad, const Tensor& pre, const Tensor& grad_bias) {
@@ -457,9 +448,8 @@ bool gelu_tanh_backward_with_sums(const Tensor& grad, const Tensor& pre, const T
     gelu_tanh_backward_sums_kernel<T, V><<<dim3(unsigned(col_blocks), unsigned(chunks)), kSumThreads, 0, stream>>>(
         device_data<T>(grad), device_data<T>(pre), device_data<C>(partials), rows, cols);
     ZT_CUDA_LAUNCH_CHECK("gelu_tanh_backward_sums_kernel");
-    column_partials_finish_kernel<T><<<grid_for(cols), kBlockSize, 0, stream>>>(device_data<T>(grad_bias),
-                                                                              device_data<C>(partials), chunks, cols);
-    ZT_CUDA_LAUNCH_CHECK("column_partials_finish_kernel");
+    launch_column_partials_finish<T, C>(device_data<T>(grad_bias), nullptr, device_data<C>(partials), nullptr, chunks,
+                                        cols, stream);
   }));
   return true;
 }

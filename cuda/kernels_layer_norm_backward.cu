@@ -6,6 +6,7 @@
 // a warp each. The forward is kernels_layer_norm.cu.
 #include <algorithm>
 
+#include "cuda/column_partials.cuh"
 #include "cuda/cuda_backend.h"
 #include "cuda/device.h"
 #include "cuda/elementwise.cuh"  // Vec: 16-byte loads and stores
@@ -21,7 +22,7 @@ using namespace layer_norm_rows;
 // One block per row: grad_x = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = grad_y * w.
 // With kWb, the same read of grad_y and x also sums this block's rows of grad_w[c] = sum
 // grad_y * xhat and grad_b[c] = sum grad_y into partial_w/partial_b (gridDim.x, C), which
-// layer_norm_wb_finish_kernel then adds in block order. The running sums live in dynamic shared
+// column_partials_finish_kernel then adds in block order. The running sums live in dynamic shared
 // memory, slot (k * V + j) * blockDim.x + threadIdx.x for element j of the thread's k-th vector:
 // each thread owns the same columns in every row (no atomics) and a warp's slots are
 // consecutive (no bank conflicts).
@@ -235,12 +236,23 @@ __global__ void __launch_bounds__(kMaxStagedBlock, 2)
 #pragma unroll
       for (int j = 0; j < V; ++j) acc_w[k][j] = acc_b[k][j] = A(0);
   }
+  // The weight's vector k, re-read from L1 for every row (held in registers for all rows it
+  // spilled 108 bytes at the 128-register bound); ones without a weight, so that the element
+  // loops carry no select.
+  const uint4 ones = [] {
+    VT v;
+#pragma unroll
+    for (int j = 0; j < V; ++j) v.v[j] = to_element<T>(A(1));
+    return *reinterpret_cast<const uint4*>(&v);
+  }();
+  auto weight = [&](int k) { return w ? reinterpret_cast<const uint4*>(w)[vec(k)] : ones; };
   int64_t r = blockIdx.x;
   for (int s = 0; s < kStages - 1; ++s) issue(r + s * step, s);
   for (int s = 0; r < rows; r += step, s = s + 1 == kStages ? 0 : s + 1) {
     // Buffer s - 1 was last read before the previous row's block reduction (its barriers).
     issue(r + (kStages - 1) * step, s == 0 ? kStages - 1 : s - 1);
-    const A mu = A(mean[r]), inv = A(rstd[r]);
+    // xhat = x * inv + shift: one fused multiply-add an element.
+    const A inv = A(rstd[r]), shift = -A(mean[r]) * inv;
     cp_async_wait<kStages - 1>();  // row r's group has landed
     uint4 graw[K], xraw[K];  // packed: two 16-bit elements a register
 #pragma unroll
@@ -249,8 +261,6 @@ __global__ void __launch_bounds__(kMaxStagedBlock, 2)
       graw[k] = *reinterpret_cast<const uint4*>(slot(s, 0, k));
       xraw[k] = *reinterpret_cast<const uint4*>(slot(s, 1, k));
     }
-    // The weight's vector k (L1-resident: every row reads the same C elements), or none.
-    auto weight = [&](int k) { return w ? reinterpret_cast<const uint4*>(w)[vec(k)] : uint4{}; };
     A sum_g = 0, sum_gx = 0;
 #pragma unroll
     for (int k = 0; k < K; ++k) {
@@ -258,14 +268,15 @@ __global__ void __launch_bounds__(kMaxStagedBlock, 2)
       const uint4 wraw = weight(k);
 #pragma unroll
       for (int j = 0; j < V; ++j) {
-        const A xhat = (packed_element<T>(xraw[k], j) - mu) * inv, gy_j = packed_element<T>(graw[k], j);
-        const A g = w ? gy_j * packed_element<T>(wraw, j) : gy_j;
+        const A xhat = packed_element<T>(xraw[k], j) * inv + shift;
+        const A g = packed_element<T>(graw[k], j) * packed_element<T>(wraw, j);
         sum_g += g;
         sum_gx += g * xhat;
       }
     }
     block_reduce_sum2(sum_g, sum_gx, shared);
-    const A mean_g = sum_g / A(cols), mean_gx = sum_gx / A(cols);
+    // grad_x = inv * (g - mean(g) - xhat * mean(g * xhat)) = inv * g + (xhat * c_x + c_0).
+    const A c_x = -inv * (sum_gx / A(cols)), c_0 = -inv * (sum_g / A(cols));
     T* dr = gx + r * cols;
 #pragma unroll
     for (int k = 0; k < K; ++k) {
@@ -274,9 +285,8 @@ __global__ void __launch_bounds__(kMaxStagedBlock, 2)
       VT out;
 #pragma unroll
       for (int j = 0; j < V; ++j) {
-        const A xhat = (packed_element<T>(xraw[k], j) - mu) * inv, gy_j = packed_element<T>(graw[k], j);
-        const A g = w ? gy_j * packed_element<T>(wraw, j) : gy_j;
-        out.v[j] = to_element<T>(A(inv * (g - mean_g - xhat * mean_gx)));
+        const A xhat = packed_element<T>(xraw[k], j) * inv + shift, gy_j = packed_element<T>(graw[k], j);
+        out.v[j] = to_element<T>(A(inv * (gy_j * packed_element<T>(wraw, j)) + (xhat * c_x + c_0)));
         if constexpr (kWb) {
           acc_w[k][j] += gy_j * xhat;
           acc_b[k][j] += gy_j;
@@ -326,35 +336,52 @@ __global__ void __launch_bounds__(kWarpRowWarps * 32, K < 4 ? 2 : 1)
   A* sum_b = sum_w + cols;
   const int lane = int(threadIdx.x) % 32, warp = int(threadIdx.x) / 32, nvec = int(cols / V);
   auto vec = [&](int k) { return k * 32 + lane; };
+  // The lane's weight vectors, loaded once for all its rows (ones without a weight), and the
+  // rows' vectors, all kept packed (two 16-bit elements a register).
+  uint4 wraw[K];
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    if (vec(k) >= nvec) continue;
+    if (w) {
+      wraw[k] = reinterpret_cast<const uint4*>(w)[vec(k)];
+    } else {
+      VT ones;
+#pragma unroll
+      for (int j = 0; j < V; ++j) ones.v[j] = to_element<T>(A(1));
+      wraw[k] = *reinterpret_cast<const uint4*>(&ones);
+    }
+  }
   A acc_w[K][V], acc_b[K][V];
 #pragma unroll
   for (int k = 0; k < K; ++k)
 #pragma unroll
     for (int j = 0; j < V; ++j) acc_w[k][j] = acc_b[k][j] = A(0);
   for (int64_t r = int64_t(blockIdx.x) * kWarpRowWarps + warp; r < rows; r += int64_t(gridDim.x) * kWarpRowWarps) {
-    const VT* gr = reinterpret_cast<const VT*>(gy + r * cols);
-    const VT* xr = reinterpret_cast<const VT*>(x + r * cols);
-    VT graw[K], xraw[K];
+    const uint4* gr = reinterpret_cast<const uint4*>(gy + r * cols);
+    const uint4* xr = reinterpret_cast<const uint4*>(x + r * cols);
+    uint4 graw[K], xraw[K];
 #pragma unroll
     for (int k = 0; k < K; ++k) {
       if (vec(k) >= nvec) continue;
       graw[k] = gr[vec(k)];
       xraw[k] = xr[vec(k)];
     }
-    const A mu = A(mean[r]), inv = A(rstd[r]);
-    auto weight = [&](int k, int j) { return w ? A(to_compute(w[vec(k) * V + j])) : A(1); };
+    // xhat = x * inv + shift: one fused multiply-add an element.
+    const A inv = A(rstd[r]), shift = -A(mean[r]) * inv;
     A sum_g = 0, sum_gx = 0;
 #pragma unroll
     for (int k = 0; k < K; ++k) {
       if (vec(k) >= nvec) continue;
 #pragma unroll
       for (int j = 0; j < V; ++j) {
-        const A xhat = (A(to_compute(xraw[k].v[j])) - mu) * inv, g = A(to_compute(graw[k].v[j])) * weight(k, j);
+        const A xhat = packed_element<T>(xraw[k], j) * inv + shift;
+        const A g = packed_element<T>(graw[k], j) * packed_element<T>(wraw[k], j);
         sum_g += g;
         sum_gx += g * xhat;
       }
     }
-    const A mean_g = warp_sum(sum_g) / A(cols), mean_gx = warp_sum(sum_gx) / A(cols);
+    // grad_x = inv * (g - mean(g) - xhat * mean(g * xhat)) = inv * g + (xhat * c_x + c_0).
+    const A c_x = -inv * (warp_sum(sum_gx) / A(cols)), c_0 = -inv * (warp_sum(sum_g) / A(cols));
     VT* dr = reinterpret_cast<VT*>(gx + r * cols);
 #pragma unroll
     for (int k = 0; k < K; ++k) {
@@ -362,8 +389,8 @@ __global__ void __launch_bounds__(kWarpRowWarps * 32, K < 4 ? 2 : 1)
       VT out;
 #pragma unroll
       for (int j = 0; j < V; ++j) {
-        const A xhat = (A(to_compute(xraw[k].v[j])) - mu) * inv, gy_j = A(to_compute(graw[k].v[j]));
-        out.v[j] = to_element<T>(A(inv * (gy_j * weight(k, j) - mean_g - xhat * mean_gx)));
+        const A xhat = packed_element<T>(xraw[k], j) * inv + shift, gy_j = packed_element<T>(graw[k], j);
+        out.v[j] = to_element<T>(A(inv * (gy_j * packed_element<T>(wraw[k], j)) + (xhat * c_x + c_0)));
         acc_w[k][j] += gy_j * xhat;
         acc_b[k][j] += gy_j;
       }
@@ -398,7 +425,7 @@ constexpr int64_t kWbRowChunk = 64, kWbTargetBlocks = 1024;
 // Column sums over rows: grad_w[c] = sum_n grad_y * xhat, grad_b[c] = sum_n grad_y. Block
 // (x, y) owns 32 columns and rows chunk y; its 8 row groups meet in shared memory. With one
 // chunk the sums go straight to gw/gb (type T); with several, each chunk writes its partial
-// sums (type A, (chunks, C)) and layer_norm_wb_finish_kernel adds them in chunk order.
+// sums (type A, (chunks, C)) and column_partials_finish_kernel adds them.
 template <typename T, typename S, typename Out>
 __global__ void layer_norm_backward_wb_kernel(Out* gw, Out* gb, const T* gy, const T* x, const S* mean,
                                               const S* rstd, int64_t rows, int64_t cols, int64_t chunk) {
@@ -427,48 +454,6 @@ __global__ void layer_norm_backward_wb_kernel(Out* gw, Out* gb, const T* gy, con
     if (gw) gw[at] = to_element<Out>(sw);
     if (gb) gb[at] = to_element<Out>(sb);
   }
-}
-
-constexpr int kFinishGroups = 16;
-
-// gw[c] = sum over chunks of partial_w[chunk, c] (likewise gb). Block x owns 32 columns; its
-// kFinishGroups row groups each sum every kFinishGroups-th chunk, then meet in shared memory in
-// group order (a fixed order: the result does not depend on timing). A thread per column with
-// every chunk in one loop (16 blocks for 4096 columns) read the (528, 4096) partials of a bf16
-// backward at a small fraction of the bandwidth: about 0.1 ms, a tenth of the whole op.
-template <typename T, typename A>
-__global__ void layer_norm_wb_finish_kernel(T* gw, T* gb, const A* partial_w, const A* partial_b,
-                                            int64_t chunks, int64_t cols) {  // partials (chunks, C)
-  __shared__ A part_w[kFinishGroups][kColTile];
-  __shared__ A part_b[kFinishGroups][kColTile];
-  const int64_t c = int64_t(blockIdx.x) * kColTile + threadIdx.x;
-  A sw = 0, sb = 0;
-  if (c < cols) {
-    for (int64_t k = threadIdx.y; k < chunks; k += kFinishGroups) {
-      sw += partial_w[k * cols + c];
-      sb += partial_b[k * cols + c];
-    }
-  }
-  part_w[threadIdx.y][threadIdx.x] = sw;
-  part_b[threadIdx.y][threadIdx.x] = sb;
-  __syncthreads();
-  if (threadIdx.y == 0 && c < cols) {
-    for (int k = 1; k < kFinishGroups; ++k) {
-      sw += part_w[k][threadIdx.x];
-      sb += part_b[k][threadIdx.x];
-    }
-    if (gw) gw[c] = to_element<T>(sw);
-    if (gb) gb[c] = to_element<T>(sb);
-  }
-}
-
-template <typename T, typename A>
-void launch_wb_finish(T* gw, T* gb, const A* partial_w, const A* partial_b, int64_t chunks, int64_t cols,
-                      cudaStream_t stream) {
-  const dim3 block{kColTile, kFinishGroups, 1};
-  const dim3 grid{unsigned((cols + kColTile - 1) / kColTile), 1, 1};
-  layer_norm_wb_finish_kernel<T, A><<<grid, block, 0, stream>>>(gw, gb, partial_w, partial_b, chunks, cols);
-  ZT_CUDA_LAUNCH_CHECK("layer_norm_wb_finish_kernel");
 }
 
 // grad_weight/grad_bias (either may be undefined) from grad_y, x and the saved statistics.
@@ -500,7 +485,7 @@ void launch_weight_bias_grads(const Tensor& grad_weight, const Tensor& grad_bias
       pw, pb, device_data<T>(grad_y), device_data<T>(x), device_data<S>(mean), device_data<S>(rstd), rows,
       cols, chunk);
   ZT_CUDA_LAUNCH_CHECK("layer_norm_backward_wb_kernel");
-  launch_wb_finish(gw, gb, pw, pb, chunks, cols, stream);
+  launch_column_partials_finish(gw, gb, pw, pb, chunks, cols, stream);
 }
 struct StagedLaunch {
   int threads = 0;  // 0: the row is longer than kMaxStagedBlock * kStagedVecs vectors
@@ -528,7 +513,7 @@ template <int V, typename T, typename S>
 bool launch_fused_backward(T* gx, T* gw, T* gb, const T* gy, const T* x, const S* mean, const S* rstd,
                            const T* w, int64_t rows, int64_t cols, int device, cudaStream_t stream) {
   using A = compute_t<T>;
-  if constexpr (V > 1 && V == 16 / int(sizeof(T))) {
+  if constexpr (V > 1 && V == 16 / int(sizeof(T)) && sizeof(T) <= 4) {
     if (cols / V <= 32 * kWarpRowVecs) {  // narrow rows: a warp each, few partial rows
       const int64_t grid = std::clamp<int64_t>((rows + 4 * kWarpRowWarps - 1) / (4 * kWarpRowWarps), 1,
                                                4 * int64_t(sm_count(device)));
@@ -546,7 +531,7 @@ bool launch_fused_backward(T* gx, T* gw, T* gb, const T* gy, const T* x, const S
         default: launch(layer_norm_backward_warp_kernel<4, T, S>); break;
       }
       ZT_CUDA_LAUNCH_CHECK("layer_norm_backward_warp_kernel");
-      launch_wb_finish(gw, gb, pw, pb, grid, cols, stream);
+      launch_column_partials_finish(gw, gb, pw, pb, grid, cols, stream);
       return true;
     }
   }
@@ -589,7 +574,7 @@ bool launch_fused_backward(T* gx, T* gw, T* gb, const T* gy, const T* x, const S
   A* pb = pw + grid * cols;
   kernel<<<unsigned(grid), block, smem, stream>>>(gx, pw, pb, gy, x, mean, rstd, w, rows, cols);
   ZT_CUDA_LAUNCH_CHECK("layer_norm_backward_x_kernel (fused weight/bias sums)");
-  launch_wb_finish(gw, gb, pw, pb, grid, cols, stream);
+  launch_column_partials_finish(gw, gb, pw, pb, grid, cols, stream);
   return true;
 }
 
