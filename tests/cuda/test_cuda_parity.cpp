@@ -245,6 +245,7 @@ int case_reduce() {
       {{4, 33, 17}, {{0}, {2}, {0, 2}, {1}, {0, 1, 2}}},
       {{3, 5000}, {{1}, {0, 1}}},  // long rows: one block per output
       {{2, 70001}, {{1}, {0, 1}}},  // few long rows: split into chunks, then combined
+      {{2, 70000}, {{1}}},          // the same in 16-byte vectors (rows start aligned)
       {{2, 3, 4, 5}, {{1, 3}, {0, 2, 3}}},
       // Column sums (a bias gradient): vectors of columns, rows split across blocks.
       {{6, 5, 64}, {{0, 1}}},
