@@ -2,6 +2,7 @@
 // where, fill, arange and copy (casts, strides, and transfers between devices). Each op is a small functor bound at compile time into the shared map
 // (cuda/elementwise.cuh); the arithmetic follows the CPU kernels (core/cpu/
 // kernels_elementwise.cpp): f16/bf16 computed in f32, bool as int, comparisons write bool.
+#include <algorithm>
 #include <cmath>
 
 #include "core/int_pow.h"
@@ -10,6 +11,7 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/elementwise.cuh"
 #include "cuda/gelu_backward_sums.h"
+#include "cuda/row_softmax.cuh"  // sm_count, row_grid_cap
 
 namespace zt::cuda {
 namespace {
@@ -385,11 +387,12 @@ void CudaBackend::unary_backward(UnaryOp op, const Tensor& grad_in, const Tensor
 namespace {
 
 constexpr int kSumThreads = 128;  // threads of the fused GELU-gradient kernel, one column vector each
-constexpr int kSumRows = 32;      // rows per block: the partial sums of one chunk
+constexpr int kSumAhead = 4;      // rows whose loads a thread issues before using any
 
-// grad = gelu_tanh'(pre) * grad over rows [kSumRows y, kSumRows (y + 1)) for V columns a thread,
-// partials[y, col] = the column sums of the rounded results. Four rows' loads are issued before
-// any is used, to keep bytes in flight.
+// grad = gelu_tanh'(pre) * grad for V columns a thread over row groups y, y + gridDim.y, ... of
+// kSumAhead rows (y = blockIdx.y), partials[y, col] = the column sums of the rounded results.
+// The grid is what fits on the device at once: with a block per fixed 32-row chunk, GPT-2's
+// (8192, 3072) bf16 took 768 blocks for 660 resident ones, a second wave of 108 (74 us a call).
 template <typename T, int V>
 __global__ void __launch_bounds__(kSumThreads) gelu_tanh_backward_sums_kernel(T* grad, const T* pre,
                                                                               compute_t<T>* partials, int64_t rows,
@@ -397,21 +400,19 @@ __global__ void __launch_bounds__(kSumThreads) gelu_tanh_backward_sums_kernel(T*
   using C = compute_t<T>;
   const int64_t col = (int64_t(blockIdx.x) * kSumThreads + threadIdx.x) * V;
   if (col >= cols) return;
-  const int64_t r0 = int64_t(blockIdx.y) * kSumRows, r1 = min(rows, r0 + kSumRows);
   C sum[V] = {};
-  constexpr int kAhead = 4;
-  for (int64_t r = r0; r < r1; r += kAhead) {
-    Vec<T, V> g[kAhead], x[kAhead];
+  for (int64_t r = int64_t(blockIdx.y) * kSumAhead; r < rows; r += int64_t(gridDim.y) * kSumAhead) {
+    Vec<T, V> g[kSumAhead], x[kSumAhead];
 #pragma unroll
-    for (int k = 0; k < kAhead; ++k) {
-      if (r + k < r1) {
+    for (int k = 0; k < kSumAhead; ++k) {
+      if (r + k < rows) {
         g[k] = *reinterpret_cast<const Vec<T, V>*>(grad + (r + k) * cols + col);
         x[k] = *reinterpret_cast<const Vec<T, V>*>(pre + (r + k) * cols + col);
       }
     }
 #pragma unroll
-    for (int k = 0; k < kAhead; ++k) {
-      if (r + k >= r1) break;
+    for (int k = 0; k < kSumAhead; ++k) {
+      if (r + k >= rows) break;
 #pragma unroll
       for (int j = 0; j < V; ++j) {
         const T d = BinaryElem<T, T, C, GeluTanhGradFn>{}(g[k].v[j], x[k].v[j]);
@@ -436,19 +437,27 @@ bool gelu_tanh_backward_with_sums(const Tensor& grad, const Tensor& pre, const T
   const int vec = int(16 / dtype_size(grad.dtype()));
   auto aligned = [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0; };
   if (cols % vec != 0 || !aligned(grad) || !aligned(pre)) return false;
-  const int64_t chunks = (rows + kSumRows - 1) / kSumRows, col_blocks = (cols / vec + kSumThreads - 1) / kSumThreads;
-  if (chunks > 65535 || col_blocks > INT32_MAX) return false;
+  const int64_t col_blocks = (cols / vec + kSumThreads - 1) / kSumThreads;
+  if (col_blocks > INT32_MAX) return false;
   const int device = common_device("gemm_gelu_backward", {&grad, &pre, &grad_bias});
   DeviceGuard guard(device);
   const cudaStream_t stream = current_stream(device);
   ZT_DISPATCH_FLOATING(grad.dtype(), "gemm_gelu_backward", ([&]<typename T>() {
     using C = compute_t<T>;
-    const Tensor partials = Tensor::empty({chunks, cols}, TensorOptions(DTypeOf<C>::value, grad.device()));
     constexpr int V = 16 / sizeof(T);
-    gelu_tanh_backward_sums_kernel<T, V><<<dim3(unsigned(col_blocks), unsigned(chunks)), kSumThreads, 0, stream>>>(
+    auto kernel = gelu_tanh_backward_sums_kernel<T, V>;
+    int per_sm = 0;
+    ZT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kSumThreads, 0));
+    // Row groups: every resident block busy, none without rows, within the grid's y limit (and
+    // ZT_ROW_GRID_CAP, so that the parity tests' small cases loop too).
+    const int64_t groups = std::clamp<int64_t>(
+        int64_t(std::max(per_sm, 1)) * sm_count(device) / col_blocks, 1,
+        std::min<int64_t>({(rows + kSumAhead - 1) / kSumAhead, 65535, row_grid_cap()}));
+    const Tensor partials = Tensor::empty({groups, cols}, TensorOptions(DTypeOf<C>::value, grad.device()));
+    kernel<<<dim3(unsigned(col_blocks), unsigned(groups)), kSumThreads, 0, stream>>>(
         device_data<T>(grad), device_data<T>(pre), device_data<C>(partials), rows, cols);
     ZT_CUDA_LAUNCH_CHECK("gelu_tanh_backward_sums_kernel");
-    launch_column_partials_finish<T, C>(device_data<T>(grad_bias), nullptr, device_data<C>(partials), nullptr, chunks,
+    launch_column_partials_finish<T, C>(device_data<T>(grad_bias), nullptr, device_data<C>(partials), nullptr, groups,
                                         cols, stream);
   }));
   return true;

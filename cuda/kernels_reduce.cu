@@ -221,6 +221,19 @@ __global__ void reduce_finish_kernel(O* out, const Acc* partials, int64_t n_out,
   }
 }
 
+// reduce_finish_kernel for a few partials an output (a column sum over few rows: the position
+// embedding's gradient summed over a batch of 8, 786,432 outputs of one partial each): a thread
+// per output instead of a warp whose other 31 lanes idle (44 us there).
+template <typename O, typename Acc, bool kMean>
+__global__ void reduce_finish_thread_kernel(O* out, const Acc* partials, int64_t n_out, int64_t splits,
+                                            int64_t n_red) {
+  ZT_GRID_STRIDE_LOOP(o, n_out) {
+    Acc acc;
+    for (int64_t s = 0; s < splits; ++s) acc.merge(partials[o * splits + s]);
+    out[o] = finish<O, kMean>(acc, double(n_red));
+  }
+}
+
 // Column sums: a is (rows, columns) with unit column stride (the bias gradient of a linear layer
 // sums its output gradient over the leading dims). Threads of a warp read neighbouring VEC-vectors
 // of one row, so reads coalesce (a block per output would read one element per row: a 32-byte
@@ -302,8 +315,13 @@ void launch_column_reduce(O* o, const T* p, const ReduceLayout& l, const Device&
   reduce_columns_kernel<T, A, VEC><<<dim3(unsigned(col_blocks), unsigned(splits)), dim3(32, kColumnRowsInFlight), 0,
                                      stream>>>(pp, p, l.n_out, l.n_red, l.red.strides[0][0], rows_per_split);
   ZT_CUDA_LAUNCH_CHECK("reduce_columns_kernel");
-  reduce_finish_kernel<O, SumAcc<A>, kMean><<<grid_for(l.n_out, kWarpsPerBlock), kBlockSize, 0, stream>>>(
-      o, pp, l.n_out, splits, l.n_red);
+  if (splits <= 4) {
+    reduce_finish_thread_kernel<O, SumAcc<A>, kMean><<<grid_for(l.n_out), kBlockSize, 0, stream>>>(o, pp, l.n_out,
+                                                                                                 splits, l.n_red);
+  } else {
+    reduce_finish_kernel<O, SumAcc<A>, kMean><<<grid_for(l.n_out, kWarpsPerBlock), kBlockSize, 0, stream>>>(
+        o, pp, l.n_out, splits, l.n_red);
+  }
   ZT_CUDA_LAUNCH_CHECK("reduce_finish_kernel");
 }
 
