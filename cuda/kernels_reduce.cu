@@ -154,19 +154,29 @@ __global__ void reduce_block_kernel(O* out, const T* a, int64_t n_out, int64_t n
   }
 }
 
+// Block (s, o) of a split reduction: chunk s = blockIdx.x, elements [r0, r1), of output
+// o = blockIdx.y, whose first element is at a + base.
+struct SplitChunk {
+  int64_t base, r0, r1;
+};
+
+__device__ __forceinline__ SplitChunk split_chunk(const OffsetCalc<1>& kept, int64_t n_red, int64_t chunk) {
+  SplitChunk c;
+  kept.offsets(blockIdx.y, &c.base);
+  c.r0 = int64_t(blockIdx.x) * chunk;
+  c.r1 = c.r0 + chunk < n_red ? c.r0 + chunk : n_red;
+  return c;
+}
+
 // Few outputs with long reductions: block (s, o) reduces chunk s of output o into
 // partials[o * splits + s]; reduce_finish_kernel combines the chunks of each output.
 template <typename T, typename Acc>
 __global__ void reduce_split_kernel(Acc* partials, const T* a, int64_t n_red, int64_t chunk,
                                     OffsetCalc<1> kept, OffsetCalc<1> red) {
   __shared__ alignas(Acc) unsigned char partial_raw[sizeof(Acc) * kWarpsPerBlock];
-  Acc* partial = reinterpret_cast<Acc*>(partial_raw);
-  const int64_t o = blockIdx.y, s = blockIdx.x;
-  int64_t base;
-  kept.offsets(o, &base);
-  const int64_t r0 = s * chunk, r1 = r0 + chunk < n_red ? r0 + chunk : n_red;
-  const Acc total = block_accumulate<T, Acc>(a, base, r0, r1, red, partial);
-  if (threadIdx.x == 0) partials[o * gridDim.x + s] = total;
+  const SplitChunk c = split_chunk(kept, n_red, chunk);
+  const Acc total = block_accumulate<T, Acc>(a, c.base, c.r0, c.r1, red, reinterpret_cast<Acc*>(partial_raw));
+  if (threadIdx.x == 0) partials[int64_t(blockIdx.y) * gridDim.x + blockIdx.x] = total;
 }
 
 // reduce_split_kernel for a contiguous reduced extent whose chunks start 16-byte aligned: each
@@ -178,11 +188,7 @@ template <typename T, typename Acc, int V>
 __global__ void reduce_split_vec_kernel(Acc* partials, const T* a, int64_t n_red, int64_t chunk, OffsetCalc<1> kept) {
   using VT = Vec<T, V>;
   __shared__ alignas(Acc) unsigned char partial_raw[sizeof(Acc) * kWarpsPerBlock];
-  Acc* partial = reinterpret_cast<Acc*>(partial_raw);
-  const int64_t o = blockIdx.y, s = blockIdx.x;
-  int64_t base;
-  kept.offsets(o, &base);
-  const int64_t r0 = s * chunk, r1 = r0 + chunk < n_red ? r0 + chunk : n_red;
+  const auto [base, r0, r1] = split_chunk(kept, n_red, chunk);
   const VT* v = reinterpret_cast<const VT*>(a + base + r0);
   const int64_t nv = (r1 - r0) / V, step = blockDim.x;
   Acc acc;
@@ -202,8 +208,8 @@ __global__ void reduce_split_vec_kernel(Acc* partials, const T* a, int64_t n_red
     for (int j = 0; j < V; ++j) acc.add(to_arith(x.v[j]));
   }
   for (int64_t r = r0 + nv * V + threadIdx.x; r < r1; r += step) acc.add(to_arith(a[base + r]));  // the last chunk's tail
-  const Acc total = block_merge(acc, partial);
-  if (threadIdx.x == 0) partials[o * gridDim.x + s] = total;
+  const Acc total = block_merge(acc, reinterpret_cast<Acc*>(partial_raw));
+  if (threadIdx.x == 0) partials[int64_t(blockIdx.y) * gridDim.x + blockIdx.x] = total;
 }
 
 // One warp per output merges its `splits` partials in a fixed order (deterministic). The grid is
