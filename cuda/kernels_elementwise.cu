@@ -11,7 +11,7 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/elementwise.cuh"
 #include "cuda/gelu_backward_sums.h"
-#include "cuda/row_softmax.cuh"  // sm_count, row_grid_cap
+#include "cuda/row_softmax.cuh"  // resident_grid
 
 namespace zt::cuda {
 namespace {
@@ -446,13 +446,10 @@ bool gelu_tanh_backward_with_sums(const Tensor& grad, const Tensor& pre, const T
     using C = compute_t<T>;
     constexpr int V = 16 / sizeof(T);
     auto kernel = gelu_tanh_backward_sums_kernel<T, V>;
-    int per_sm = 0;
-    ZT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kSumThreads, 0));
-    // Row groups: every resident block busy, none without rows, within the grid's y limit (and
-    // ZT_ROW_GRID_CAP, so that the parity tests' small cases loop too).
-    const int64_t groups = std::clamp<int64_t>(
-        int64_t(std::max(per_sm, 1)) * sm_count(device) / col_blocks, 1,
-        std::min<int64_t>({(rows + kSumAhead - 1) / kSumAhead, 65535, row_grid_cap()}));
+    // Row groups: every resident block busy (resident_grid, which ZT_ROW_GRID_CAP caps so that
+    // the parity tests' small cases loop too), none without rows, within the grid's y limit.
+    const int64_t groups = std::clamp<int64_t>(resident_grid(kernel, kSumThreads, 0, INT64_MAX, device) / col_blocks,
+                                               1, std::min<int64_t>((rows + kSumAhead - 1) / kSumAhead, 65535));
     const Tensor partials = Tensor::empty({groups, cols}, TensorOptions(DTypeOf<C>::value, grad.device()));
     kernel<<<dim3(unsigned(col_blocks), unsigned(groups)), kSumThreads, 0, stream>>>(
         device_data<T>(grad), device_data<T>(pre), device_data<C>(partials), rows, cols);

@@ -146,7 +146,7 @@ __global__ void layer_norm_cached_kernel(T* y, S* mean, S* rstd, const T* x, con
 // barriers: at bf16 (8192, 768) it reached 42-53% of the copy bandwidth. Here the row sums are
 // warp shuffles, kWarpRowsPerBlock rows share a block, and every row of the grid is in flight
 // at once. Same two passes over registers as the other kernels.
-constexpr int kWarpRowVecs = 4, kWarpRowsPerBlock = 4;
+constexpr int kWarpRowsPerBlock = 4;
 
 template <int K, typename T, typename S>
 __global__ void __launch_bounds__(kWarpRowsPerBlock * 32)

@@ -237,15 +237,8 @@ __global__ void __launch_bounds__(kMaxStagedBlock, 2)
       for (int j = 0; j < V; ++j) acc_w[k][j] = acc_b[k][j] = A(0);
   }
   // The weight's vector k, re-read from L1 for every row (held in registers for all rows it
-  // spilled 108 bytes at the 128-register bound); ones without a weight, so that the element
-  // loops carry no select.
-  const uint4 ones = [] {
-    VT v;
-#pragma unroll
-    for (int j = 0; j < V; ++j) v.v[j] = to_element<T>(A(1));
-    return *reinterpret_cast<const uint4*>(&v);
-  }();
-  auto weight = [&](int k) { return w ? reinterpret_cast<const uint4*>(w)[vec(k)] : ones; };
+  // spilled 108 bytes at the 128-register bound).
+  auto weight = [&](int k) { return weight_vector(w, vec(k)); };
   int64_t r = blockIdx.x;
   for (int s = 0; s < kStages - 1; ++s) issue(r + s * step, s);
   for (int s = 0; r < rows; r += step, s = s + 1 == kStages ? 0 : s + 1) {
@@ -321,7 +314,7 @@ __global__ void __launch_bounds__(kMaxStagedBlock, 2)
 // With K = 4 for every width the kernel took 168 registers: one block of 8 warps per SM (12.5%
 // occupancy, and the driver sized shared memory for that one block), bf16 (8192, 768) in 44 us.
 // At K = 4 a 128-register cap spilled 340 bytes, so it keeps one block.
-constexpr int kWarpRowVecs = 4, kWarpRowWarps = 8;
+constexpr int kWarpRowWarps = 8;
 
 template <int K, typename T, typename S>
 __global__ void __launch_bounds__(kWarpRowWarps * 32, K < 4 ? 2 : 1)
@@ -336,21 +329,12 @@ __global__ void __launch_bounds__(kWarpRowWarps * 32, K < 4 ? 2 : 1)
   A* sum_b = sum_w + cols;
   const int lane = int(threadIdx.x) % 32, warp = int(threadIdx.x) / 32, nvec = int(cols / V);
   auto vec = [&](int k) { return k * 32 + lane; };
-  // The lane's weight vectors, loaded once for all its rows (ones without a weight), and the
-  // rows' vectors, all kept packed (two 16-bit elements a register).
+  // The lane's weight vectors, loaded once for all its rows, and the rows' vectors, all kept
+  // packed (two 16-bit elements a register).
   uint4 wraw[K];
 #pragma unroll
-  for (int k = 0; k < K; ++k) {
-    if (vec(k) >= nvec) continue;
-    if (w) {
-      wraw[k] = reinterpret_cast<const uint4*>(w)[vec(k)];
-    } else {
-      VT ones;
-#pragma unroll
-      for (int j = 0; j < V; ++j) ones.v[j] = to_element<T>(A(1));
-      wraw[k] = *reinterpret_cast<const uint4*>(&ones);
-    }
-  }
+  for (int k = 0; k < K; ++k)
+    if (vec(k) < nvec) wraw[k] = weight_vector(w, vec(k));
   A acc_w[K][V], acc_b[K][V];
 #pragma unroll
   for (int k = 0; k < K; ++k)

@@ -52,6 +52,21 @@ inline const T* data_or_null(const Tensor& t) {
 inline unsigned row_grid(int64_t rows) { return unsigned(rows < 65536 ? (rows < 1 ? 1 : rows) : 65536); }
 inline int row_block(int64_t cols) { return cols <= 128 ? 32 : (cols <= 1024 ? 128 : 512); }
 
+// 16-byte vector i of the weight as raw bits, or ones when there is no weight, so that the
+// element loops multiply without a select per element.
+template <typename T>
+__device__ __forceinline__ uint4 weight_vector(const T* w, int64_t i) {
+  if (w) return reinterpret_cast<const uint4*>(w)[i];
+  Vec<T, 16 / int(sizeof(T))> ones;
+#pragma unroll
+  for (int j = 0; j < 16 / int(sizeof(T)); ++j) ones.v[j] = to_element<T>(compute_t<T>(1));
+  return *reinterpret_cast<const uint4*>(&ones);
+}
+
+// Rows of at most 32 * kWarpRowVecs 16-byte vectors (a 16-bit row of up to 1024) take a warp
+// each, forward and backward.
+constexpr int kWarpRowVecs = 4;
+
 // Vectors per thread of the register-cached kernels, and their widest block.
 constexpr int kCachedVecs = 4;
 constexpr int kMaxCachedBlock = 1024;
