@@ -6,7 +6,9 @@
 # compute-sanitizer memcheck when available, then quick benchmarks (BENCH=0: none). Logs go to
 # $OUT when it is set (else <build>/gpu_check); a summary table is printed last. Exit status: 0
 # when every step that ran passed.
-#   BUILD_DIR (default build-gpu), CUDA_ARCH (default 90), MEMCHECK_TIMEOUT seconds (default 3600)
+#   BUILD_DIR (default build-gpu), CUDA_ARCH (default 90), MEMCHECK=0 (skip memcheck),
+#   MEMCHECK_CASES (doctest test-case filter for memcheck, e.g. "CUDA parity*"; default all),
+#   MEMCHECK_TIMEOUT seconds (default 3600)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/cuda/bin:$PATH"
@@ -56,11 +58,15 @@ if step configure cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release
     step ctest ctest --test-dir "$build_dir" --output-on-failure
     if [ -x "$build_dir/bin/test_cuda" ]; then
       step cuda_tests "$build_dir/bin/test_cuda"
-      if command -v compute-sanitizer >/dev/null 2>&1; then
+      memcheck_filter=()
+      [ -n "${MEMCHECK_CASES:-}" ] && memcheck_filter=("--test-case=$MEMCHECK_CASES")
+      if [ "${MEMCHECK:-1}" = 0 ]; then
+        skip memcheck "MEMCHECK=0"
+      elif command -v compute-sanitizer >/dev/null 2>&1; then
         # API errors are not reported: the out-of-memory test makes cudaMalloc fail on purpose,
         # and every API return code is checked by the code itself.
         step memcheck timeout "${MEMCHECK_TIMEOUT:-3600}" compute-sanitizer --tool memcheck \
-          --error-exitcode 1 --leak-check no --report-api-errors no "$build_dir/bin/test_cuda"
+          --error-exitcode 1 --leak-check no --report-api-errors no "$build_dir/bin/test_cuda" "${memcheck_filter[@]}"
       else
         skip memcheck "compute-sanitizer not found"
       fi
