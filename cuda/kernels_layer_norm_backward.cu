@@ -5,6 +5,7 @@
 // in row_softmax.cuh): two rows in flight per block while it computes a third; narrow rows take
 // a warp each. The forward is kernels_layer_norm.cu.
 #include <algorithm>
+#include <type_traits>
 
 #include "cuda/column_partials.cuh"
 #include "cuda/cuda_backend.h"
@@ -308,38 +309,46 @@ __global__ void __launch_bounds__(kMaxStagedBlock, 2)
 // up to 1024). The staged kernel gives such rows blocks of 32 threads, so its grid grows to
 // thousands of blocks whose (grid, C) weight/bias partial sums outweighed the rows themselves
 // (H200, bf16 (8192, 768): 44 us, then 23 us to add the partials, for 38 MB of row traffic).
-// Here a block's warps add their sums in shared memory, in warp order (deterministic), and
-// write one partial row per block; the row sums are warp shuffles (no barrier per row).
-// K (vectors per lane) is the fewest that cover the row, and two blocks fit an SM up to K = 3.
-// With K = 4 for every width the kernel took 168 registers: one block of 8 warps per SM (12.5%
-// occupancy, and the driver sized shared memory for that one block), bf16 (8192, 768) in 44 us.
-// At K = 4 a 128-register cap spilled 340 bytes, so it keeps one block.
+// The row sums are warp shuffles (no barrier per row). Each warp keeps its weight/bias sums in
+// its own slice of shared memory, (K, V / 4, 32 lanes) float4s so that a warp's accesses are
+// consecutive (no bank conflicts); at the end the block adds its warps' slices in warp order
+// (deterministic) after one barrier and writes one partial row. Held in registers instead (48
+// of them at K = 3), the sums capped the kernel at 128 registers and 16 warps an SM, and a block
+// added its warps' sums one warp at a time, a barrier each: ncu at batch 16 (16384, 768) showed
+// 4.3 cycles between issues per scheduler, half of the warps' time waiting at those barriers,
+// and 45 us a call in a grid of 1.94 waves. Now (the weight re-read from L1 where used) K = 3
+// takes 79 registers: three blocks, 24 warps an SM. The grid is the resident blocks, each warp
+// looping over rows.
 constexpr int kWarpRowWarps = 8;
 
+// Floats of one warp's weight and bias sums for K vectors a lane of V elements.
+template <int K, int V>
+constexpr int warp_sum_floats() {
+  return 2 * K * 32 * V;
+}
+
 template <int K, typename T, typename S>
-__global__ void __launch_bounds__(kWarpRowWarps * 32, K < 4 ? 2 : 1)
+__global__ void __launch_bounds__(kWarpRowWarps * 32, K < 4 ? 3 : 2)
     layer_norm_backward_warp_kernel(T* gx, compute_t<T>* partial_w, compute_t<T>* partial_b, const T* gy,
                                     const T* x, const S* mean, const S* rstd, const T* w, int64_t rows,
                                     int64_t cols) {
   using A = compute_t<T>;
-  constexpr int V = 16 / int(sizeof(T));
+  static_assert(std::is_same_v<A, float>, "the shared-memory sums are float4s");
+  constexpr int V = 16 / int(sizeof(T)), Q = V / 4;  // Q float4s a vector
   using VT = Vec<T, V>;
   extern __shared__ __align__(16) unsigned char ln_warp_sums[];
-  A* sum_w = reinterpret_cast<A*>(ln_warp_sums);  // (cols), then the bias sums (cols)
-  A* sum_b = sum_w + cols;
+  float4* slices = reinterpret_cast<float4*>(ln_warp_sums);  // (warps, 2, K, Q, 32 lanes)
   const int lane = int(threadIdx.x) % 32, warp = int(threadIdx.x) / 32, nvec = int(cols / V);
+  float4* sum_w = slices + warp * (warp_sum_floats<K, V>() / 4);
+  float4* sum_b = sum_w + K * Q * 32;
   auto vec = [&](int k) { return k * 32 + lane; };
-  // The lane's weight vectors, loaded once for all its rows, and the rows' vectors, all kept
-  // packed (two 16-bit elements a register).
-  uint4 wraw[K];
-#pragma unroll
-  for (int k = 0; k < K; ++k)
-    if (vec(k) < nvec) wraw[k] = weight_vector(w, vec(k));
-  A acc_w[K][V], acc_b[K][V];
+  auto slot = [&](int k, int q) { return (k * Q + q) * 32 + lane; };
 #pragma unroll
   for (int k = 0; k < K; ++k)
 #pragma unroll
-    for (int j = 0; j < V; ++j) acc_w[k][j] = acc_b[k][j] = A(0);
+    for (int q = 0; q < Q; ++q) sum_w[slot(k, q)] = sum_b[slot(k, q)] = make_float4(0, 0, 0, 0);
+  // The rows' vectors are kept packed (two 16-bit elements a register); the weight is re-read
+  // from L1 where it is used (held for all rows, it cost 12 registers).
   for (int64_t r = int64_t(blockIdx.x) * kWarpRowWarps + warp; r < rows; r += int64_t(gridDim.x) * kWarpRowWarps) {
     const uint4* gr = reinterpret_cast<const uint4*>(gy + r * cols);
     const uint4* xr = reinterpret_cast<const uint4*>(x + r * cols);
@@ -352,53 +361,71 @@ __global__ void __launch_bounds__(kWarpRowWarps * 32, K < 4 ? 2 : 1)
     }
     // xhat = x * inv + shift: one fused multiply-add an element.
     const A inv = A(rstd[r]), shift = -A(mean[r]) * inv;
-    A sum_g = 0, sum_gx = 0;
+    // Two accumulators of each row sum halve their dependent chains.
+    A sum_g[2] = {0, 0}, sum_gx[2] = {0, 0};
 #pragma unroll
     for (int k = 0; k < K; ++k) {
       if (vec(k) >= nvec) continue;
+      const uint4 wraw = weight_vector(w, vec(k));
 #pragma unroll
       for (int j = 0; j < V; ++j) {
         const A xhat = packed_element<T>(xraw[k], j) * inv + shift;
-        const A g = packed_element<T>(graw[k], j) * packed_element<T>(wraw[k], j);
-        sum_g += g;
-        sum_gx += g * xhat;
+        const A g = packed_element<T>(graw[k], j) * packed_element<T>(wraw, j);
+        sum_g[j % 2] += g;
+        sum_gx[j % 2] += g * xhat;
       }
     }
     // grad_x = inv * (g - mean(g) - xhat * mean(g * xhat)) = inv * g + (xhat * c_x + c_0).
-    const A c_x = -inv * (warp_sum(sum_gx) / A(cols)), c_0 = -inv * (warp_sum(sum_g) / A(cols));
+    const A c_x = -inv * (warp_sum(sum_gx[0] + sum_gx[1]) / A(cols));
+    const A c_0 = -inv * (warp_sum(sum_g[0] + sum_g[1]) / A(cols));
     VT* dr = reinterpret_cast<VT*>(gx + r * cols);
 #pragma unroll
     for (int k = 0; k < K; ++k) {
       if (vec(k) >= nvec) continue;
+      const uint4 wraw = weight_vector(w, vec(k));
       VT out;
+      A xhat[V], gy_j[V];
 #pragma unroll
       for (int j = 0; j < V; ++j) {
-        const A xhat = packed_element<T>(xraw[k], j) * inv + shift, gy_j = packed_element<T>(graw[k], j);
-        out.v[j] = to_element<T>(A(inv * (gy_j * packed_element<T>(wraw[k], j)) + (xhat * c_x + c_0)));
-        acc_w[k][j] += gy_j * xhat;
-        acc_b[k][j] += gy_j;
+        xhat[j] = packed_element<T>(xraw[k], j) * inv + shift;
+        gy_j[j] = packed_element<T>(graw[k], j);
+        out.v[j] = to_element<T>(A(inv * (gy_j[j] * packed_element<T>(wraw, j)) + (xhat[j] * c_x + c_0)));
       }
       dr[vec(k)] = out;
-    }
-  }
-  for (int turn = 0; turn < kWarpRowWarps; ++turn) {
-    if (warp == turn) {
 #pragma unroll
-      for (int k = 0; k < K; ++k) {
-        if (vec(k) >= nvec) continue;
-#pragma unroll
-        for (int j = 0; j < V; ++j) {
-          const int c = vec(k) * V + j;
-          sum_w[c] = (turn == 0 ? A(0) : sum_w[c]) + acc_w[k][j];
-          sum_b[c] = (turn == 0 ? A(0) : sum_b[c]) + acc_b[k][j];
-        }
+      for (int q = 0; q < Q; ++q) {
+        float4 sw = sum_w[slot(k, q)], sb = sum_b[slot(k, q)];
+        sw.x += gy_j[4 * q] * xhat[4 * q];
+        sw.y += gy_j[4 * q + 1] * xhat[4 * q + 1];
+        sw.z += gy_j[4 * q + 2] * xhat[4 * q + 2];
+        sw.w += gy_j[4 * q + 3] * xhat[4 * q + 3];
+        sb.x += gy_j[4 * q];
+        sb.y += gy_j[4 * q + 1];
+        sb.z += gy_j[4 * q + 2];
+        sb.w += gy_j[4 * q + 3];
+        sum_w[slot(k, q)] = sw;
+        sum_b[slot(k, q)] = sb;
       }
     }
-    __syncthreads();
   }
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-    partial_w[int64_t(blockIdx.x) * cols + c] = sum_w[c];
-    partial_b[int64_t(blockIdx.x) * cols + c] = sum_b[c];
+  __syncthreads();
+  // The block's partial row: float4 slot i of every warp's slices, added in warp order; slot
+  // (k, q, lane) holds columns (k * 32 + lane) * V + 4 q .. + 3.
+  constexpr int kSlots = K * Q * 32;
+  for (int i = int(threadIdx.x); i < 2 * kSlots; i += kWarpRowWarps * 32) {
+    const int which = i / kSlots, s = i % kSlots;  // 0: weight, 1: bias
+    const int k = s / (Q * 32), q = (s / 32) % Q, l = s % 32;
+    if (k * 32 + l >= nvec) continue;
+    float4 total = slices[which * kSlots + s];
+    for (int wp = 1; wp < kWarpRowWarps; ++wp) {
+      const float4 v = slices[wp * 2 * kSlots + which * kSlots + s];
+      total.x += v.x;
+      total.y += v.y;
+      total.z += v.z;
+      total.w += v.w;
+    }
+    float* out = (which == 0 ? partial_w : partial_b) + int64_t(blockIdx.x) * cols + (k * 32 + l) * V + 4 * q;
+    *reinterpret_cast<float4*>(out) = total;
   }
 }
 
@@ -499,24 +526,29 @@ bool launch_fused_backward(T* gx, T* gw, T* gb, const T* gy, const T* x, const S
   using A = compute_t<T>;
   if constexpr (V > 1 && V == 16 / int(sizeof(T)) && sizeof(T) <= 4) {
     if (cols / V <= 32 * kWarpRowVecs) {  // narrow rows: a warp each, few partial rows
-      const int64_t grid = std::clamp<int64_t>((rows + 4 * kWarpRowWarps - 1) / (4 * kWarpRowWarps), 1,
-                                               4 * int64_t(sm_count(device)));
-      Tensor partials = Tensor::empty({2 * grid * cols}, TensorOptions(DTypeOf<A>::value, Device::cuda(device)));
-      A* pw = device_data<A>(partials);
-      A* pb = pw + grid * cols;
-      auto launch = [&](auto kernel) {
-        kernel<<<unsigned(grid), kWarpRowWarps * 32, 2 * cols * sizeof(A), stream>>>(gx, pw, pb, gy, x, mean, rstd,
-                                                                                     w, rows, cols);
+      const int64_t row_groups = (rows + kWarpRowWarps - 1) / kWarpRowWarps;
+      // False, with nothing queued, when a block's sums do not fit in shared memory.
+      auto launch = [&]<int K>() {
+        auto kernel = layer_norm_backward_warp_kernel<K, T, S>;
+        const size_t smem = size_t(kWarpRowWarps) * warp_sum_floats<K, V>() * sizeof(float);
+        const int64_t grid = resident_grid(kernel, kWarpRowWarps * 32, smem, row_groups, device);
+        if (grid == 0) return false;
+        Tensor partials = Tensor::empty({2 * grid * cols}, TensorOptions(DTypeOf<A>::value, Device::cuda(device)));
+        A* pw = device_data<A>(partials);
+        A* pb = pw + grid * cols;
+        kernel<<<unsigned(grid), kWarpRowWarps * 32, smem, stream>>>(gx, pw, pb, gy, x, mean, rstd, w, rows, cols);
+        ZT_CUDA_LAUNCH_CHECK("layer_norm_backward_warp_kernel");
+        launch_column_partials_finish(gw, gb, pw, pb, grid, cols, stream);
+        return true;
       };
+      bool queued = false;
       switch ((cols / V + 31) / 32) {  // vectors per lane
-        case 1: launch(layer_norm_backward_warp_kernel<1, T, S>); break;
-        case 2: launch(layer_norm_backward_warp_kernel<2, T, S>); break;
-        case 3: launch(layer_norm_backward_warp_kernel<3, T, S>); break;
-        default: launch(layer_norm_backward_warp_kernel<4, T, S>); break;
+        case 1: queued = launch.template operator()<1>(); break;
+        case 2: queued = launch.template operator()<2>(); break;
+        case 3: queued = launch.template operator()<3>(); break;
+        default: queued = launch.template operator()<4>(); break;
       }
-      ZT_CUDA_LAUNCH_CHECK("layer_norm_backward_warp_kernel");
-      launch_column_partials_finish(gw, gb, pw, pb, grid, cols, stream);
-      return true;
+      if (queued) return true;
     }
   }
   // Staged rows where they fit (16-byte vectors, at most 1024 * kStagedVecs of them); else
