@@ -130,7 +130,13 @@ std::optional<LtEpilogue> lt_form(Post kind) {
     case Post::none: return LtEpilogue::none;
     case Post::bias: return LtEpilogue::bias;
     case Post::gelu_aux_bias: return LtEpilogue::gelu_aux_bias;
-    case Post::row_sums: return LtEpilogue::bgradb;
+    case Post::row_sums: {
+      // ZT_CUBLASLT_BGRADB=0 sums the rows with our column-sum kernel after a plain product
+      // (cuBLASLt runs BGRADB as a separate kernel, epilogue::globalKernelBgradAB, 13-32 us a call
+      // in the GPT-2 124M step at batch 16).
+      if (lt_bgradb_enabled()) return LtEpilogue::bgradb;
+      break;
+    }
     case Post::gelu_backward: break;
   }
   return std::nullopt;

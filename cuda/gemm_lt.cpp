@@ -173,6 +173,11 @@ bool lt_enabled() {
   return enabled;
 }
 
+bool lt_bgradb_enabled() {
+  static const bool enabled = env_flag("ZT_CUBLASLT_BGRADB", true);
+  return enabled;
+}
+
 bool lt_matmul(int device, cudaStream_t stream, const LtGemm& g, void* workspace, size_t workspace_bytes) {
   const uint32_t align_a = alignment_of(g.a), align_b = alignment_of(g.b), align_d = alignment_of(g.d);
   const PlanKey key{device, int(g.type), int(g.compute), int(g.op_a), int(g.op_b), g.m, g.n, g.k, g.lda, g.ldb,

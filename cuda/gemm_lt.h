@@ -47,6 +47,9 @@ struct LtGemm {
 // Whether cuda/gemm.cpp sends its plain f16/bf16/TF32 GEMMs here: yes, unless the environment
 // has ZT_CUBLASLT=0 (read once; for measuring one path against the other).
 bool lt_enabled();
+// Whether gemm_row_sums may use the BGRADB epilogue (ZT_CUBLASLT_BGRADB=0: no, the column-sum
+// kernel after a plain product instead).
+bool lt_bgradb_enabled();
 
 // Queues `g` on `stream` on the current device (`device`), with `workspace` (bytes of device
 // memory that only work on `stream` uses); false, with nothing queued, when cuBLASLt has no
