@@ -42,6 +42,11 @@ void fill_(const Tensor& dst, double value);
 // (host to host) the copy is done when it returns.
 TransferHandle copy_async(const Tensor& dst, const Tensor& src);
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim);
+// dst (N) 1-D contiguous <- each srcs[i] (contiguous, any shape, dst's dtype and device: a narrow
+// of a flattened tensor counts) at [offsets[i], offsets[i] + numel), the ranges disjoint, zeros
+// everywhere else (no sources: all zeros). One kernel launch (or a few) on CUDA, not a fill plus
+// a copy per source: packing many gradients into a flat buffer (core/pack_flat.h).
+void pack_flat_(const Tensor& dst, const std::vector<Tensor>& srcs, const std::vector<int64_t>& offsets);
 
 // ---- elementwise (numpy broadcasting; operands must share a dtype) ----
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);

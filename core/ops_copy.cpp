@@ -1,6 +1,7 @@
-// Raw copy ops: contiguous, clone, dtype and device conversion, copy_, fill_, cat.
+// Raw copy ops: contiguous, clone, dtype and device conversion, copy_, fill_, cat, pack_flat_.
 #include "core/ops.h"
 #include "core/ops_util.h"
+#include "core/pack_flat.h"
 
 namespace zt::raw {
 namespace {
@@ -124,6 +125,11 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
     start += t.size(d);
   }
   return out;
+}
+
+void pack_flat_(const Tensor& dst, const std::vector<Tensor>& srcs, const std::vector<int64_t>& offsets) {
+  plan_pack_flat(dst, srcs, offsets);  // the errors, before dispatch; the kernel plans its own pieces
+  if (dst.numel() > 0) backend_for(dst.device()).pack_flat(dst, srcs, offsets);
 }
 
 }  // namespace zt::raw

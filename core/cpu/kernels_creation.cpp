@@ -1,10 +1,12 @@
-// CPU kernels that create or copy values: fill, arange, Philox random draws, strided copy/cast.
+// CPU kernels that create or copy values: fill, arange, Philox random draws, strided copy/cast,
+// pack_flat.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "core/cpu/cpu_backend.h"
 #include "core/cpu/strided.h"
+#include "core/pack_flat.h"
 #include "core/philox.h"
 
 namespace zt::cpu {
@@ -163,6 +165,30 @@ void CpuBackend::copy(const Tensor& dst, const Tensor& src) {
                           });
     }));
   }));
+}
+
+// Bytes, whatever the dtype (all-zero bytes are zero in every dtype): a memcpy per piece of a
+// source, a memset per gap, pieces of at most 1 MiB spread over the threads.
+void CpuBackend::pack_flat(const Tensor& dst, const std::vector<Tensor>& srcs, const std::vector<int64_t>& offsets) {
+  constexpr int64_t kPieceBytes = int64_t(1) << 20;
+  const int64_t es = int64_t(dst.element_size());
+  ZT_CHECK(dst.device().is_cpu(), "pack_flat: the CPU backend packs CPU tensors only, found dst on ",
+           dst.device().str());
+  const std::vector<PackPiece> pieces = plan_pack_flat(dst, srcs, offsets, kPieceBytes / es);
+  if (pieces.empty()) return;
+  char* base = static_cast<char*>(dst.raw_data());
+  std::vector<const char*> from(srcs.size(), nullptr);  // raw_data may throw: not inside the threads
+  for (size_t i = 0; i < srcs.size(); ++i)
+    if (srcs[i].numel() > 0) from[i] = static_cast<const char*>(srcs[i].raw_data());
+  parallel_for(int64_t(pieces.size()), std::max<int64_t>(1, dst.numel() / int64_t(pieces.size())), [&](int64_t k) {
+    const PackPiece& p = pieces[size_t(k)];
+    char* d = base + p.dst_offset * es;
+    if (p.src < 0) {
+      std::memset(d, 0, size_t(p.numel * es));
+    } else {
+      std::memcpy(d, from[size_t(p.src)] + p.src_offset * es, size_t(p.numel * es));
+    }
+  });
 }
 
 }  // namespace zt::cpu

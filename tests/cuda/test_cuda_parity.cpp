@@ -103,6 +103,62 @@ int case_copy() {
   return ran;
 }
 
+// pack_flat: numel random values (never zero) `start` elements into a random base, so a start
+// that is not a multiple of 16 bytes misaligns the source against dst; (rows, numel / rows) when
+// rows > 1 (sources of any shape).
+struct PackRange {
+  int64_t offset, numel, start = 0, rows = 1;
+};
+
+// dst (n) starts dst_start elements into a fresh buffer whose sides start apart, so a gap left
+// unwritten shows.
+int run_pack_flat(const std::string& what, DType dt, int64_t n, const std::vector<PackRange>& ranges,
+                  int64_t dst_start = 0) {
+  std::vector<Tensor> srcs[2];
+  std::vector<int64_t> offsets;
+  for (size_t k = 0; k < ranges.size(); ++k) {
+    const PackRange& r = ranges[k];
+    const Pair base = random_pair({r.start + r.numel}, dt, Layout::contiguous, 1, 9, 300 + k);
+    const Shape shape = r.rows > 1 ? Shape{r.rows, r.numel / r.rows} : Shape{r.numel};
+    const Shape strides = r.rows > 1 ? Shape{r.numel / r.rows, 1} : Shape{1};
+    for (int s = 0; s < 2; ++s) srcs[s].push_back(Tensor::view_of(base[s].storage(), shape, strides, r.start, dt));
+    offsets.push_back(r.offset);
+  }
+  const Pair buffer = output_pair({dst_start + n}, dt);
+  Pair out;
+  for (int s = 0; s < 2; ++s) out.side[s] = Tensor::view_of(buffer[s].storage(), {n}, {1}, dst_start, dt);
+  return run_parity(what, [&](Backend& be, int i) { be.pack_flat(out[i], srcs[i], offsets); }, {&out}, 0.0);
+}
+
+int case_pack_flat() {
+  int ran = 0;
+  for (DType dt : kAllDTypes) {
+    // Odd offsets, lengths and view starts (every word size of the kernel), touching ranges, a
+    // matrix, ranges out of order, gaps at both ends.
+    const std::vector<PackRange> odd = {{200, 333, 1}, {3, 17, 0},    {21, 1, 5},  {22, 100, 2, 4},
+                                        {128, 64, 0},  {600, 401, 3}, {1001, 29, 7}};
+    ran += run_pack_flat(label("pack_flat odd", dtype_name(dt)), dt, 1031, odd);
+    ran += run_pack_flat(label("pack_flat odd, dst 3 elements in", dtype_name(dt)), dt, 1031, odd, 3);
+    ran += run_pack_flat(label("pack_flat whole", dtype_name(dt)), dt, 1031, {{0, 1031, 1}});
+    ran += run_pack_flat(label("pack_flat no sources", dtype_name(dt)), dt, 777, {});
+  }
+  for (DType dt : {DType::f32, DType::bf16, DType::f16, DType::i64}) {
+    // Ranges longer than one piece (256 KiB), aligned with dst or not, and a long gap.
+    ran += run_pack_flat(label("pack_flat long", dtype_name(dt)), dt, 900'011,
+                         {{8, 300'001, 0}, {300'013, 199'999, 3}, {500'017, 65'536, 1}, {800'000, 100'000, 0}});
+    // 3000 sources of 1-13 elements with gaps of 0-4: more pieces than one launch's table.
+    std::vector<PackRange> many;
+    int64_t at = 0;
+    for (int64_t k = 0; k < 3000; ++k) {
+      at += k % 5;
+      many.push_back({at, 1 + k % 13, k % 3});
+      at += 1 + k % 13;
+    }
+    ran += run_pack_flat(label("pack_flat 3000 sources", dtype_name(dt)), dt, at + 9, many);
+  }
+  return ran;
+}
+
 constexpr BinaryOp kBinaryOps[] = {BinaryOp::add, BinaryOp::sub, BinaryOp::mul, BinaryOp::div,
                                    BinaryOp::pow, BinaryOp::maximum, BinaryOp::minimum, BinaryOp::eq,
                                    BinaryOp::ne, BinaryOp::lt, BinaryOp::le, BinaryOp::gt, BinaryOp::ge};
@@ -936,6 +992,7 @@ const std::map<OpId, int (*)()>& parity_cases() {
       {OpId::random_uniform, case_random_uniform},
       {OpId::random_normal, case_random_normal},
       {OpId::copy, case_copy},
+      {OpId::pack_flat, case_pack_flat},
       {OpId::binary, case_binary},
       {OpId::binary_scalar, case_binary_scalar},
       {OpId::unary, case_unary},
