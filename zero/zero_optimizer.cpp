@@ -173,16 +173,22 @@ void ZeroOptimizer::launch_ready_buckets() {
   while (next_bucket_ < buckets_.size() && buckets_[next_bucket_].pending == 0) launch(buckets_[next_bucket_++]);
 }
 
-void ZeroOptimizer::pack(int64_t lo, int64_t len, const Tensor& dst) const {
-  raw::fill_(dst, 0.0);
-  for (const Param& p : params_) {
-    const int64_t off = p.offset, n = p.tensor.numel();
-    const int64_t a = std::max(lo, off), b = std::min(lo + len, off + n);
-    if (a >= b) continue;
-    const Tensor g = grad(p.tensor);
-    if (!g.defined()) continue;  // no gradient in this pass: zeros
-    raw::copy_(raw::narrow(dst, 0, a - lo, b - a), raw::narrow(raw::reshape(g, {n}), 0, a - off, b - a));
+void ZeroOptimizer::pack(int64_t lo, int64_t len, int64_t ranges, const Tensor& dst) const {
+  std::vector<Tensor> srcs;
+  std::vector<int64_t> offsets;
+  for (int64_t r = 0; r < ranges; ++r) {
+    const int64_t begin = lo + r * shard_;
+    for (const Param& p : params_) {
+      const int64_t off = p.offset, n = p.tensor.numel();
+      const int64_t a = std::max(begin, off), b = std::min(begin + len, off + n);
+      if (a >= b) continue;
+      const Tensor g = grad(p.tensor);
+      if (!g.defined()) continue;  // no gradient in this pass: zeros
+      srcs.push_back(raw::narrow(raw::reshape(g, {n}), 0, a - off, b - a));
+      offsets.push_back(r * len + a - begin);
+    }
   }
+  raw::pack_flat_(dst, srcs, offsets);  // one launch, the padding and missing gradients zeroed
 }
 
 void ZeroOptimizer::launch(Bucket& b) {
@@ -190,20 +196,20 @@ void ZeroOptimizer::launch(Bucket& b) {
   const int64_t W = world();
   if (options_.stage <= 1) {
     const Tensor dst = raw::narrow(flat_grad_, 0, b.lo, b.len);
-    pack(b.lo, b.len, dst);
+    pack(b.lo, b.len, 1, dst);
     if (data_parallel_size() > 1) b.work = comm_->all_reduce_async(dst, CommReduceOp::avg);
     return;
   }
   const Tensor dst = raw::narrow(grad_shard_, 0, b.lo, b.len);
   if (W == 1) {
-    pack(b.lo, b.len, dst);
+    pack(b.lo, b.len, 1, dst);
     return;
   }
   {
     MemoryCategoryScope scope(MemoryCategory::communication);
     b.buffer = empty({W * b.len}, TensorOptions(dtype_, flat_.device()));
   }
-  for (int64_t r = 0; r < W; ++r) pack(r * shard_ + b.lo, b.len, raw::narrow(b.buffer, 0, r * b.len, b.len));
+  pack(b.lo, b.len, W, b.buffer);
   b.work = comm_->reduce_scatter_async(b.buffer, dst, CommReduceOp::avg);
 }
 

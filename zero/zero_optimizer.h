@@ -126,8 +126,10 @@ class ZeroOptimizer final : public ShardedOptimizer {
   void on_grad_ready(size_t index);
   void launch_ready_buckets();
   void launch(Bucket& b);
-  // Copies the part of every parameter gradient that falls in flat range [lo, lo+len) into dst.
-  void pack(int64_t lo, int64_t len, const Tensor& dst) const;
+  // Packs the parts of the parameter gradients that fall in the flat ranges [lo + r*S, +len),
+  // r < ranges (S the shard size), one after another into dst (ranges*len,), zeros elsewhere: one
+  // pack_flat_ call (one kernel on CUDA) for every range of a bucket.
+  void pack(int64_t lo, int64_t len, int64_t ranges, const Tensor& dst) const;
   void reset_pass();
 
   ZeroOptions options_;

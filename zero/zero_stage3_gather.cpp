@@ -257,15 +257,19 @@ void ZeroStage3Optimizer::reduce_unit(size_t index) {
     MemoryCategoryScope scope(MemoryCategory::communication);
     packed = empty({u.padded}, TensorOptions(dtype_, dst.device()));
   }
-  raw::fill_(packed, 0.0);
+  std::vector<Tensor> grads;
+  std::vector<int64_t> offsets;
   for (size_t i : u.params) {
     Param& p = params_[i];
     const Tensor g = grad(p.tensor);
-    const int64_t n = p.tensor.numel();
-    if (g.defined()) raw::copy_(raw::narrow(packed, 0, p.offset, n), raw::reshape(g, {n}));
-    set_grad(p.tensor, Tensor());  // the packed copy is all that is needed now
+    if (g.defined()) {
+      grads.push_back(raw::reshape(g, {p.tensor.numel()}));
+      offsets.push_back(p.offset);
+    }
+    set_grad(p.tensor, Tensor());  // grads holds it until packed; then the packed copy is all that is needed
     p.counted = false;
   }
+  raw::pack_flat_(packed, grads, offsets);  // one launch; padding and missing gradients zeroed
   u.grads_ready = 0;
   if (direct) return;
   if (world() == 1) {
