@@ -68,12 +68,17 @@ Tensor norm(const Tensor& a);  // L2 norm of all elements
 
 // ---- matrix products ----
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
-// x (..., in) @ weight (out, in)^T + bias (out): no transpose copy.
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
-// GPT's MLP: linear(gelu_tanh(linear(x, w1, b1)), w2, b2), with GELU and the biases in the
-// products' epilogues (raw::linear_gelu, gelu_linear_input_grads, linear_weight_grads): no
-// separate GELU, GELU-gradient or bias-gradient pass. Values as the composition of those ops.
-Tensor gelu_mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2);
+// x (..., in) @ weight (out, in)^T + bias (out) [+ residual]: no transpose copy. A residual
+// (..., out) of the result's shape, dtype and device, with a bias, is added inside the GEMM (a
+// transformer block's x + proj(...)) and gets the output's gradient itself; any other residual
+// goes through add.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), const Tensor& residual = Tensor());
+// GPT's MLP: linear(gelu_tanh(linear(x, w1, b1)), w2, b2) [+ residual], with GELU and the biases
+// (and the residual, as in linear) in the products' epilogues (raw::linear_gelu,
+// gelu_linear_input_grads, linear_weight_grads): no separate GELU, GELU-gradient or bias-gradient
+// pass. Values as the composition of those ops.
+Tensor gelu_mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2,
+                const Tensor& residual = Tensor());
 
 // ---- shape (views where possible) ----
 Tensor reshape(const Tensor& a, Shape shape);

@@ -1,5 +1,6 @@
 // Differentiable matrix products: matmul (with transpose flags, batched, or a batch of rows
-// times one matrix) and linear. Backward uses the transpose flags of raw::matmul: no copies.
+// times one matrix), linear and gelu_mlp (each optionally adding a residual in its last GEMM).
+// Backward uses the transpose flags of raw::matmul: no copies.
 #include "autograd/ops_common.h"
 
 namespace zt {
@@ -73,19 +74,38 @@ Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor& bias)
   return raw::linear(x, weight, bias);
 }
 
+// Whether residual can be the C operand of the GEMM that computes x W^T (+ b): of its result's
+// shape (..., N), dtype and device. Anything else is added apart (broadcasting as add does).
+bool residual_fits(const Tensor& residual, const Tensor& x, const Tensor& weight) {
+  if (!x.defined() || !weight.defined() || x.dim() < 1 || weight.dim() != 2) return false;
+  Shape shape = x.shape();
+  shape.back() = weight.size(0);
+  return residual.shape() == shape && residual.dtype() == x.dtype() && residual.device() == x.device();
+}
+
 }  // namespace
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  Tensor out = linear_forward(x, weight, bias);
-  if (!autograd::needs_graph(x, weight, bias)) return out;
+// The residual's gradient is g itself: out = ... + residual.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& residual) {
+  Tensor out;
+  if (residual.defined()) {
+    // The fused form needs the bias in the epilogue too (linear_forward's condition).
+    const bool fused = bias.defined() && residual_fits(residual, x, weight);
+    if (!fused) return add(linear(x, weight, bias), residual);
+    out = raw::linear(x, weight, bias, residual);  // its checks name any other mismatch
+  } else {
+    out = linear_forward(x, weight, bias);
+  }
+  if (!autograd::needs_graph(x, weight, bias, residual)) return out;
   Tensor keep_x = autograd::save_if(requires_grad(weight), x);
   Tensor keep_w = autograd::save_if(requires_grad(x), weight);
   const bool bias_1d = bias.defined() && bias.dim() == 1 && bias.dtype() == x.dtype();
   return autograd::make_node(
-      "linear", std::move(out), {&x, &weight, &bias},
+      "linear", std::move(out), {&x, &weight, &bias, &residual},
       [keep_x, keep_w, bias_1d, bias_shape = bias.defined() ? bias.shape() : Shape{}](const Tensor& g,
                                                                                      Needs need) -> Grads {
-        Grads grads(3);
+        Grads grads(4);
+        if (need[3]) grads[3] = g;
         if (need[0]) grads[0] = raw::matmul(g, keep_w);  // (..., out) @ (out, in)
         if (need[1] && need[2] && bias_1d) {  // both from one read of g
           raw::LinearGrads wb = raw::linear_weight_grads(g, keep_x);
@@ -103,15 +123,18 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
       });
 }
 
-Tensor gelu_mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2) {
+Tensor gelu_mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2,
+                const Tensor& residual) {
+  if (residual.defined() && !residual_fits(residual, x, w2)) return add(gelu_mlp(x, w1, b1, w2, b2), residual);
   raw::LinearGelu hidden = raw::linear_gelu(x, w1, b1);  // pre = x w1^T + b1, out = gelu_tanh(pre)
-  Tensor out = raw::linear(hidden.out, w2, b2);
-  if (!autograd::needs_graph(x, w1, b1, w2, b2)) return out;
+  Tensor out = raw::linear(hidden.out, w2, b2, residual);
+  if (!autograd::needs_graph(x, w1, b1, w2, b2, residual)) return out;
   return autograd::make_node(
-      "gelu_mlp", std::move(out), {&x, &w1, &b1, &w2, &b2},
+      "gelu_mlp", std::move(out), {&x, &w1, &b1, &w2, &b2, &residual},
       [x = autograd::save_for_backward(x), w1 = autograd::save_for_backward(w1),
        w2 = autograd::save_for_backward(w2), pre = hidden.pre, h = hidden.out](const Tensor& g, Needs need) -> Grads {
-        Grads grads(5);
+        Grads grads(6);
+        if (need[5]) grads[5] = g;  // out = ... + residual
         if (need[3] || need[4]) {
           raw::LinearGrads second = raw::linear_weight_grads(g, h);
           if (need[3]) grads[3] = second.weight;

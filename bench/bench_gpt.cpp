@@ -40,6 +40,7 @@ struct Options {
   std::string nvme_path;
   bool profile = false;  // profiler capture around the timed steps only
   bool unfused_mlp = false;
+  bool unfused_residual = false;
   bool time_optimizer_step = false;  // the last micro-step's engine->step() alone, between syncs
 };
 
@@ -74,6 +75,7 @@ int run(const Options& o) {
   gc.vocab_size = o.vocab;
   gc.checkpoint_activations = o.checkpoint_activations;
   gc.fused_mlp = !o.unfused_mlp;
+  gc.fused_residual = !o.unfused_residual;
   zt::Generator gen(1234);
   auto model = std::make_shared<zt::GPT>(gc, &gen);
   model->to(device);
@@ -193,6 +195,8 @@ int main(int argc, char** argv) {
                   "open the profiler capture for the timed steps only (ncu/nsys --profile-from-start off)");
   args.add_switch("--unfused-mlp", &o.unfused_mlp,
                   "run the MLP module by module (GPTConfig::fused_mlp off) to measure what the fusion saves");
+  args.add_switch("--unfused-residual", &o.unfused_residual,
+                  "add each block's residuals apart (GPTConfig::fused_residual off), not in the projections' GEMMs");
   args.add_switch("--time-optimizer-step", &o.time_optimizer_step,
                   "also time the optimizer step alone (syncs the device around it: adds a little to ms/step)");
   args.add_switch("--checkpoint-activations", &o.checkpoint_activations, "recompute block activations in backward");

@@ -50,11 +50,19 @@ GemmProblem describe_gemm(const Tensor& out, const Tensor& a, const Tensor& b, b
   return p;
 }
 
-void check_gemm_bias(const Tensor& out, const Tensor& bias) {
+void check_gemm_bias(const Tensor& out, const Tensor& bias, const Tensor& residual) {
   ZT_CHECK(out.dim() == 2 && bias.dim() == 1 && bias.size(0) == out.size(1) && bias.is_contiguous() &&
                bias.dtype() == out.dtype(),
            "gemm_bias: expected out (M, N) and a contiguous bias (N) of out's dtype, found ", out.str(), " and ",
            bias.str());
+  if (!residual.defined()) return;
+  ZT_CHECK(residual.shape() == out.shape() && residual.is_contiguous() && residual.dtype() == out.dtype() &&
+               residual.device() == out.device(),
+           "gemm_bias: expected a contiguous residual ", shape_str(out.shape()), " of ", dtype_name(out.dtype()),
+           " on ", out.device().str(), " (out's shape, dtype and device), found ", residual.str());
+  ZT_CHECK(out.is_contiguous(), "gemm_bias: out must be contiguous when a residual is added, found ", out.str());
+  // The epilogue reads the residual while writing out (and the fallback writes out first).
+  ZT_CHECK(!out.shares_storage(residual), "gemm_bias: the residual must not share memory with out");
 }
 
 void check_gemm_epilogue(const char* op, const Tensor& out, const Tensor& vec, int64_t vec_len, const Tensor& aux) {

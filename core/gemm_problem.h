@@ -23,8 +23,9 @@ struct GemmProblem {
 // cuBLAS take int) and that out shares no memory with a or b; errors name what was found.
 GemmProblem describe_gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b);
 
-// gemm_bias: out (M, N), a contiguous bias (N) of out's dtype.
-void check_gemm_bias(const Tensor& out, const Tensor& bias);
+// gemm_bias: out (M, N), a contiguous bias (N) of out's dtype; residual undefined, or contiguous
+// (M, N) of out's dtype and device, sharing no memory with out, which is then contiguous too.
+void check_gemm_bias(const Tensor& out, const Tensor& bias, const Tensor& residual);
 
 // The epilogue ops' extra operands (gemm_bias_gelu, gemm_gelu_backward, gemm_row_sums): out a
 // contiguous 2-D tensor; vec a contiguous (vec_len) of out's dtype; aux, when defined, contiguous

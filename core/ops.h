@@ -85,8 +85,9 @@ Tensor sum_to(const Tensor& a, const Shape& shape);
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
 // x (..., K) @ weight (N, K)^T + bias (N): a linear layer's forward, through the backend's
 // gemm_bias (its bias added in the GEMM's epilogue where it can) over x's rows (a copy when its
-// leading dims do not merge). One dtype and device.
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+// leading dims do not merge). One dtype and device. residual, when defined, is of the result's
+// shape (..., N) and is added in the same GEMM (a transformer block's residual add, fused).
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& residual = Tensor());
 // linear then GELU (tanh approximation) in one product (gemm_bias_gelu): out = gelu_tanh(pre),
 // pre = x W^T + b (..., N), kept for backward.
 struct LinearGelu {

@@ -145,13 +145,22 @@ Shape with_last(const Tensor& x, int64_t n) {
 
 }  // namespace
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& residual) {
   check_linear_args("linear", x, weight, bias);
+  const Shape shape = with_last(x, weight.size(0));
+  Tensor residual2;  // (R, N) contiguous, as gemm_bias takes it
+  if (residual.defined()) {
+    ZT_CHECK(residual.shape() == shape, "linear: expected a residual of the result's shape ", shape_str(shape),
+             ", found ", residual.str());
+    detail::check_same_device("linear", {&x, &residual});
+    detail::check_same_dtype("linear", x, residual);
+    residual2 = contiguous(rows_of(residual));
+  }
   const Tensor x2 = as_rows(x);
   Tensor out = Tensor::empty({x2.size(0), weight.size(0)}, {x.dtype(), x.device()});
   if (out.numel() > 0)
-    backend_for(x.device()).gemm_bias(out, x2, gemm_operand(weight), false, true, contiguous(bias));
-  return view(out, with_last(x, weight.size(0)));
+    backend_for(x.device()).gemm_bias(out, x2, gemm_operand(weight), false, true, contiguous(bias), residual2);
+  return view(out, shape);
 }
 
 LinearGelu linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias) {

@@ -8,7 +8,9 @@
 //
 // gemm_bias, gemm_bias_gelu and gemm_row_sums do their extra work in cuBLASLt's epilogue (BIAS,
 // GELU_AUX_BIAS, BGRADB) when the problem goes there; otherwise as separate kernels after the
-// product (gemm_bias: the bias rows written first and the product accumulated onto them).
+// product (gemm_bias: the bias rows written first and the product accumulated onto them). A
+// residual for gemm_bias is cuBLASLt's C (beta 1, D apart), or in the fallback added to the bias
+// rows before the product is accumulated onto them.
 // gemm_gelu_backward always runs apart: the GELU gradient and the bias sums in one pass over the
 // product (cuda/gelu_backward_sums.h; cuBLASLt's DGELU_BGRAD measured slower).
 //
@@ -107,18 +109,20 @@ cudaDataType_t cuda_type(DType t) {
   ZT_FAIL("gemm: dtype ", dtype_name(t), " is not supported (expected f32, f64, f16 or bf16)");
 }
 
-// out's rows set to the (N) bias: a broadcast view of it copied in.
-void write_bias_rows(const Tensor& out, const Tensor& bias) {
-  cuda_backend().copy(out, Tensor::view_of(bias.storage(), out.shape(), {0, 1}, bias.offset(), bias.dtype()));
+// out's rows set to the (N) bias, plus the residual (M, N) when defined.
+void write_bias_rows(const Tensor& out, const Tensor& bias, const Tensor& residual) {
+  const Tensor rows = Tensor::view_of(bias.storage(), out.shape(), {0, 1}, bias.offset(), bias.dtype());
+  if (!residual.defined()) return cuda_backend().copy(out, rows);
+  cuda_backend().binary(BinaryOp::add, out, residual, rows);
 }
 
 // What follows the product (row-major terms; core/ops.def gemm_bias, gemm_bias_gelu,
 // gemm_gelu_backward, gemm_row_sums): vec is the bias, the bias gradient or a's row sums, aux the
-// GELU input.
+// GELU input, residual (Post::bias only) a matrix like out added to the result.
 enum class Post { none, bias, gelu_aux_bias, gelu_backward, row_sums };
 struct Epilogue {
   Post kind = Post::none;
-  Tensor vec, aux;
+  Tensor vec, aux, residual;
 };
 
 // The cuBLASLt epilogue that does `kind` inside the GEMM, if one is used. GELU's backward is not:
@@ -153,7 +157,7 @@ void run_epilogue_apart(const Tensor& out, const Tensor& a, const Tensor& b, boo
 void run_gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, double alpha,
               double beta, const Epilogue& e = {}) {
   const GemmProblem p = describe_gemm(out, a, b, trans_a, trans_b);
-  const int device = common_device("gemm", {&out, &a, &b, &e.vec, &e.aux});
+  const int device = common_device("gemm", {&out, &a, &b, &e.vec, &e.aux, &e.residual});
   DeviceGuard guard(device);
   const Dims3& od = p.out;
   const Dims3& ad = p.a;
@@ -167,7 +171,7 @@ void run_gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool trans_a,
     if (sums) run_epilogue_apart(out, a, b, trans_a, trans_b, e);
     return;
   }
-  if (e.kind == Post::bias && k == 0) return write_bias_rows(out, e.vec);
+  if (e.kind == Post::bias && k == 0) return write_bias_rows(out, e.vec, e.residual);
   if (e.kind != Post::none && k == 0) return run_epilogue_apart(out, a, b, trans_a, trans_b, e);
   if (k == 0) {  // out = beta * out
     if (beta == 0.0) return cuda_backend().fill(out, 0.0);
@@ -185,7 +189,8 @@ void run_gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool trans_a,
       f64 ? CUBLAS_COMPUTE_64F : (tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F);
   const bool tensor_core = out.dtype() == DType::f16 || out.dtype() == DType::bf16 || tf32;
   // The epilogue reads and writes its vector and aux matrix in 16-byte vectors; an aux matrix
-  // needs a leading dim divisible by 8 (cublasLt.h).
+  // needs a leading dim divisible by 8 (cublasLt.h). A residual's alignment is the plan's (its C).
+  const bool residual = e.residual.defined();
   const std::optional<LtEpilogue> lt = lt_form(e.kind);
   const bool epilogue_ok = lt && aligned_16(e.vec) && aligned_16(e.aux) && (!e.aux.defined() || ldc % 8 == 0);
   if (batch == 1 && tensor_core && lt_enabled() && epilogue_ok) {
@@ -194,13 +199,14 @@ void run_gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool trans_a,
     // a is cuBLASLt's B (its sums over k are BGRADB's).
     const LtGemm g{.type = type, .compute = compute, .op_a = bo.op, .op_b = ao.op, .m = n, .n = m, .k = k,
                    .a = bo.data, .lda = bo.ld, .b = ao.data, .ldb = ao.ld, .d = out.raw_data(), .ldd = ldc,
-                   .alpha = float(alpha), .beta = float(beta), .epilogue = *lt,
+                   .alpha = float(alpha), .beta = residual ? 1.0f : float(beta),
+                   .c = residual ? e.residual.raw_data() : nullptr, .epilogue = *lt,
                    .vec = e.vec.defined() ? e.vec.raw_data() : nullptr,
                    .aux = e.aux.defined() ? e.aux.raw_data() : nullptr};
     if (lt_matmul(device, slot.stream, g, slot.workspace, kWorkspaceBytes)) return;
   }
-  if (e.kind == Post::bias) {  // the bias rows first, the product accumulated onto them
-    write_bias_rows(out, e.vec);
+  if (e.kind == Post::bias) {  // the bias (+ residual) rows first, the product accumulated onto them
+    write_bias_rows(out, e.vec, e.residual);
     beta = 1.0;
   } else if (e.kind != Post::none) {
     return run_epilogue_apart(out, a, b, trans_a, trans_b, e);
@@ -226,10 +232,10 @@ void run_epilogue_apart(const Tensor& out, const Tensor& a, const Tensor& b, boo
   switch (e.kind) {
     case Post::none: return run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0);
     case Post::bias:
-      write_bias_rows(out, e.vec);
+      write_bias_rows(out, e.vec, e.residual);
       return run_gemm(out, a, b, trans_a, trans_b, 1.0, 1.0);
     case Post::gelu_aux_bias:
-      run_gemm(e.aux, a, b, trans_a, trans_b, 1.0, 0.0, {Post::bias, e.vec, Tensor()});
+      run_gemm(e.aux, a, b, trans_a, trans_b, 1.0, 0.0, {Post::bias, e.vec, Tensor(), Tensor()});
       return be.unary(UnaryOp::gelu_tanh, out, e.aux);
     case Post::gelu_backward:
       run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0);
@@ -253,27 +259,27 @@ void CudaBackend::gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool
 }
 
 void CudaBackend::gemm_bias(const Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b,
-                            const Tensor& bias) {
-  check_gemm_bias(out, bias);
-  run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0, {Post::bias, bias, Tensor()});
+                            const Tensor& bias, const Tensor& residual) {
+  check_gemm_bias(out, bias, residual);
+  run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0, {Post::bias, bias, Tensor(), residual});
 }
 
 void CudaBackend::gemm_bias_gelu(const Tensor& out, const Tensor& pre, const Tensor& a, const Tensor& b, bool trans_a,
                                  bool trans_b, const Tensor& bias) {
   check_gemm_epilogue("gemm_bias_gelu", out, bias, out.dim() == 2 ? out.size(1) : -1, pre);
-  run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0, {Post::gelu_aux_bias, bias, pre});
+  run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0, {Post::gelu_aux_bias, bias, pre, Tensor()});
 }
 
 void CudaBackend::gemm_gelu_backward(const Tensor& grad_pre, const Tensor& grad_bias, const Tensor& a,
                                      const Tensor& b, bool trans_a, bool trans_b, const Tensor& pre) {
   check_gemm_epilogue("gemm_gelu_backward", grad_pre, grad_bias, grad_pre.dim() == 2 ? grad_pre.size(1) : -1, pre);
-  run_gemm(grad_pre, a, b, trans_a, trans_b, 1.0, 0.0, {Post::gelu_backward, grad_bias, pre});
+  run_gemm(grad_pre, a, b, trans_a, trans_b, 1.0, 0.0, {Post::gelu_backward, grad_bias, pre, Tensor()});
 }
 
 void CudaBackend::gemm_row_sums(const Tensor& out, const Tensor& a_sums, const Tensor& a, const Tensor& b,
                                 bool trans_a, bool trans_b) {
   check_gemm_epilogue("gemm_row_sums", out, a_sums, out.dim() == 2 ? out.size(0) : -1, Tensor());
-  run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0, {Post::row_sums, a_sums, Tensor()});
+  run_gemm(out, a, b, trans_a, trans_b, 1.0, 0.0, {Post::row_sums, a_sums, Tensor(), Tensor()});
 }
 
 }  // namespace zt::cuda

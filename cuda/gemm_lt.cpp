@@ -39,10 +39,11 @@ struct Plan {
   bool tuned = false;                            // algo is the timed fastest candidate
 };
 
-// device, type, compute, op_a, op_b, m, n, k, lda, ldb, ldd, alignments of A, B, D, workspace,
-// epilogue.
+// device, type, compute, op_a, op_b, m, n, k, lda, ldb, ldd, alignments of A, B, C, D, workspace,
+// epilogue. C's alignment is its own once C is apart from D (a residual): an algorithm chosen
+// for a 16-byte aligned C must not run on a misaligned one.
 using PlanKey = std::tuple<int, int, int, int, int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, uint32_t,
-                           uint32_t, uint32_t, size_t, int>;
+                           uint32_t, uint32_t, uint32_t, size_t, int>;
 
 template <typename V>
 void set_desc(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attr, V value) {
@@ -75,8 +76,8 @@ void set_pref(cublasLtMatmulPreference_t pref, cublasLtMatmulPreferenceAttribute
   ZT_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)));
 }
 
-Plan make_plan(cublasLtHandle_t handle, const LtGemm& g, uint32_t align_a, uint32_t align_b, uint32_t align_d,
-               size_t workspace_bytes) {
+Plan make_plan(cublasLtHandle_t handle, const LtGemm& g, uint32_t align_a, uint32_t align_b, uint32_t align_c,
+               uint32_t align_d, size_t workspace_bytes) {
   Plan p;
   ZT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, g.compute, CUDA_R_32F));
   set_desc(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, int32_t(g.op_a));
@@ -100,7 +101,7 @@ Plan make_plan(cublasLtHandle_t handle, const LtGemm& g, uint32_t align_a, uint3
   set_pref(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, uint64_t(workspace_bytes));
   set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_a);
   set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b);
-  set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_d);
+  set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_c);
   set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_d);
   cublasLtMatmulHeuristicResult_t results[kCandidates];
   std::memset(results, 0, sizeof(results));
@@ -124,13 +125,14 @@ bool env_flag(const char* name, bool fallback) {
 
 cublasStatus_t run_plan(cublasLtHandle_t handle, const Plan& p, const cublasLtMatmulAlgo_t& algo, const LtGemm& g,
                         void* workspace, size_t workspace_bytes, cudaStream_t stream) {
-  return cublasLtMatmul(handle, p.desc, &g.alpha, g.a, p.a, g.b, p.b, &g.beta, g.d, p.d, g.d, p.d, &algo, workspace,
+  const void* c = g.c ? g.c : g.d;  // a separate C has D's layout
+  return cublasLtMatmul(handle, p.desc, &g.alpha, g.a, p.a, g.b, p.b, &g.beta, c, p.d, g.d, p.d, &algo, workspace,
                         workspace_bytes, stream);
 }
 
 // Times every candidate of `p` on g (3 calls after one untimed call, CUDA events on `stream`,
-// a host wait) and keeps the fastest. Only for beta == 0: the trial calls overwrite D, which
-// the real call then overwrites again.
+// a host wait) and keeps the fastest. Only for beta == 0 or a C apart from D: the trial calls
+// overwrite D, which the real call then overwrites again.
 void autotune(cublasLtHandle_t handle, Plan& p, const LtGemm& g, void* workspace, size_t workspace_bytes,
               cudaStream_t stream) {
   cudaEvent_t start = nullptr, stop = nullptr;
@@ -180,8 +182,9 @@ bool lt_bgradb_enabled() {
 
 bool lt_matmul(int device, cudaStream_t stream, const LtGemm& g, void* workspace, size_t workspace_bytes) {
   const uint32_t align_a = alignment_of(g.a), align_b = alignment_of(g.b), align_d = alignment_of(g.d);
+  const uint32_t align_c = g.c ? alignment_of(g.c) : align_d;
   const PlanKey key{device, int(g.type), int(g.compute), int(g.op_a), int(g.op_b), g.m, g.n, g.k, g.lda, g.ldb,
-                    g.ldd, align_a, align_b, align_d, workspace_bytes, int(g.epilogue)};
+                    g.ldd, align_a, align_b, align_c, align_d, workspace_bytes, int(g.epilogue)};
   LtState& s = state();
   static const bool tune = env_flag("ZT_CUBLASLT_AUTOTUNE", false);
   cublasStatus_t status = CUBLAS_STATUS_SUCCESS;
@@ -194,11 +197,11 @@ bool lt_matmul(int device, cudaStream_t stream, const LtGemm& g, void* workspace
     cublasLtHandle_t handle = s.handles[size_t(device)];
     auto it = s.plans.find(key);
     if (it == s.plans.end())
-      it = s.plans.emplace(key, make_plan(handle, g, align_a, align_b, align_d, workspace_bytes)).first;
+      it = s.plans.emplace(key, make_plan(handle, g, align_a, align_b, align_c, align_d, workspace_bytes)).first;
     Plan& p = it->second;  // map nodes stay put
     if (p.candidates.empty()) return false;
     set_epilogue_pointers(p.desc, g);
-    if (tune && !p.tuned && g.beta == 0.0f && p.candidates.size() > 1)
+    if (tune && !p.tuned && (g.beta == 0.0f || g.c) && p.candidates.size() > 1)
       autotune(handle, p, g, workspace, workspace_bytes, stream);
     status = run_plan(handle, p, p.algo, g, workspace, workspace_bytes, stream);
   }

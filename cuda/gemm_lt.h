@@ -14,7 +14,7 @@
 
 namespace zt::cuda {
 
-// What cuBLASLt's epilogue does after the product P = alpha * op_a(A) @ op_b(B) + beta * D, in
+// What cuBLASLt's epilogue does after the product P = alpha * op_a(A) @ op_b(B) + beta * C, in
 // f32 before the rounding to `type`. vec and aux are of `type`, 16-byte aligned; aux (m, n)
 // with D's leading dim.
 enum class LtEpilogue {
@@ -24,9 +24,10 @@ enum class LtEpilogue {
   bgradb,         // D = P, vec (n) = the sums of op_b(B) over k
 };
 
-// D (m, n) = alpha * op_a(A) (m, k) @ op_b(B) (k, n) + beta * D, column-major, D updated in
-// place (it is also C), then the epilogue. A, B and D are all of `type`; scaling and
-// accumulation in f32.
+// D (m, n) = alpha * op_a(A) (m, k) @ op_b(B) (k, n) + beta * C, column-major, then the
+// epilogue. C is D itself (updated in place) unless c is given: then a separate matrix with D's
+// layout (a residual added in the GEMM, one extra read). A, B, C and D are all of `type`; scaling
+// and accumulation in f32.
 struct LtGemm {
   cudaDataType_t type;          // CUDA_R_16F, CUDA_R_16BF or CUDA_R_32F
   cublasComputeType_t compute;  // CUBLAS_COMPUTE_32F, or CUBLAS_COMPUTE_32F_FAST_TF32 for f32
@@ -39,6 +40,7 @@ struct LtGemm {
   void* d;
   int64_t ldd;
   float alpha, beta;
+  const void* c = nullptr;  // C with D's leading dim; null: C is D
   LtEpilogue epilogue = LtEpilogue::none;
   void* vec = nullptr;  // bias (read) or bias gradient (written)
   void* aux = nullptr;  // the GELU input: written by gelu_aux_bias, read by dgelu_bgrad

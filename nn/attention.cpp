@@ -50,19 +50,28 @@ Tensor CausalSelfAttention::unfused_attention(const Tensor& q, const Tensor& k, 
   return matmul(att, v);  // (B, nh, T, hs)
 }
 
-Tensor CausalSelfAttention::forward(const Tensor& x) {
+Tensor CausalSelfAttention::attend(const Tensor& x) {
   ZT_CHECK(x.dim() == 3 && x.size(2) == n_embd_, "CausalSelfAttention: expected input (B, T, ",
            n_embd_, "), found ", shape_str(x.shape()));
   const int64_t B = x.size(0), T = x.size(1), C = n_embd_, nh = n_head_, hs = C / nh;
   // Fused: q, k and v stay views of the projection, and their gradients land in one buffer.
-  if (uses_fused()) return (*resid_dropout_)((*proj_)(packed_qkv_attention((*qkv_)(x), nh, true)));
+  if (uses_fused()) return packed_qkv_attention((*qkv_)(x), nh, true);
   std::vector<Tensor> qkv = split((*qkv_)(x), C, 2);  // 3 x (B, T, C)
   auto heads = [&](const Tensor& t) {                  // (B, T, C) -> (B, nh, T, hs), a view
     return transpose(reshape(t, {B, T, nh, hs}), 1, 2);
   };
   Tensor q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);
-  Tensor y = reshape(contiguous(transpose(unfused_attention(q, k, v), 1, 2)), {B, T, C});  // merge heads
-  return (*resid_dropout_)((*proj_)(y));
+  return reshape(contiguous(transpose(unfused_attention(q, k, v), 1, 2)), {B, T, C});  // merge heads
+}
+
+Tensor CausalSelfAttention::forward(const Tensor& x) { return (*resid_dropout_)((*proj_)(attend(x))); }
+
+Tensor CausalSelfAttention::forward(const Tensor& x, const Tensor& residual) {
+  // The dropout sits between proj and the add, and proj's own forward must run its hooks.
+  const bool dropout_active = resid_dropout_->is_training() && resid_dropout_->p() > 0.0;
+  if (dropout_active || resid_dropout_->has_hooks() || !proj_->bias().defined() || proj_->has_hooks())
+    return add(residual, forward(x));
+  return linear(attend(x), proj_->weight(), proj_->bias(), residual);
 }
 
 }  // namespace zt

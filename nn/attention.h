@@ -27,6 +27,10 @@ class CausalSelfAttention : public Module {
   CausalSelfAttention(int64_t n_embd, int64_t n_head, double dropout = 0.0, bool bias = true);
   // x (B, T, C) -> (B, T, C); position t attends to positions <= t only.
   Tensor forward(const Tensor& x) override;
+  // residual + forward(x), residual (B, T, C): added in the output projection's GEMM when no
+  // output dropout is active and proj has a bias and no hooks, else a separate add. Skips this
+  // module's hooks: callers check has_hooks().
+  Tensor forward(const Tensor& x, const Tensor& residual);
   int64_t n_embd() const { return n_embd_; }
   int64_t n_head() const { return n_head_; }
   void set_fused(bool on) { fused_ = on; }
@@ -40,6 +44,8 @@ class CausalSelfAttention : public Module {
   const Tensor& causal_mask(int64_t T, DType dtype, Device device);
   // (B, nh, T, hs) each -> (B, nh, T, hs): softmax(q k^T / sqrt(hs) + mask), dropout, @ v.
   Tensor unfused_attention(const Tensor& q, const Tensor& k, const Tensor& v);
+  // x (B, T, C) -> the heads' outputs merged, (B, T, C): the output projection's input.
+  Tensor attend(const Tensor& x);
 
   int64_t n_embd_, n_head_;
   bool fused_;

@@ -71,16 +71,28 @@ MLP::MLP(const GPTConfig& c, Generator* gen) : fused_(c.fused_mlp) {
   dropout_ = register_module("dropout", std::make_shared<Dropout>(c.dropout));
 }
 
+// One fused op (GELU, its gradient and both biases in the GEMMs' epilogues), unless a child has
+// hooks its own forward must run (ZeRO-3 gathers parameters there).
+bool MLP::uses_gelu_mlp() const {
+  return fused_ && fc_->bias().defined() && proj_->bias().defined() && !fc_->has_hooks() && !gelu_->has_hooks() &&
+         !proj_->has_hooks();
+}
+
 Tensor MLP::forward(const Tensor& x) {
-  // One fused op (GELU, its gradient and both biases in the GEMMs' epilogues), unless a child
-  // has hooks its own forward must run (ZeRO-3 gathers parameters there).
-  if (fused_ && fc_->bias().defined() && proj_->bias().defined() && !fc_->has_hooks() && !gelu_->has_hooks() &&
-      !proj_->has_hooks())
-    return (*dropout_)(gelu_mlp(x, fc_->weight(), fc_->bias(), proj_->weight(), proj_->bias()));
+  if (uses_gelu_mlp()) return (*dropout_)(gelu_mlp(x, fc_->weight(), fc_->bias(), proj_->weight(), proj_->bias()));
   return (*dropout_)((*proj_)((*gelu_)((*fc_)(x))));  // (B, T, 4C) inside, (B, T, C) out
 }
 
-Block::Block(const GPTConfig& c, Generator* gen) {
+Tensor MLP::forward(const Tensor& x, const Tensor& residual) {
+  // The dropout sits between proj and the add, and proj's own forward must run its hooks.
+  const bool dropout_active = dropout_->is_training() && dropout_->p() > 0.0;
+  if (dropout_active || dropout_->has_hooks() || !proj_->bias().defined() || proj_->has_hooks())
+    return add(residual, forward(x));
+  if (uses_gelu_mlp()) return gelu_mlp(x, fc_->weight(), fc_->bias(), proj_->weight(), proj_->bias(), residual);
+  return linear((*gelu_)((*fc_)(x)), proj_->weight(), proj_->bias(), residual);
+}
+
+Block::Block(const GPTConfig& c, Generator* gen) : fused_residual_(c.fused_residual) {
   ln1_ = register_module("ln1", std::make_shared<LayerNorm>(c.n_embd));
   attn_ = register_module("attn", std::make_shared<CausalSelfAttention>(
                                       CausalSelfAttentionOptions{c.n_embd, c.n_head, c.dropout,
@@ -90,8 +102,11 @@ Block::Block(const GPTConfig& c, Generator* gen) {
 }
 
 Tensor Block::forward(const Tensor& x) {
-  Tensor h = add(x, (*attn_)((*ln1_)(x)));  // (B, T, C)
-  return add(h, (*mlp_)((*ln2_)(h)));
+  // forward(x, residual) skips the child's operator(): a child with hooks (ZeRO-3 gathers there)
+  // runs through it, with a separate add.
+  Tensor h = fused_residual_ && !attn_->has_hooks() ? attn_->forward((*ln1_)(x), x)
+                                                      : add(x, (*attn_)((*ln1_)(x)));  // (B, T, C)
+  return fused_residual_ && !mlp_->has_hooks() ? mlp_->forward((*ln2_)(h), h) : add(h, (*mlp_)((*ln2_)(h)));
 }
 
 // ---- GPT ----

@@ -31,6 +31,10 @@ struct GPTConfig {
   // The MLP as one gelu_mlp (GELU and the biases in the GEMMs' epilogues) where its children carry
   // no hooks; false: module by module (Megatron's --no-bias-gelu-fusion), e.g. to measure the gain.
   bool fused_mlp = true;
+  // Each block's residual adds inside the GEMMs of its output projections (the attention's proj
+  // and the MLP's second linear), where no dropout is active on that branch and the modules
+  // involved carry no hooks; false: separate adds, e.g. to measure the gain.
+  bool fused_residual = true;
 };
 
 // Linear (4 C) -> GELU (tanh approximation) -> Linear (C) -> dropout.
@@ -38,15 +42,23 @@ class MLP : public Module {
  public:
   MLP(const GPTConfig& config, Generator* gen = nullptr);
   Tensor forward(const Tensor& x) override;  // (B, T, C) -> (B, T, C)
+  // residual + forward(x), residual (B, T, C): added in the second linear's GEMM when no dropout
+  // is active and proj has a bias and no hooks, else a separate add. Skips this module's hooks:
+  // callers check has_hooks().
+  Tensor forward(const Tensor& x, const Tensor& residual);
 
  private:
+  // Whether the MLP runs as one gelu_mlp: fused_mlp, both biases, no hooks on the children.
+  bool uses_gelu_mlp() const;
+
   std::shared_ptr<Linear> fc_, proj_;
   std::shared_ptr<GELU> gelu_;
   bool fused_ = true;
   std::shared_ptr<Dropout> dropout_;
 };
 
-// x + attn(ln1(x)), then x + mlp(ln2(x)).
+// x + attn(ln1(x)), then x + mlp(ln2(x)); the adds fused into the output projections' GEMMs
+// where GPTConfig::fused_residual allows.
 class Block : public Module {
  public:
   Block(const GPTConfig& config, Generator* gen = nullptr);
@@ -56,6 +68,7 @@ class Block : public Module {
   std::shared_ptr<LayerNorm> ln1_, ln2_;
   std::shared_ptr<CausalSelfAttention> attn_;
   std::shared_ptr<MLP> mlp_;
+  bool fused_residual_ = true;
 };
 
 class GPT : public Module {

@@ -206,11 +206,30 @@ void CpuBackend::gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool 
 }
 
 void CpuBackend::gemm_bias(const Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b,
-                           const Tensor& bias) {
-  check_gemm_bias(out, bias);
-  // The bias rows first, then the product accumulated onto them: one rounding of the sum.
-  copy(out, Tensor::view_of(bias.storage(), out.shape(), {0, 1}, bias.offset(), bias.dtype()));
-  gemm(out, a, b, trans_a, trans_b, 1.0, 1.0);
+                           const Tensor& bias, const Tensor& residual) {
+  check_gemm_bias(out, bias, residual);
+  auto rows_of = [&](const Tensor& vec) {  // the (N) vector broadcast to out's rows
+    return Tensor::view_of(vec.storage(), out.shape(), {0, 1}, vec.offset(), vec.dtype());
+  };
+  if (!residual.defined()) {
+    // The bias rows first, then the product accumulated onto them: one rounding of the sum.
+    copy(out, rows_of(bias));
+    return gemm(out, a, b, trans_a, trans_b, 1.0, 1.0);
+  }
+  // f16/bf16 sum residual, bias and product in f32 and round once, as gemm_half does for the bias
+  // alone; f32/f64 round residual + bias, then the sum with the product.
+  const bool half = out.dtype() == DType::f16 || out.dtype() == DType::bf16;
+  auto wide = [&](const Tensor& t) {
+    if (!half) return t;
+    Tensor w = Tensor::empty(t.shape(), {DType::f32, t.device()});
+    copy(w, t);
+    return w;
+  };
+  const Tensor acc = half ? Tensor::empty(out.shape(), {DType::f32, out.device()}) : out;
+  copy(acc, residual);
+  binary(BinaryOp::add, acc, acc, rows_of(wide(bias)));
+  gemm(acc, wide(a), wide(b), trans_a, trans_b, 1.0, 1.0);
+  if (half) copy(out, acc);
 }
 
 // The meaning of the fused forms is the composition: each step rounds to the dtype, as the
@@ -218,7 +237,7 @@ void CpuBackend::gemm_bias(const Tensor& out, const Tensor& a, const Tensor& b, 
 void CpuBackend::gemm_bias_gelu(const Tensor& out, const Tensor& pre, const Tensor& a, const Tensor& b, bool trans_a,
                                 bool trans_b, const Tensor& bias) {
   check_gemm_epilogue("gemm_bias_gelu", out, bias, out.dim() == 2 ? out.size(1) : -1, pre);
-  gemm_bias(pre, a, b, trans_a, trans_b, bias);
+  gemm_bias(pre, a, b, trans_a, trans_b, bias, Tensor());
   unary(UnaryOp::gelu_tanh, out, pre);
 }
 

@@ -4,6 +4,7 @@
 #include <functional>
 #include <string>
 
+#include "autograd/meta.h"
 #include "helpers.h"
 
 namespace zt {
@@ -47,6 +48,40 @@ TEST_CASE("gradcheck: linear with and without bias") {
   expect_gradcheck([&](const V& in) { return linear(x_const, in[0], in[1]); }, {w, b});
 }
 
+std::string last_op(const Tensor& t) { return autograd::meta_of(t)->grad_fn->name; }
+
+// Whether out was recorded by `op` and backward hands residual the gradient of out itself (seen
+// by a hook on the residual before it is accumulated), not a copy.
+bool residual_grad_is_output_grad(const Tensor& out, const Tensor& residual, const std::string& op) {
+  CHECK(last_op(out) == op);
+  const Tensor g = detach(leaf(out.shape(), 21));
+  Tensor seen;
+  const HookHandle h = register_grad_hook(residual, [&](const Tensor& t) {
+    seen = t;
+    return Tensor();
+  });
+  backward(out, g);
+  remove_hook(residual, h);
+  return seen.defined() && seen.same_impl(g);
+}
+
+TEST_CASE("gradcheck: linear with a residual added in its GEMM, and the residuals it adds apart") {
+  Tensor x2 = leaf({3, 4}, 15), x3 = leaf({2, 3, 4}, 16), w = leaf({5, 4}, 17), b = leaf({5}, 18);
+  Tensor r2 = leaf({3, 5}, 19), r3 = leaf({2, 3, 5}, 20);
+  auto fn = [](const V& in) { return linear(in[0], in[1], in[2], in[3]); };
+  expect_gradcheck(fn, {x2, w, b, r2});
+  expect_gradcheck(fn, {x3, w, b, r3});
+  // The residual's gradient is the output's, the very tensor (no copy).
+  CHECK(residual_grad_is_output_grad(linear(x3, w, b, r3), r3, "linear"));
+  // Only the residual requires grad; without a bias, or with a broadcast residual, a separate add.
+  const Tensor xc = detach(x3), wc = detach(w), bc = detach(b);
+  expect_gradcheck([&](const V& in) { return linear(xc, wc, bc, in[0]); }, {r3});
+  expect_gradcheck([](const V& in) { return linear(in[0], in[1], Tensor(), in[2]); }, {x3, w, r3});
+  Tensor r_row = leaf({5}, 22);
+  expect_gradcheck(fn, {x3, w, b, r_row});
+  CHECK(last_op(linear(x3, w, b, r_row)) == "add");
+}
+
 TEST_CASE("gradcheck: gelu_mlp over (B, T, C) and (N, C) inputs, every argument differentiated") {
   const Tensor w1 = leaf({6, 3}, 61), b1 = leaf({6}, 62), w2 = leaf({4, 6}, 63), b2 = leaf({4}, 64);
   for (const Shape& xs : {Shape{5, 3}, Shape{2, 3, 3}}) {
@@ -57,6 +92,23 @@ TEST_CASE("gradcheck: gelu_mlp over (B, T, C) and (N, C) inputs, every argument 
   // Only the second layer trains: the first layer's gradients are not computed.
   const Tensor x = detach(leaf({5, 3}, 60)), w1c = detach(w1), b1c = detach(b1);
   expect_gradcheck([&](const V& in) { return gelu_mlp(x, w1c, b1c, in[0], in[1]); }, {w2, b2});
+}
+
+TEST_CASE("gradcheck: gelu_mlp with a residual added in its second GEMM") {
+  const Tensor w1 = leaf({6, 3}, 71), b1 = leaf({6}, 72), w2 = leaf({4, 6}, 73), b2 = leaf({4}, 74);
+  for (const Shape& xs : {Shape{5, 3}, Shape{2, 3, 3}}) {
+    INFO("x ", shape_str(xs));
+    Shape rs = xs;
+    rs.back() = 4;
+    const Tensor x = leaf(xs, 70), r = leaf(rs, 75);
+    expect_gradcheck([](const V& in) { return gelu_mlp(in[0], in[1], in[2], in[3], in[4], in[5]); },
+                     {x, w1, b1, w2, b2, r});
+    CHECK(residual_grad_is_output_grad(gelu_mlp(x, w1, b1, w2, b2, r), r, "gelu_mlp"));
+  }
+  // A broadcast residual is added apart.
+  const Tensor x = leaf({5, 3}, 70), r_row = leaf({4}, 77);
+  expect_gradcheck([](const V& in) { return gelu_mlp(in[0], in[1], in[2], in[3], in[4], in[5]); },
+                   {x, w1, b1, w2, b2, r_row});
 }
 
 TEST_CASE("gradcheck: view ops") {
@@ -140,6 +192,32 @@ TEST_CASE("gradcheck: layer_norm with and without weight and bias") {
   expect_gradcheck([](const V& in) { return layer_norm(in[0], Tensor(), in[1], 1e-3); }, {x, b});
   Tensor x_const = detach(x);
   expect_gradcheck([&](const V& in) { return layer_norm(x_const, in[0], in[1]); }, {w, b});
+}
+
+// Note [Folded gradients] (autograd/engine.cpp): the layer norm's backward adds the gradient
+// already waiting for its input (a residual stream's) in its own pass. Each graph below has a
+// gradient waiting when the layer norm's node runs, or several edges to one destination.
+TEST_CASE("gradcheck: layer_norm on a residual stream folds the waiting gradient") {
+  Tensor x = leaf({2, 3, 5}, 61), w = leaf({5}, 62), b = leaf({5}, 63), w2 = leaf({5}, 64), c = leaf({2, 3, 5}, 65);
+  // x + c * ln(x): the add hands x its gradient before the branch reaches the layer norm.
+  expect_gradcheck([](const V& in) { return add(in[0], mul(in[3], layer_norm(in[0], in[1], in[2]))); },
+                   {x, w, b, c});
+  // Two layer norms of one x: the second folds the first's gradient.
+  expect_gradcheck(
+      [](const V& in) { return add(mul(in[3], layer_norm(in[0], in[1], in[2])), layer_norm(in[0], in[4], Tensor())); },
+      {x, w, b, c, w2});
+  // One tensor as input and weight (edges 0 and 1 to one destination): folded once only.
+  Tensor v = leaf({5}, 66);
+  expect_gradcheck([](const V& in) { return add(in[0], mul(in[0], layer_norm(in[0], in[0], in[1]))); }, {v, b});
+  // The folded gradient equals the two gradients taken apart.
+  Tensor xs = leaf({4, 8}, 67);
+  Generator gen(68);
+  const Tensor r = test::on_device(randn({4, 8}, DType::f64, &gen));
+  backward(sum(mul(r, add(xs, layer_norm(xs, Tensor(), Tensor())))));
+  const std::vector<double> folded = grad(xs).to_vector<double>();
+  set_grad(xs, Tensor());
+  backward(sum(mul(r, layer_norm(xs, Tensor(), Tensor()))));
+  expect_values(add(grad(xs), r), folded);
 }
 
 TEST_CASE("gradcheck: cross_entropy with ignore_index, every reduction") {

@@ -292,8 +292,81 @@ TEST_CASE("gemm_bias and raw::linear: x W^T + b, over flattened leading dims; er
                        doctest::Contains("weight (N, K) and bias (N)"), zt::Error);
   CHECK_THROWS_WITH_AS(zt::raw::linear(x, w, device_empty({4}, DType::f64)), doctest::Contains("dtype"), zt::Error);
   Tensor out = device_empty({2, 4}, DType::f32);
-  CHECK_THROWS_WITH_AS(backend().gemm_bias(out, x, w, false, true, device_empty({5}, DType::f32)),
+  CHECK_THROWS_WITH_AS(backend().gemm_bias(out, x, w, false, true, device_empty({5}, DType::f32), Tensor()),
                        doctest::Contains("gemm_bias: expected out (M, N) and a contiguous bias (N)"), zt::Error);
+}
+
+TEST_CASE("gemm_bias and raw::linear with a residual: op(x) W^T + b + r in one product; errors name the residual") {
+  const int64_t M = 6, K = 5, N = 4;
+  for (DType dt : kGemmDTypes) {
+    for (bool ta : {false, true}) {
+      CAPTURE(zt::dtype_name(dt));
+      CAPTURE(ta);
+      const Shape xs = ta ? Shape{K, M} : Shape{M, K};
+      const std::vector<double> xv = pattern(M * K, 4), wv = pattern(N * K, 5), bv = pattern(N, 6),
+                                rv = pattern(M * N, 7);
+      std::vector<double> want = reference(xv, xs, ta, wv, {N, K}, true, {}, 1, M, N, K, 1.0, 0.0);
+      for (int64_t r = 0; r < M; ++r)
+        for (int64_t n = 0; n < N; ++n) want[size_t(r * N + n)] += bv[size_t(n)] + rv[size_t(r * N + n)];
+      const Tensor x = gemm_tensor(xv, xs, dt), w = gemm_tensor(wv, {N, K}, dt), b = gemm_tensor(bv, {N}, dt);
+      const Tensor residual = gemm_tensor(rv, {M, N}, dt);
+      Tensor out = device_empty({M, N}, dt);
+      backend().gemm_bias(out, x, w, ta, true, b, residual);
+      check_close(out, want, dt);
+      CHECK(residual.to_vector<double>() == rv);  // read, not written
+    }
+    // raw::linear over (B, T, K), a residual of the result's shape (a transposed view: made
+    // contiguous first), and K = 0 (bias + residual).
+    const int64_t B = 2, T = 3;
+    const std::vector<double> xv = pattern(B * T * K, 1), wv = pattern(N * K, 2), bv = pattern(N, 3),
+                              rv = pattern(B * T * N, 8);
+    const Tensor x = gemm_tensor(xv, {B, T, K}, dt), w = gemm_tensor(wv, {N, K}, dt), b = gemm_tensor(bv, {N}, dt);
+    const Tensor residual = gemm_tensor(rv, {B, T, N}, dt);
+    std::vector<double> want = reference(xv, {B * T, K}, false, wv, {N, K}, true, {}, 1, B * T, N, K, 1.0, 0.0);
+    for (int64_t r = 0; r < B * T; ++r)
+      for (int64_t n = 0; n < N; ++n) want[size_t(r * N + n)] += bv[size_t(n)] + rv[size_t(r * N + n)];
+    const Tensor y = zt::raw::linear(x, w, b, residual);
+    CHECK(y.shape() == Shape{B, T, N});
+    check_close(y, want, dt);
+    const Tensor rt = zt::raw::transpose(zt::raw::contiguous(zt::raw::transpose(residual, 0, 1)), 0, 1);
+    REQUIRE_FALSE(rt.is_contiguous());
+    check_close(zt::raw::linear(x, w, b, rt), want, dt);
+    std::vector<double> rows0(rv.begin(), rv.begin() + 2 * N);
+    for (int64_t r = 0; r < 2; ++r)
+      for (int64_t n = 0; n < N; ++n) rows0[size_t(r * N + n)] += bv[size_t(n)];
+    const Tensor r0 = gemm_tensor(std::vector<double>(rv.begin(), rv.begin() + 2 * N), {2, N}, dt);
+    check_close(zt::raw::linear(device_empty({2, 0}, dt), device_empty({N, 0}, dt), b, r0), rows0, dt);
+  }
+  if (!zt::test::on_cuda()) {
+    // bf16 rounds residual + bias + product once: 256 + 1 + 1 = 258 exactly, where rounding
+    // 256 + 1 first (to 256, the even neighbour) would end at 256 again.
+    const DType bf16 = DType::bf16;
+    Tensor out = device_empty({1, 1}, bf16);
+    backend().gemm_bias(out, gemm_tensor({1}, {1, 1}, bf16), gemm_tensor({1}, {1, 1}, bf16), false, true,
+                        gemm_tensor({1}, {1}, bf16), gemm_tensor({256}, {1, 1}, bf16));
+    CHECK(out.to_vector<double>() == std::vector<double>{258});
+  }
+  // Errors: the residual's shape, dtype, layout and aliasing; out's layout.
+  const DType f32 = DType::f32;
+  const Tensor x = device_empty({2, 5}, f32), w = device_empty({4, 5}, f32), b = device_empty({4}, f32);
+  Tensor out = device_empty({2, 4}, f32);
+  const auto expected = doctest::Contains("gemm_bias: expected a contiguous residual (2, 4) of f32");
+  CHECK_THROWS_WITH_AS(backend().gemm_bias(out, x, w, false, true, b, device_empty({2, 3}, f32)), expected, zt::Error);
+  CHECK_THROWS_WITH_AS(backend().gemm_bias(out, x, w, false, true, b, device_empty({4, 2}, f32)), expected, zt::Error);
+  CHECK_THROWS_WITH_AS(backend().gemm_bias(out, x, w, false, true, b, device_empty({2, 4}, DType::f64)), expected,
+                       zt::Error);
+  CHECK_THROWS_WITH_AS(backend().gemm_bias(out, x, w, false, true, b, t_view(device_empty({4, 2}, f32))), expected,
+                       zt::Error);
+  CHECK_THROWS_WITH_AS(backend().gemm_bias(out, x, w, false, true, b, out), doctest::Contains("share memory with out"),
+                       zt::Error);
+  const Tensor wide = device_empty({2, 6}, f32);
+  const Tensor strided_out = Tensor::view_of(wide.storage(), {2, 4}, {6, 1}, wide.offset(), f32);
+  CHECK_THROWS_WITH_AS(backend().gemm_bias(strided_out, x, w, false, true, b, device_empty({2, 4}, f32)),
+                       doctest::Contains("out must be contiguous when a residual is added"), zt::Error);
+  CHECK_THROWS_WITH_AS(zt::raw::linear(x, w, b, device_empty({2, 5}, f32)),
+                       doctest::Contains("linear: expected a residual of the result's shape (2, 4)"), zt::Error);
+  CHECK_THROWS_WITH_AS(zt::raw::linear(x, w, b, device_empty({2, 4}, DType::f64)),
+                       doctest::Contains("linear: operands must share a dtype"), zt::Error);
 }
 
 TEST_CASE("linear_gelu, gelu_linear_input_grads and linear_weight_grads equal their compositions") {

@@ -406,8 +406,33 @@ int case_gemm_bias() {
             cuda::set_allow_tf32(tf32);
             ran += run_parity(
                 label("gemm_bias", dtype_name(dt), tf32 ? "tf32" : "", d.m, d.n, d.k, ta, offset_bias),
-                [&](Backend& be, int i) { be.gemm_bias(out[i], a[i], b[i], ta, true, bias[i]); }, {&out},
+                [&](Backend& be, int i) { be.gemm_bias(out[i], a[i], b[i], ta, true, bias[i], Tensor()); }, {&out},
                 tf32 ? 5e-3 : rel_tolerance(dt) * 2);
+            cuda::set_allow_tf32(false);
+          }
+  // With a residual (cuBLASLt's C apart from D, beta 1; or added to the bias rows first): odd and
+  // aligned widths, K = 0, and the residual at an odd element offset after an aligned call of the
+  // same shape (the plan cache must not reuse an algorithm chosen for an aligned C).
+  for (DType dt : kFloatTypes)
+    for (bool tf32 : {false, true})
+      for (const Dims& d : {Dims{17, 9, 33}, Dims{33, 64, 40}, Dims{5, 24, 0}, Dims{96, 200, 72}})
+        for (bool ta : {false, true})
+          for (bool offset_residual : {false, true}) {
+            if (tf32 && dt != DType::f32) continue;
+            Pair a = operand_pair(ta ? Shape{d.k, d.m} : Shape{d.m, d.k}, dt, -1, 1, 174);
+            Pair b = operand_pair({d.n, d.k}, dt, -1, 1, 175);
+            Pair bias = random_pair({d.n}, dt, Layout::contiguous, -1, 1, 176);
+            Pair storage = random_pair({d.m * d.n + 1}, dt, Layout::contiguous, -2, 2, 177);
+            Pair residual;
+            for (int i = 0; i < 2; ++i)
+              residual.side[i] = Tensor::view_of(storage[i].storage(), {d.m, d.n}, {d.n, 1},
+                                                 storage[i].offset() + (offset_residual ? 1 : 0), dt);
+            Pair out = output_pair({d.m, d.n}, dt);
+            cuda::set_allow_tf32(tf32);
+            ran += run_parity(
+                label("gemm_bias residual", dtype_name(dt), tf32 ? "tf32" : "", d.m, d.n, d.k, ta, offset_residual),
+                [&](Backend& be, int i) { be.gemm_bias(out[i], a[i], b[i], ta, true, bias[i], residual[i]); },
+                {&out, &storage}, tf32 ? 5e-3 : rel_tolerance(dt) * 2);
             cuda::set_allow_tf32(false);
           }
   return ran;

@@ -350,3 +350,172 @@ TEST_CASE("MLP: the fused gelu_mlp path equals the module-by-module path a hook 
     }
   }
 }
+
+namespace {
+
+// The op that recorded t, and the one that recorded its i-th input.
+std::string op_of(const Tensor& t) { return autograd::meta_of(t)->grad_fn->name; }
+std::string input_op(const Tensor& t, size_t i) {
+  const auto& next = autograd::meta_of(t)->grad_fn->next;
+  REQUIRE(i < next.size());
+  REQUIRE(next[i].node);
+  return next[i].node->name;
+}
+
+// A block's output and gradients for x0, with which op recorded the output (gelu_mlp or linear
+// when the MLP's residual add was fused, add otherwise) and which op recorded the residual h it
+// added (the attention's proj linear when that add was fused).
+struct BlockRun {
+  Tensor out, gx;
+  std::vector<std::pair<std::string, Tensor>> grads;
+  std::string last, residual;
+};
+
+BlockRun run_block(Block& block, const Tensor& x0, const Tensor& w) {
+  block.zero_grad();
+  const Tensor x = set_requires_grad(raw::clone(x0));
+  const Tensor out = block(x);
+  BlockRun r;
+  r.last = op_of(out);
+  r.residual = input_op(out, r.last == "gelu_mlp" ? 5 : r.last == "linear" ? 3 : 0);
+  backward(sum(mul(out, w)));
+  r.out = detach(out);
+  r.gx = grad(x);
+  for (const auto& [name, p] : block.named_parameters()) r.grads.emplace_back(name, grad(p));
+  return r;
+}
+
+// Output and every gradient equal to f32 rounding (the fused add rounds in another order).
+void check_close_runs(const BlockRun& a, const BlockRun& b) {
+  auto close = [](const Tensor& x, const Tensor& y) {
+    const double scale = raw::max_abs_diff(y, zeros_like(y));
+    INFO("max abs difference ", raw::max_abs_diff(x, y), " against max magnitude ", scale);
+    return raw::max_abs_diff(x, y) <= 1e-5 * (1 + scale);
+  };
+  CHECK(close(a.out, b.out));
+  CHECK(close(a.gx, b.gx));
+  REQUIRE(a.grads.size() == b.grads.size());
+  for (size_t i = 0; i < a.grads.size(); ++i) {
+    INFO(a.grads[i].first);
+    CHECK(close(a.grads[i].second, b.grads[i].second));
+  }
+}
+
+Module* find_module(Module& root, const std::string& name) {
+  for (const auto& [n, m] : root.named_modules())
+    if (n == name) return m;
+  FAIL("no module ", name);
+  return nullptr;
+}
+
+GPTConfig block_config(double dropout = 0.0) {
+  GPTConfig c = tiny_config(dropout);
+  c.n_embd = 16;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("Block: residual adds in the output projections' GEMMs equal separate adds, forward and backward") {
+  for (bool fused_mlp : {true, false}) {
+    INFO("fused_mlp ", fused_mlp);
+    GPTConfig c = block_config();
+    c.fused_mlp = fused_mlp;
+    GPTConfig off = c;
+    off.fused_residual = false;
+    Generator g1(7), g2(7);
+    Block fused(c, &g1), plain(off, &g2);
+    fused.to(test::device());
+    plain.to(test::device());
+    Generator xg(8);
+    const Tensor x = randn({2, 5, c.n_embd}, test::opts(), &xg), w = randn({2, 5, c.n_embd}, test::opts(), &xg);
+    const BlockRun rf = run_block(fused, x, w), rp = run_block(plain, x, w);
+    CHECK(rf.last == (fused_mlp ? "gelu_mlp" : "linear"));
+    CHECK(rf.residual == "linear");
+    CHECK(rp.last == "add");
+    CHECK(rp.residual == "add");
+    check_close_runs(rf, rp);
+  }
+}
+
+TEST_CASE("Block: active dropout, or a hook on an output projection or a branch, keeps the separate add") {
+  Generator xg(10);
+  const GPTConfig c = block_config(0.2);
+  const Tensor x = randn({2, 5, c.n_embd}, test::opts(), &xg), w = randn({2, 5, c.n_embd}, test::opts(), &xg);
+  {
+    Generator g(9);
+    Block block(c, &g);
+    block.to(test::device());
+    const BlockRun train = run_block(block, x, w);  // dropout between each proj and its add
+    CHECK(train.last == "add");
+    CHECK(train.residual == "add");
+    block.eval();  // dropout is the identity: fused, and equal to an eval block with separate adds
+    GPTConfig off = c;
+    off.fused_residual = false;
+    Generator g2(9);
+    Block plain(off, &g2);
+    plain.to(test::device());
+    plain.eval();
+    const BlockRun fused = run_block(block, x, w), separate = run_block(plain, x, w);
+    CHECK(fused.last == "gelu_mlp");
+    CHECK(fused.residual == "linear");
+    CHECK(separate.last == "add");
+    check_close_runs(fused, separate);
+  }
+  // A hook must run (ZeRO-3 gathers parameters there): that branch keeps its add, the other fuses.
+  struct Case {
+    std::string module, last, residual;
+  };
+  const GPTConfig c0 = block_config();
+  Generator g0(11);
+  Block reference(c0, &g0);
+  reference.to(test::device());
+  const BlockRun want = run_block(reference, x, w);
+  for (const Case& k : {Case{"attn.proj", "gelu_mlp", "add"}, Case{"attn", "gelu_mlp", "add"},
+                        Case{"mlp.proj", "add", "linear"}, Case{"mlp", "add", "linear"},
+                        Case{"mlp.dropout", "add", "linear"}}) {
+    INFO("hook on ", k.module);
+    Generator g(11);
+    Block block(c0, &g);
+    block.to(test::device());
+    int calls = 0;
+    find_module(block, k.module)->register_forward_hook([&](Module&, const Tensor&, const Tensor&) { ++calls; });
+    const BlockRun got = run_block(block, x, w);
+    CHECK(calls == 1);
+    CHECK(got.last == k.last);
+    CHECK(got.residual == k.residual);
+    check_close_runs(got, want);
+  }
+}
+
+TEST_CASE("GPT: fused residual adds give the separate adds' loss and gradients; checkpointing them is bitwise") {
+  const GPTConfig c = tiny_config();
+  Tensor idx = tokens({2, 8}, 11, 2), targets = tokens({2, 8}, 11, 3);
+  auto run = [&](bool fused, bool checkpointed) {
+    GPTConfig cc = c;
+    cc.fused_residual = fused;
+    cc.checkpoint_activations = checkpointed;
+    Generator gen(11);
+    GPT model(cc, &gen);
+    model.to(test::device());
+    Tensor loss = model.loss(idx, targets);
+    backward(loss);
+    std::vector<std::pair<std::string, Tensor>> out{{"loss", detach(loss)}};
+    for (const auto& [name, p] : model.named_parameters()) out.emplace_back(name, grad(p));
+    return out;
+  };
+  const auto fused = run(true, false), separate = run(false, false), ckpt = run(true, true);
+  REQUIRE(fused.size() == separate.size());
+  REQUIRE(fused.size() == ckpt.size());
+  for (size_t i = 0; i < fused.size(); ++i) {
+    INFO(fused[i].first);
+    const double scale = raw::max_abs_diff(separate[i].second, zeros_like(separate[i].second));
+    CHECK(raw::max_abs_diff(fused[i].second, separate[i].second) <= 1e-5 * (1 + scale));
+    // As in the checkpoint test above: the embeddings' CUDA backward adds with atomics.
+    if (test::on_cuda() && (fused[i].first == "wte.weight" || fused[i].first == "wpe.weight")) {
+      CHECK(raw::max_abs_diff(fused[i].second, ckpt[i].second) <= 1e-6);
+    } else {
+      CHECK(bitwise_equal(fused[i].second, ckpt[i].second));
+    }
+  }
+}
