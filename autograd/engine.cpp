@@ -70,6 +70,26 @@ void run_pre_hooks(Node* n, Grads& grads) {
   }
 }
 
+// Note [Folded gradients]
+// A tensor used twice (a residual stream: x feeds a layer norm and the add after its branch) gets
+// two gradients, summed here by a separate add. A node that can add a waiting gradient into its
+// own result in the same pass over memory (folds_pending: the layer norm's backward) is handed,
+// for each edge, the gradient already waiting at that edge's destination; where it folded one in,
+// its result replaces the waiting one. Only the first of several edges to one destination gets
+// it, so a gradient is never folded in twice.
+Grads pending_at_edges(const Node* n) {
+  Grads pending(n->next.size());
+  for (size_t i = 0; i < n->next.size(); ++i) {
+    const Edge& e = n->next[i];
+    if (!e.node || e.input_nr >= e.node->buffer.size()) continue;
+    bool first = true;
+    for (size_t j = 0; j < i; ++j)
+      first = first && !(n->next[j].node == e.node && n->next[j].input_nr == e.input_nr);
+    if (first) pending[i] = e.node->buffer[e.input_nr];
+  }
+  return pending;
+}
+
 void run_node(Node* n, std::vector<Node*>& ready, bool retain_graph) {
   Grads grads = std::move(n->buffer);
   grads.resize(n->num_inputs);
@@ -77,8 +97,18 @@ void run_node(Node* n, std::vector<Node*>& ready, bool retain_graph) {
   bool any = false;
   for (const Tensor& g : grads) any = any || g.defined();
   Grads outs;
+  std::vector<bool> folded(n->next.size(), false);
   if (any) {
-    outs = n->apply(grads);
+    if (n->folds_pending()) {
+      Grads pending = pending_at_edges(n);
+      std::vector<bool> waiting(pending.size());
+      for (size_t i = 0; i < pending.size(); ++i) waiting[i] = pending[i].defined();
+      outs = n->apply_folding(grads, pending);
+      for (size_t i = 0; i < pending.size() && i < outs.size(); ++i)
+        folded[i] = waiting[i] && !pending[i].defined() && outs[i].defined();
+    } else {
+      outs = n->apply(grads);
+    }
     ZT_CHECK(outs.size() == n->next.size() || n->next.empty(), "backward of '", n->name,
              "' returned ", outs.size(), " gradients for ", n->next.size(), " inputs");
   }
@@ -87,7 +117,16 @@ void run_node(Node* n, std::vector<Node*>& ready, bool retain_graph) {
     const Edge& e = n->next[i];
     Node* m = e.node.get();
     if (!m) continue;
-    if (any && outs[i].defined()) add_to_buffer(m, e.input_nr, std::move(outs[i]), n->name);
+    if (any && outs[i].defined()) {
+      if (folded[i]) {
+        Tensor& slot = m->buffer[e.input_nr];
+        ZT_CHECK(slot.shape() == outs[i].shape(), "backward: '", n->name, "' folded a gradient of shape ",
+                 shape_str(outs[i].shape()), " into one of shape ", shape_str(slot.shape()), " for '", m->name, "'");
+        slot = std::move(outs[i]);
+      } else {
+        add_to_buffer(m, e.input_nr, std::move(outs[i]), n->name);
+      }
+    }
     if (--m->pending == 0) ready.push_back(m);
   }
 }

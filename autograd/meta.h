@@ -57,6 +57,13 @@ struct Node {
 
   // grads: one per forward output (undefined where none arrived; at least one is defined).
   virtual Grads apply(Grads& grads) = 0;
+  // Whether the engine calls apply_folding instead of apply (Note [Folded gradients] in
+  // engine.cpp).
+  virtual bool folds_pending() const { return false; }
+  // pending[i]: the gradient already waiting where edge i's result goes (undefined where none
+  // waits). A node that adds pending[i] into its result i in the same pass resets pending[i], and
+  // the engine stores that result instead of adding it.
+  virtual Grads apply_folding(Grads& grads, Grads& pending) { return apply(grads); }
   // Frees what backward saved (after a pass without retain_graph).
   virtual void release_saved() {}
 
@@ -123,16 +130,30 @@ void connect(const std::shared_ptr<Node>& node, const Tensor* const* inputs, siz
 [[noreturn]] void throw_released(const char* op_name);
 
 // A Node around a closure. F is called as fn(grad, needs) for single-output nodes or
-// fn(grads, needs) for multi-output ones, and returns one gradient per input.
+// fn(grads, needs) for multi-output ones, and returns one gradient per input. A single-output F
+// taking fn(grad, needs, pending) folds pending gradients (Node::apply_folding).
 template <typename F>
 struct LambdaNode final : Node {
+  static constexpr bool kFolds = std::is_invocable_v<F&, const Tensor&, Needs, Grads&>;
   LambdaNode(const char* op_name, uint32_t inputs, F&& f) : Node(op_name, inputs), fn(std::move(f)) {}
   Grads apply(Grads& grads) override {
     if (!fn) throw_released(name);
-    if constexpr (std::is_invocable_v<F&, const Tensor&, Needs>) {
+    if constexpr (kFolds) {
+      Grads none(next.size());
+      return (*fn)(grads[0], needs, none);
+    } else if constexpr (std::is_invocable_v<F&, const Tensor&, Needs>) {
       return (*fn)(grads[0], needs);
     } else {
       return (*fn)(grads, needs);
+    }
+  }
+  bool folds_pending() const override { return kFolds; }
+  Grads apply_folding(Grads& grads, Grads& pending) override {
+    if constexpr (kFolds) {
+      if (!fn) throw_released(name);
+      return (*fn)(grads[0], needs, pending);
+    } else {
+      return apply(grads);
     }
   }
   void release_saved() override { fn.reset(); }

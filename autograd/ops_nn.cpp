@@ -35,10 +35,18 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   if (!needs_graph(x, weight, bias)) return out;
   return make_node(
       "layer_norm", std::move(out), {&x, &weight, &bias},
-      [rows = autograd::save_for_backward(rows), mean = r.mean, rstd = r.rstd,
-       w = autograd::save_for_backward(weight), shape = x.shape()](const Tensor& g, Needs need) -> Grads {
+      [rows = autograd::save_for_backward(rows), mean = r.mean, rstd = r.rstd, w = autograd::save_for_backward(weight),
+       shape = x.shape()](const Tensor& g, Needs need, Grads& pending) -> Grads {
         Tensor g_rows = raw::reshape(g, {-1, shape.back()});  // (N, C)
-        raw::LayerNormGrads lg = raw::layer_norm_backward(g_rows, rows, mean, rstd, w, need[1] || need[2]);
+        // A gradient already waiting for x (a residual stream's) is added in the same pass
+        // (Note [Folded gradients] in autograd/engine.cpp).
+        Tensor add;
+        if (need[0] && !pending.empty() && pending[0].defined() && pending[0].shape() == shape &&
+            pending[0].dtype() == rows.dtype() && pending[0].device() == rows.device() && pending[0].is_contiguous()) {
+          add = raw::reshape(pending[0], {-1, shape.back()});
+          pending[0] = Tensor();
+        }
+        raw::LayerNormGrads lg = raw::layer_norm_backward(g_rows, rows, mean, rstd, w, need[1] || need[2], add);
         Grads grads(3);
         if (need[0]) grads[0] = raw::reshape(lg.x, shape);
         if (need[1]) grads[1] = lg.weight;

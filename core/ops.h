@@ -123,8 +123,11 @@ LayerNormResult layer_norm(const Tensor& x, const Tensor& weight, const Tensor& 
 struct LayerNormGrads {
   Tensor x, weight, bias;
 };
+// grad_add (optional, x's shape and dtype): added to the input gradient in the same pass
+// (ops.def layer_norm_backward).
 LayerNormGrads layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& mean,
-                                   const Tensor& rstd, const Tensor& weight, bool need_weight_grads);
+                                   const Tensor& rstd, const Tensor& weight, bool need_weight_grads,
+                                   const Tensor& grad_add = Tensor());
 // Per-row losses (N) for logits (N, C) and target (N): f32, or f64 for f64 logits.
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index = -100);
 Tensor cross_entropy_backward(const Tensor& grad_loss, const Tensor& logits, const Tensor& target,

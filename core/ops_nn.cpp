@@ -81,7 +81,8 @@ LayerNormResult layer_norm(const Tensor& x, const Tensor& weight, const Tensor& 
 }
 
 LayerNormGrads layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& mean,
-                                   const Tensor& rstd, const Tensor& weight, bool need_weight_grads) {
+                                   const Tensor& rstd, const Tensor& weight, bool need_weight_grads,
+                                   const Tensor& grad_add) {
   const char* op = "layer_norm_backward";
   detail::check_same_device(op, {&grad_y, &x, &mean, &rstd});
   detail::check_same_dtype(op, grad_y, x);
@@ -95,6 +96,11 @@ LayerNormGrads layer_norm_backward(const Tensor& grad_y, const Tensor& x, const 
            " elements (one per row of ", shape_str(x.shape()), "), found ", shape_str(mean.shape()),
            " and ", shape_str(rstd.shape()));
   const Tensor w = check_affine(op, "weight", weight, x);
+  if (grad_add.defined()) {
+    detail::check_same_device(op, {&grad_add, &x});
+    ZT_CHECK(grad_add.shape() == x.shape() && grad_add.dtype() == x.dtype(), op, ": grad_add must have x's shape ",
+             shape_str(x.shape()), " and dtype ", dtype_name(x.dtype()), ", found ", grad_add.str());
+  }
   LayerNormGrads g;
   g.x = Tensor::empty(x.shape(), {x.dtype(), x.device()});
   if (need_weight_grads) {
@@ -108,8 +114,8 @@ LayerNormGrads layer_norm_backward(const Tensor& grad_y, const Tensor& x, const 
     return g;
   }
   backend_for(x.device())
-      .layer_norm_backward(g.x, g.weight, g.bias, contiguous(grad_y), contiguous(x),
-                           contiguous(mean), contiguous(rstd), w);
+      .layer_norm_backward(g.x, g.weight, g.bias, contiguous(grad_y), contiguous(x), contiguous(mean),
+                           contiguous(rstd), w, grad_add.defined() ? contiguous(grad_add) : Tensor());
   return g;
 }
 

@@ -30,7 +30,7 @@ using namespace layer_norm_rows;
 template <int V, bool kWb, typename T, typename S>
 __global__ void layer_norm_backward_x_kernel(T* gx, compute_t<T>* partial_w, compute_t<T>* partial_b,
                                              const T* gy, const T* x, const S* mean, const S* rstd,
-                                             const T* w, int64_t rows, int64_t cols) {
+                                             const T* w, const T* ga, int64_t rows, int64_t cols) {
   using A = compute_t<T>;
   __shared__ A shared[32];
   extern __shared__ __align__(16) unsigned char wb_smem[];
@@ -68,12 +68,15 @@ __global__ void layer_norm_backward_x_kernel(T* gx, compute_t<T>* partial_w, com
       load_row(gv, gr, c);
       load_row(xv, xr, c);
       if (w) load_row(wv, w, c);
+      A av[V];
+      if (ga) load_row(av, ga + r * cols, c);
       Vec<T, V> out;
 #pragma unroll
       for (int j = 0; j < V; ++j) {
         const A xhat = (xv[j] - mu) * inv;
         const A g = w ? gv[j] * wv[j] : gv[j];
-        out.v[j] = to_element<T>(A(inv * (g - mean_g - xhat * mean_gx)));
+        const A dx = inv * (g - mean_g - xhat * mean_gx);
+        out.v[j] = to_element<T>(A(ga ? dx + av[j] : dx));
         if constexpr (kWb) {
           acc_w[slot + j * blockDim.x] += gv[j] * xhat;
           acc_b[slot + j * blockDim.x] += gv[j];
@@ -106,7 +109,7 @@ __global__ void layer_norm_backward_x_kernel(T* gx, compute_t<T>* partial_w, com
 template <int V, int K, bool kWb, typename T, typename S>
 __global__ void layer_norm_backward_cached_kernel(T* gx, compute_t<T>* partial_w, compute_t<T>* partial_b,
                                                   const T* gy, const T* x, const S* mean, const S* rstd,
-                                                  const T* w, int64_t rows, int64_t cols) {
+                                                  const T* w, const T* ga, int64_t rows, int64_t cols) {
   using A = compute_t<T>;
   __shared__ A shared[32];
   const int64_t step = int64_t(blockDim.x) * V;
@@ -154,14 +157,16 @@ __global__ void layer_norm_backward_cached_kernel(T* gx, compute_t<T>* partial_w
 #pragma unroll
     for (int k = 0; k < K; ++k) {
       if (col(k) >= cols) continue;
-      A wv[V];
+      A wv[V], av[V];
       if (w) load_row(wv, w, col(k));
+      if (ga) load_row(av, ga + r * cols, col(k));
       Vec<T, V> out;
 #pragma unroll
       for (int j = 0; j < V; ++j) {
         const A xhat = (A(to_compute(xraw[k].v[j])) - mu) * inv, gy_j = to_compute(graw[k].v[j]);
         const A g = w ? gy_j * wv[j] : gy_j;
-        out.v[j] = to_element<T>(A(inv * (g - mean_g - xhat * mean_gx)));
+        const A dx = inv * (g - mean_g - xhat * mean_gx);
+        out.v[j] = to_element<T>(A(ga ? dx + av[j] : dx));
         if constexpr (kWb) {
           acc_w[k][j] += gy_j * xhat;
           acc_b[k][j] += gy_j;
@@ -199,11 +204,11 @@ constexpr int kStagedVecs = 4, kStages = 3, kMaxStagedBlock = 256;
 // threads with 128 registers (no spills; the compiler keeps pass one's values for pass two as
 // far as they fit): four 128-thread blocks per SM for a bf16 row of 4096, where unbounded it
 // took 163 registers and three. Wider rows take the cached kernel.
-template <int K, bool kWb, typename T, typename S>
+template <int K, bool kWb, bool kAdd, typename T, typename S>
 __global__ void __launch_bounds__(kMaxStagedBlock, 2)
     layer_norm_backward_staged_kernel(T* gx, compute_t<T>* partial_w, compute_t<T>* partial_b, const T* gy,
-                                      const T* x, const S* mean, const S* rstd, const T* w, int64_t rows,
-                                      int64_t cols) {
+                                      const T* x, const S* mean, const S* rstd, const T* w, const T* ga,
+                                      int64_t rows, int64_t cols) {
   using A = compute_t<T>;
   constexpr int V = 16 / int(sizeof(T));
   using VT = Vec<T, V>;
@@ -276,11 +281,15 @@ __global__ void __launch_bounds__(kMaxStagedBlock, 2)
     for (int k = 0; k < K; ++k) {
       if (vec(k) >= nvec) continue;
       const uint4 wraw = weight(k);
+      uint4 araw{};
+      if constexpr (kAdd) araw = reinterpret_cast<const uint4*>(ga + r * cols)[vec(k)];
       VT out;
 #pragma unroll
       for (int j = 0; j < V; ++j) {
         const A xhat = packed_element<T>(xraw[k], j) * inv + shift, gy_j = packed_element<T>(graw[k], j);
-        out.v[j] = to_element<T>(A(inv * (gy_j * packed_element<T>(wraw, j)) + (xhat * c_x + c_0)));
+        A dx = inv * (gy_j * packed_element<T>(wraw, j)) + (xhat * c_x + c_0);
+        if constexpr (kAdd) dx += packed_element<T>(araw, j);
+        out.v[j] = to_element<T>(dx);
         if constexpr (kWb) {
           acc_w[k][j] += gy_j * xhat;
           acc_b[k][j] += gy_j;
@@ -327,11 +336,11 @@ constexpr int warp_sum_floats() {
   return 2 * K * 32 * V;
 }
 
-template <int K, typename T, typename S>
+template <int K, bool kAdd, typename T, typename S>
 __global__ void __launch_bounds__(kWarpRowWarps * 32, K < 4 ? 3 : 2)
     layer_norm_backward_warp_kernel(T* gx, compute_t<T>* partial_w, compute_t<T>* partial_b, const T* gy,
-                                    const T* x, const S* mean, const S* rstd, const T* w, int64_t rows,
-                                    int64_t cols) {
+                                    const T* x, const S* mean, const S* rstd, const T* w, const T* ga,
+                                    int64_t rows, int64_t cols) {
   using A = compute_t<T>;
   static_assert(std::is_same_v<A, float>, "the shared-memory sums are float4s");
   constexpr int V = 16 / int(sizeof(T)), Q = V / 4;  // Q float4s a vector
@@ -383,13 +392,17 @@ __global__ void __launch_bounds__(kWarpRowWarps * 32, K < 4 ? 3 : 2)
     for (int k = 0; k < K; ++k) {
       if (vec(k) >= nvec) continue;
       const uint4 wraw = weight_vector(w, vec(k));
+      uint4 araw{};
+      if constexpr (kAdd) araw = reinterpret_cast<const uint4*>(ga + r * cols)[vec(k)];
       VT out;
       A xhat[V], gy_j[V];
 #pragma unroll
       for (int j = 0; j < V; ++j) {
         xhat[j] = packed_element<T>(xraw[k], j) * inv + shift;
         gy_j[j] = packed_element<T>(graw[k], j);
-        out.v[j] = to_element<T>(A(inv * (gy_j[j] * packed_element<T>(wraw, j)) + (xhat[j] * c_x + c_0)));
+        A dx = inv * (gy_j[j] * packed_element<T>(wraw, j)) + (xhat[j] * c_x + c_0);
+        if constexpr (kAdd) dx += packed_element<T>(araw, j);
+        out.v[j] = to_element<T>(dx);
       }
       dr[vec(k)] = out;
 #pragma unroll
@@ -522,21 +535,22 @@ constexpr size_t kFusedWbSmem = (size_t(48) << 10) - 1024;
 // sums would not fit in kFusedWbSmem (the caller then runs the separate kernels).
 template <int V, typename T, typename S>
 bool launch_fused_backward(T* gx, T* gw, T* gb, const T* gy, const T* x, const S* mean, const S* rstd,
-                           const T* w, int64_t rows, int64_t cols, int device, cudaStream_t stream) {
+                           const T* w, const T* ga, int64_t rows, int64_t cols, int device, cudaStream_t stream) {
   using A = compute_t<T>;
   if constexpr (V > 1 && V == 16 / int(sizeof(T)) && sizeof(T) <= 4) {
     if (cols / V <= 32 * kWarpRowVecs) {  // narrow rows: a warp each, few partial rows
       const int64_t row_groups = (rows + kWarpRowWarps - 1) / kWarpRowWarps;
       // False, with nothing queued, when a block's sums do not fit in shared memory.
       auto launch = [&]<int K>() {
-        auto kernel = layer_norm_backward_warp_kernel<K, T, S>;
+        auto kernel = ga ? layer_norm_backward_warp_kernel<K, true, T, S> : layer_norm_backward_warp_kernel<K, false, T, S>;
         const size_t smem = size_t(kWarpRowWarps) * warp_sum_floats<K, V>() * sizeof(float);
         const int64_t grid = resident_grid(kernel, kWarpRowWarps * 32, smem, row_groups, device);
         if (grid == 0) return false;
         Tensor partials = Tensor::empty({2 * grid * cols}, TensorOptions(DTypeOf<A>::value, Device::cuda(device)));
         A* pw = device_data<A>(partials);
         A* pb = pw + grid * cols;
-        kernel<<<unsigned(grid), kWarpRowWarps * 32, smem, stream>>>(gx, pw, pb, gy, x, mean, rstd, w, rows, cols);
+        kernel<<<unsigned(grid), kWarpRowWarps * 32, smem, stream>>>(gx, pw, pb, gy, x, mean, rstd, w, ga, rows,
+                                                                     cols);
         ZT_CUDA_LAUNCH_CHECK("layer_norm_backward_warp_kernel");
         launch_column_partials_finish(gw, gb, pw, pb, grid, cols, stream);
         return true;
@@ -561,7 +575,8 @@ bool launch_fused_backward(T* gx, T* gw, T* gb, const T* gy, const T* x, const S
   int64_t grid = 0;
   if constexpr (V > 1 && sizeof(T) <= 4) {
     if (const StagedLaunch sl = staged_launch(cols, sizeof(T)); sl.threads > 0) {
-      auto staged = layer_norm_backward_staged_kernel<kStagedVecs, true, T, S>;
+      auto staged = ga ? layer_norm_backward_staged_kernel<kStagedVecs, true, true, T, S>
+                       : layer_norm_backward_staged_kernel<kStagedVecs, true, false, T, S>;
       grid = resident_grid(staged, sl.threads, sl.smem, rows, device);
       if (grid > 0) {
         kernel = staged;
@@ -588,7 +603,7 @@ bool launch_fused_backward(T* gx, T* gw, T* gb, const T* gy, const T* x, const S
   Tensor partials = Tensor::empty({2 * grid * cols}, TensorOptions(DTypeOf<A>::value, Device::cuda(device)));
   A* pw = device_data<A>(partials);
   A* pb = pw + grid * cols;
-  kernel<<<unsigned(grid), block, smem, stream>>>(gx, pw, pb, gy, x, mean, rstd, w, rows, cols);
+  kernel<<<unsigned(grid), block, smem, stream>>>(gx, pw, pb, gy, x, mean, rstd, w, ga, rows, cols);
   ZT_CUDA_LAUNCH_CHECK("layer_norm_backward_x_kernel (fused weight/bias sums)");
   launch_column_partials_finish(gw, gb, pw, pb, grid, cols, stream);
   return true;
@@ -598,7 +613,8 @@ bool launch_fused_backward(T* gx, T* gw, T* gb, const T* gy, const T* x, const S
 
 void CudaBackend::layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight,
                                       const Tensor& grad_bias, const Tensor& grad_y, const Tensor& x,
-                                      const Tensor& mean, const Tensor& rstd, const Tensor& weight) {
+                                      const Tensor& mean, const Tensor& rstd, const Tensor& weight,
+                                      const Tensor& grad_add) {
   const char* op = "layer_norm_backward";
   const Rows rs = check_rows(x, op);
   const Shape c_shape{rs.c};
@@ -607,8 +623,10 @@ void CudaBackend::layer_norm_backward(const Tensor& grad_x, const Tensor& grad_w
   if (weight.defined()) check_like(weight, x, c_shape, op, "weight");
   if (grad_weight.defined()) check_like(grad_weight, x, c_shape, op, "grad_weight");
   if (grad_bias.defined()) check_like(grad_bias, x, c_shape, op, "grad_bias");
+  if (grad_add.defined()) check_like(grad_add, x, x.shape(), op, "grad_add");
   check_stats(mean, rstd, rs.n, op);
-  const int device = common_device(op, {&grad_x, &grad_weight, &grad_bias, &grad_y, &x, &mean, &rstd, &weight});
+  const int device =
+      common_device(op, {&grad_x, &grad_weight, &grad_bias, &grad_y, &x, &mean, &rstd, &weight, &grad_add});
   DeviceGuard guard(device);
   if (rs.c == 0) return;
   cudaStream_t stream = current_stream(device);
@@ -620,31 +638,33 @@ void CudaBackend::layer_norm_backward(const Tensor& grad_x, const Tensor& grad_w
       T* gbp = grad_bias.defined() ? device_data<T>(grad_bias) : nullptr;
       const T *gyp = device_data<T>(grad_y), *xp = device_data<T>(x), *wp = data_or_null<T>(weight);
       const S *mp = device_data<S>(mean), *rp = device_data<S>(rstd);
-      const bool vec = vectorizable(rs.c, kV, {gxp, gyp, xp, wp});
+      const T* gap = data_or_null<T>(grad_add);
+      const bool vec = vectorizable(rs.c, kV, {gxp, gyp, xp, wp, gap});
       const bool need_wb = gwp || gbp;
       if (rs.n > 0 && need_wb) {
         const bool fused =
-            vec ? launch_fused_backward<kV>(gxp, gwp, gbp, gyp, xp, mp, rp, wp, rs.n, rs.c, device, stream)
-                : launch_fused_backward<1>(gxp, gwp, gbp, gyp, xp, mp, rp, wp, rs.n, rs.c, device, stream);
+            vec ? launch_fused_backward<kV>(gxp, gwp, gbp, gyp, xp, mp, rp, wp, gap, rs.n, rs.c, device, stream)
+                : launch_fused_backward<1>(gxp, gwp, gbp, gyp, xp, mp, rp, wp, gap, rs.n, rs.c, device, stream);
         if (fused) return;
       }
       if (rs.n > 0) {
         auto launch = [&](auto kernel) {
-          kernel<<<row_grid(rs.n), row_block(rs.c), 0, stream>>>(gxp, nullptr, nullptr, gyp, xp, mp, rp, wp, rs.n,
-                                                                 rs.c);
+          kernel<<<row_grid(rs.n), row_block(rs.c), 0, stream>>>(gxp, nullptr, nullptr, gyp, xp, mp, rp, wp, gap,
+                                                                 rs.n, rs.c);
         };
         auto launch_cached = [&](auto kernel, int block) {
-          kernel<<<row_grid(rs.n), block, 0, stream>>>(gxp, nullptr, nullptr, gyp, xp, mp, rp, wp, rs.n, rs.c);
+          kernel<<<row_grid(rs.n), block, 0, stream>>>(gxp, nullptr, nullptr, gyp, xp, mp, rp, wp, gap, rs.n, rs.c);
         };
         // The staged kernel where it applies (not for f64), else as in launch_fused_backward.
         int64_t staged_grid = 0;
         if constexpr (sizeof(T) <= 4) {
           const StagedLaunch sl = vec ? staged_launch(rs.c, sizeof(T)) : StagedLaunch{};
-          auto staged = layer_norm_backward_staged_kernel<kStagedVecs, false, T, S>;
+          auto staged = gap ? layer_norm_backward_staged_kernel<kStagedVecs, false, true, T, S>
+                            : layer_norm_backward_staged_kernel<kStagedVecs, false, false, T, S>;
           staged_grid = sl.threads > 0 ? resident_grid(staged, sl.threads, sl.smem, rs.n, device) : 0;
           if (staged_grid > 0)
             staged<<<unsigned(staged_grid), sl.threads, sl.smem, stream>>>(gxp, nullptr, nullptr, gyp, xp, mp, rp,
-                                                                          wp, rs.n, rs.c);
+                                                                          wp, gap, rs.n, rs.c);
         }
         auto cached = vec ? layer_norm_backward_cached_kernel<kV, kCachedVecs, false, T, S>
                           : layer_norm_backward_cached_kernel<1, kCachedVecs, false, T, S>;

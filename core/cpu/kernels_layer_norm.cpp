@@ -74,12 +74,13 @@ void layer_norm_forward(const Tensor& y, const Tensor& mean, const Tensor& rstd,
 template <typename T, typename S>
 void layer_norm_backward_impl(const Tensor& grad_x, const Tensor& grad_weight, const Tensor& grad_bias,
                               const Tensor& grad_y, const Tensor& x, const Tensor& mean,
-                              const Tensor& rstd, const Tensor& weight, Rows rs) {
+                              const Tensor& rstd, const Tensor& weight, const Tensor& grad_add, Rows rs) {
   using A = compute_t<T>;
   const T* gy = typed_data<T>(grad_y);                           // (N, C)
   const T* xp = typed_data<T>(x);                                // (N, C)
   T* gx = typed_data<T>(grad_x);                                 // (N, C)
   const T* wp = weight.defined() ? typed_data<T>(weight) : nullptr;  // (C)
+  const T* ap = grad_add.defined() ? typed_data<T>(grad_add) : nullptr;  // (N, C)
   const S* mp = typed_data<S>(mean);                             // (N)
   const S* rp = typed_data<S>(rstd);                             // (N)
   const bool want_w = grad_weight.defined(), want_b = grad_bias.defined();
@@ -109,10 +110,12 @@ void layer_norm_backward_impl(const Tensor& grad_x, const Tensor& grad_weight, c
         if (pb) pb[c] += A(gr[c]);
       }
       const A mean_g = sum_g / A(C), mean_gx = sum_gx / A(C);
+      const T* ar = ap ? ap + r * C : nullptr;
       for (int64_t c = 0; c < C; ++c) {
         const A xhat = (A(xr[c]) - mu) * inv;
         const A g = wp ? A(gr[c]) * A(wp[c]) : A(gr[c]);
-        dr[c] = T(inv * (g - mean_g - xhat * mean_gx));
+        const A dx = inv * (g - mean_g - xhat * mean_gx);
+        dr[c] = T(ar ? dx + A(ar[c]) : dx);
       }
     }
   }
@@ -151,7 +154,8 @@ void CpuBackend::layer_norm(const Tensor& y, const Tensor& mean, const Tensor& r
 
 void CpuBackend::layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight,
                                      const Tensor& grad_bias, const Tensor& grad_y, const Tensor& x,
-                                     const Tensor& mean, const Tensor& rstd, const Tensor& weight) {
+                                     const Tensor& mean, const Tensor& rstd, const Tensor& weight,
+                                     const Tensor& grad_add) {
   const Rows rs = check_rows(x, "layer_norm_backward");
   const Shape c_shape{rs.c};
   check_like(grad_x, x, x.shape(), "layer_norm_backward", "grad_x");
@@ -159,15 +163,18 @@ void CpuBackend::layer_norm_backward(const Tensor& grad_x, const Tensor& grad_we
   if (weight.defined()) check_like(weight, x, c_shape, "layer_norm_backward", "weight");
   if (grad_weight.defined()) check_like(grad_weight, x, c_shape, "layer_norm_backward", "grad_weight");
   if (grad_bias.defined()) check_like(grad_bias, x, c_shape, "layer_norm_backward", "grad_bias");
+  if (grad_add.defined()) check_like(grad_add, x, x.shape(), "layer_norm_backward", "grad_add");
   check_stats(mean, rs.n, "layer_norm_backward", "mean");
   check_stats(rstd, rs.n, "layer_norm_backward", "rstd");
   ZT_CHECK(mean.dtype() == rstd.dtype(), "layer_norm_backward: mean and rstd must share a dtype, found ",
            dtype_name(mean.dtype()), " and ", dtype_name(rstd.dtype()));
   ZT_DISPATCH_FLOATING(x.dtype(), "layer_norm_backward", [&]<typename T>() {
     if (mean.dtype() == DType::f64)
-      (layer_norm_backward_impl<T, double>)(grad_x, grad_weight, grad_bias, grad_y, x, mean, rstd, weight, rs);
+      (layer_norm_backward_impl<T, double>)(grad_x, grad_weight, grad_bias, grad_y, x, mean, rstd, weight, grad_add,
+                                                 rs);
     else
-      (layer_norm_backward_impl<T, float>)(grad_x, grad_weight, grad_bias, grad_y, x, mean, rstd, weight, rs);
+      (layer_norm_backward_impl<T, float>)(grad_x, grad_weight, grad_bias, grad_y, x, mean, rstd, weight, grad_add,
+                                                 rs);
   });
 }
 

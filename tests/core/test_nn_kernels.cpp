@@ -182,7 +182,7 @@ TEST_CASE("layer_norm_backward: matches finite differences in f64") {
     be().layer_norm(y, m, r, x, w, nn_tensor(bv, {C}, DType::f64), eps);
     Tensor gx = device_empty({R, C}, DType::f64), gw = nn_tensor(std::vector<double>(C, 7.0), {C}, DType::f64);
     Tensor gb = nn_tensor(std::vector<double>(C, 7.0), {C}, DType::f64);  // overwritten, not accumulated
-    be().layer_norm_backward(gx, gw, gb, nn_tensor(gyv, {R, C}, DType::f64), x, m, r, w);
+    be().layer_norm_backward(gx, gw, gb, nn_tensor(gyv, {R, C}, DType::f64), x, m, r, w, Tensor());
     const double tolerance = stats == DType::f64 ? 1e-6 : 1e-5;
     auto numeric = [&](std::vector<double>& v, size_t i, auto&& eval) {
       const double old = v[i];
@@ -202,7 +202,8 @@ TEST_CASE("layer_norm_backward: matches finite differences in f64") {
     // Without weight the same formula holds with w = 1; unwanted grads stay undefined.
     Tensor gx1 = device_empty({R, C}, DType::f64);
     be().layer_norm(y, m, r, x, Tensor(), Tensor(), eps);
-    be().layer_norm_backward(gx1, Tensor(), Tensor(), nn_tensor(gyv, {R, C}, DType::f64), x, m, r, Tensor());
+    be().layer_norm_backward(gx1, Tensor(), Tensor(), nn_tensor(gyv, {R, C}, DType::f64), x, m, r, Tensor(),
+                            Tensor());
     std::vector<double> ones(size_t(C), 1.0), zeros(size_t(C), 0.0);
     auto eval_plain = [&] { return loss(xv, ones, zeros); };
     const std::vector<double> gx1v = values(gx1);
@@ -220,7 +221,7 @@ TEST_CASE("layer_norm_backward: 16-bit and f32 agree with f64") {
     Tensor y = device_empty({R, C}, dt), m = device_empty({R}, DType::f32), r = device_empty({R}, DType::f32);
     be().layer_norm(y, m, r, x, w, Tensor(), 1e-5);
     Tensor gx = device_empty({R, C}, dt), gw = device_empty({C}, dt), gb = device_empty({C}, dt);
-    be().layer_norm_backward(gx, gw, gb, gy, x, m, r, w);
+    be().layer_norm_backward(gx, gw, gb, gy, x, m, r, w, Tensor());
     return std::vector<std::vector<double>>{values(gx), values(gw), values(gb)};
   };
   const auto ref = run(DType::f64);

@@ -553,10 +553,12 @@ int case_layer_norm_backward() {
   for (DType dt : kFloatTypes)
     for (const Shape& s : shapes)
       for (bool affine : {false, true})
-        for (bool want_wb : {false, true}) {
+        for (int mode = 0; mode < 3; ++mode) {  // 0: grad_x only, 1: with grad_w/grad_b, 2: and grad_add
+          const bool want_wb = mode > 0, with_add = mode == 2 || (mode == 0 && affine);
           const Shape c{s.back()};
           const int64_t rows = shape_numel(s) / s.back();
           Pair x = random_pair(s, dt, Layout::contiguous, -2, 3, 94), gy = random_pair(s, dt, Layout::contiguous, -1, 1, 95);
+          Pair add = with_add ? random_pair(s, dt, Layout::contiguous, -1, 1, 97) : undefined_pair();
           Pair w = affine ? random_pair(c, dt, Layout::contiguous, 0.5, 1.5, 96) : undefined_pair();
           Pair mean = output_pair({rows}, DType::f32), rstd = output_pair({rows}, DType::f32), y = output_pair(s, dt);
           cpu_be().layer_norm(y[0], mean[0], rstd[0], x[0], w[0], Tensor(), 1e-5);
@@ -566,9 +568,9 @@ int case_layer_norm_backward() {
           Pair gw = want_wb ? output_pair(c, dt) : undefined_pair(), gb = want_wb ? output_pair(c, dt) : undefined_pair();
           std::vector<const Pair*> outs{&gx};
           if (want_wb) outs.insert(outs.end(), {&gw, &gb});
-          ran += run_parity(label("layer_norm_backward", dtype_name(dt), shape_str(s), affine, want_wb),
+          ran += run_parity(label("layer_norm_backward", dtype_name(dt), shape_str(s), affine, want_wb, with_add),
                             [&](Backend& be, int i) {
-                              be.layer_norm_backward(gx[i], gw[i], gb[i], gy[i], x[i], mean[i], rstd[i], w[i]);
+                              be.layer_norm_backward(gx[i], gw[i], gb[i], gy[i], x[i], mean[i], rstd[i], w[i], add[i]);
                             },
                             outs, std::max(rel_tolerance(dt), 1e-5) * 4);
         }
@@ -672,6 +674,19 @@ int case_index_add() {
                             [&](Backend& be, int i) { be.index_add(out[i], dim, index[i], src[i]); }, {&out},
                             rel_tolerance(dt) * 2);
         }
+  // Whole rows of 16-byte vectors along dim 0 (the embedding backward's vector path): 2-D and
+  // 3-D, 37 indices into 7 rows (every row repeated), and rows of one vector.
+  for (DType dt : {DType::f32, DType::bf16, DType::f16})
+    for (const Shape& s : {Shape{7, 24}, Shape{7, 2, 16}, Shape{7, 8}}) {
+      Pair out = random_pair(s, dt, Layout::contiguous, 1, 3, 124);
+      Pair index = random_index(37, s[0], DType::i64, 125);
+      Shape ss = s;
+      ss[0] = 37;
+      Pair src = random_pair(ss, dt, Layout::contiguous, 1, 3, 126);
+      ran += run_parity(label("index_add rows", dtype_name(dt), shape_str(s)),
+                        [&](Backend& be, int i) { be.index_add(out[i], 0, index[i], src[i]); }, {&out},
+                        rel_tolerance(dt) * 4);
+    }
   return ran;
 }
 
