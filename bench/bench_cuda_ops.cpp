@@ -83,10 +83,12 @@ void bench_gemm(Bench& b, DType dtype, int64_t n, bool tf32, double target) {
 // ---- memory-bound ops ----
 
 // Records an op moving `bytes` per call in time `ms` against the measured copy bandwidth.
-void add_bandwidth_row(Bench& b, const std::string& name, double bytes, double ms) {
+// target: the fraction of the copy bandwidth to reach (issue 3: 80% on ~1 GiB tensors); 0 for an
+// informational row.
+void add_bandwidth_row(Bench& b, const std::string& name, double bytes, double ms, double target = 0.80) {
   const double bw = bytes / (ms * 1e-3);
   b.rows.push_back({name, fmt("%.0f", bw / 1e9, " GB/s"), fmt("copy %.0f", b.copy_bw / 1e9, " GB/s"),
-                    bw / b.copy_bw, 0.80});
+                    bw / b.copy_bw, target});
   print_row(b.rows.back());
 }
 
@@ -135,8 +137,10 @@ void bench_softmax(Bench& b, DType dtype) {
 }
 
 // rows 0: 1 GiB of x in rows of `cols`; else the given rows (GPT-2 124M's (8192, 768) is a
-// 12 MB call, timed for what a training step sees, launch and partial sums included).
+// 12 MB call, timed for what a training step sees, launch and partial sums included: an
+// informational row, the 80% target is for ~1 GiB tensors).
 void bench_layer_norm(Bench& b, DType dtype, int64_t cols = 4096, int64_t rows = 0) {
+  const double target = rows == 0 ? 0.80 : 0.0;
   if (rows == 0) rows = (b.quick ? int64_t(1) << 28 : int64_t(1) << 30) / int64_t(zt::dtype_size(dtype)) / cols;
   const Tensor x = zt::randn({rows, cols}, on_gpu(dtype));
   const Tensor w = zt::randn({cols}, on_gpu(dtype)), bias = zt::randn({cols}, on_gpu(dtype));
@@ -144,7 +148,8 @@ void bench_layer_norm(Bench& b, DType dtype, int64_t cols = 4096, int64_t rows =
   const std::string shape = " (" + std::to_string(rows) + ", " + std::to_string(cols) + ")";
   const double ms = ref::time_ms(kDevice, memory_opts(), [&] { zt::raw::layer_norm(x, w, bias, 1e-5); });
   // x in, y out, mean/rstd (f32 per row) out, weight and bias in.
-  add_bandwidth_row(b, std::string("layer_norm ") + zt::dtype_name(dtype) + shape, 2.0 * xb + stats + 2.0 * wb, ms);
+  add_bandwidth_row(b, std::string("layer_norm ") + zt::dtype_name(dtype) + shape, 2.0 * xb + stats + 2.0 * wb, ms,
+                    target);
   const zt::raw::LayerNormResult f = zt::raw::layer_norm(x, w, bias, 1e-5);
   const Tensor gy = zt::randn({rows, cols}, on_gpu(dtype));
   const double ms_bwd = ref::time_ms(kDevice, memory_opts(), [&] {
@@ -152,7 +157,7 @@ void bench_layer_norm(Bench& b, DType dtype, int64_t cols = 4096, int64_t rows =
   });
   // grad_y and x in, grad_x out, mean/rstd and weight in, grad_weight/grad_bias out.
   add_bandwidth_row(b, std::string("layer_norm_backward ") + zt::dtype_name(dtype) + shape,
-                    3.0 * xb + stats + 3.0 * wb, ms_bwd);
+                    3.0 * xb + stats + 3.0 * wb, ms_bwd, target);
 }
 
 void bench_cross_entropy(Bench& b, DType dtype) {
@@ -287,7 +292,7 @@ void print_summary(const Bench& b) {
     std::string target = r.target == 0 ? "-" : fmt(">=%.0f", 100.0 * r.target, "%");
     if (r.lower_is_better) target = "<5 us";
     std::printf("%-40s %-18s %-28s %7.1f%% %8s %s\n", r.op.c_str(), r.measured.c_str(), r.reference.c_str(),
-                100.0 * r.ratio, target.c_str(), pass ? "PASS" : "FAIL");
+                100.0 * r.ratio, target.c_str(), r.target == 0 ? "info" : (pass ? "PASS" : "FAIL"));
   }
   std::printf("%d of %zu rows below target\n", failed, b.rows.size());
 }
