@@ -59,6 +59,7 @@ struct GptOptions {
   int64_t top_k = 0;
   int64_t print_every = 10;
   std::string save;
+  std::string save_best;
   std::string load;
   int64_t save_every = 0;
 };
@@ -75,6 +76,8 @@ void check_options(const GptOptions& o) {
            "--eval-every, --eval-iters and --print-every must be positive");
   ZT_CHECK(o.sample >= 0 && o.top_k >= 0 && o.save_every >= 0 && o.lr_decay_steps >= 0,
            "--sample, --top-k, --save-every and --lr-decay-steps must be >= 0");
+  ZT_CHECK(o.save_best.empty() || o.save_best != o.save, "--save-best and --save must name different folders "
+           "(each folder's `latest` names one checkpoint), found ", o.save, " for both");
 }
 
 int64_t warmup_steps(const GptOptions& o) {
@@ -252,6 +255,18 @@ void save(zt::Engine& engine, const zt::Generator& data_gen, const std::string& 
   if (lead) std::printf("saved checkpoint %s/%s\n", dir.c_str(), tag.c_str());
 }
 
+// The best-val checkpoint (tag "best", which `latest` then names): saved at every evaluation that
+// improves on the best val loss so far, as nanoGPT keeps its best-val checkpoint for small
+// corpora that overfit late in a run. Its client state records the val loss and the step.
+void save_best(zt::Engine& engine, const zt::Generator& data_gen, const std::string& dir, bool lead, double val) {
+  engine.save_checkpoint(dir, "best",
+                         {{"data_generator", {{"seed", data_gen.seed()}, {"offset", data_gen.offset()}}},
+                          {"val_loss", val}});
+  if (lead)
+    std::printf("saved best checkpoint %s/best (val loss %.4f at step %lld)\n", dir.c_str(), val,
+                (long long)engine.global_step());
+}
+
 void restore(zt::Engine& engine, zt::Generator& data_gen, const std::string& dir) {
   const nlohmann::json client = engine.load_checkpoint(dir);
   ZT_CHECK(client.contains("data_generator"), "--load ", dir, ": the checkpoint has no data position "
@@ -309,6 +324,7 @@ void train(const Run& r, zt::GPT& model) {
         if (last_val < best_val) {
           best_val = last_val;
           best_step = step;
+          if (!o.save_best.empty()) save_best(engine, data_gen, o.save_best, lead, best_val);
         }
       }
       if (lead) logger.log(s, zt::allocator_for(r.device).stats().total.peak);
@@ -337,6 +353,8 @@ void train(const Run& r, zt::GPT& model) {
               double(zt::allocator_for(r.device).stats().total.peak) / (1 << 20));
   // Small corpora overfit late in a run (nanoGPT keeps the best-val checkpoint for them).
   std::printf("best validation: %.4f at step %lld\n", best_val, (long long)best_step);
+  if (!o.save_best.empty() && best_step == first_step)
+    std::printf("no evaluation improved on the initial val loss: nothing saved to %s\n", o.save_best.c_str());
 }
 
 int run(const GptOptions& o, const zt::ArgParser& args, const std::shared_ptr<zt::Communicator>& comm) {
@@ -399,6 +417,8 @@ int main(int argc, char** argv) {
   args.add("--print-every", &o.print_every, "print a line every N steps");
   args.add("--save", &o.save, "checkpoint folder: saved at the end (and every --save-every steps)");
   args.add("--save-every", &o.save_every, "also save every N steps (0: only at the end)");
+  args.add("--save-best", &o.save_best,
+           "checkpoint folder for the best val loss: saved (tag \"best\") at every evaluation that improves on it");
   args.add("--load", &o.load, "resume from this checkpoint folder's latest tag (--steps is the global step to reach)");
   try {
     if (!args.parse(argc, argv)) return 0;

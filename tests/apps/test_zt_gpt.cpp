@@ -3,6 +3,8 @@
 // exact resume from a checkpoint, the same losses at 1 and 2 ranks, sampling, and bad input.
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -176,6 +178,33 @@ TEST_CASE("zt-gpt: a run resumed from its checkpoint logs the uninterrupted run'
   }
   std::filesystem::remove(full);
   std::filesystem::remove(resumed);
+  std::filesystem::remove_all(ck);
+}
+
+// --save-best keeps the checkpoint of the best val loss (nanoGPT's convention for small corpora
+// that overfit): loading it gives back that val loss exactly (the val batches are fixed).
+TEST_CASE("zt-gpt --save-best keeps the best-val checkpoint, which loads back at that val loss") {
+  const auto ck = scratch("best");
+  const std::string common = kTiny + "--eval-iters 2 --device cpu ";
+  auto a = gpt(1, common + "--steps 8 --eval-every 2 --print-every 2 --save-best " + ck.string());
+  REQUIRE_MESSAGE(a.exit_code == 0, a.output);
+  const size_t at = a.output.find("best validation: ");
+  REQUIRE(at != std::string::npos);
+  double best = 0;
+  long long step = 0;
+  REQUIRE(std::sscanf(a.output.c_str() + at, "best validation: %lf at step %lld", &best, &step) == 2);
+  REQUIRE(step > 0);
+  char saved[128];
+  std::snprintf(saved, sizeof(saved), "(val loss %.4f at step %lld)", best, step);
+  CHECK_MESSAGE(a.output.find(saved) != std::string::npos, a.output);
+  // Resumed at the best step with nothing left to train: its first val estimate is the best.
+  auto b = gpt(1, common + "--steps " + std::to_string(step) + " --load " + ck.string());
+  REQUIRE_MESSAGE(b.exit_code == 0, b.output);
+  CHECK(number_after(b.output, "at global step ") == double(step));
+  CHECK(std::abs(number_after(b.output, "| val loss ") - best) <= 1e-4);
+  auto c = gpt(1, common + "--steps 2 --save " + ck.string() + " --save-best " + ck.string());
+  CHECK(c.exit_code != 0);
+  CHECK(c.output.find("--save-best and --save must name different folders") != std::string::npos);
   std::filesystem::remove_all(ck);
 }
 
