@@ -97,13 +97,14 @@ void run_node(Node* n, std::vector<Node*>& ready, bool retain_graph) {
   bool any = false;
   for (const Tensor& g : grads) any = any || g.defined();
   Grads outs;
-  std::vector<bool> folded(n->next.size(), false);
+  std::vector<bool> folded;  // sized only for folding nodes: no allocation per ordinary node
   if (any) {
     if (n->folds_pending()) {
       Grads pending = pending_at_edges(n);
       std::vector<bool> waiting(pending.size());
       for (size_t i = 0; i < pending.size(); ++i) waiting[i] = pending[i].defined();
       outs = n->apply_folding(grads, pending);
+      folded.assign(n->next.size(), false);
       for (size_t i = 0; i < pending.size() && i < outs.size(); ++i)
         folded[i] = waiting[i] && !pending[i].defined() && outs[i].defined();
     } else {
@@ -118,7 +119,7 @@ void run_node(Node* n, std::vector<Node*>& ready, bool retain_graph) {
     Node* m = e.node.get();
     if (!m) continue;
     if (any && outs[i].defined()) {
-      if (folded[i]) {
+      if (!folded.empty() && folded[i]) {
         Tensor& slot = m->buffer[e.input_nr];
         ZT_CHECK(slot.shape() == outs[i].shape(), "backward: '", n->name, "' folded a gradient of shape ",
                  shape_str(outs[i].shape()), " into one of shape ", shape_str(slot.shape()), " for '", m->name, "'");
