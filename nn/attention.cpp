@@ -68,8 +68,7 @@ Tensor CausalSelfAttention::forward(const Tensor& x) { return (*resid_dropout_)(
 
 Tensor CausalSelfAttention::forward(const Tensor& x, const Tensor& residual) {
   // The dropout sits between proj and the add, and proj's own forward must run its hooks.
-  const bool dropout_active = resid_dropout_->is_training() && resid_dropout_->p() > 0.0;
-  if (dropout_active || resid_dropout_->has_hooks() || !proj_->bias().defined() || proj_->has_hooks())
+  if (resid_dropout_->active() || resid_dropout_->has_hooks() || !proj_->bias().defined() || proj_->has_hooks())
     return add(residual, forward(x));
   return linear(attend(x), proj_->weight(), proj_->bias(), residual);
 }

@@ -12,6 +12,8 @@ class Dropout : public Module {
   explicit Dropout(double p = 0.5, Generator* gen = nullptr);
   Tensor forward(const Tensor& x) override;
   double p() const { return p_; }
+  // Whether forward changes its input: training with p > 0 (else it is the identity).
+  bool active() const { return is_training() && p_ > 0.0; }
 
  private:
   double p_;

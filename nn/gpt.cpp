@@ -85,8 +85,7 @@ Tensor MLP::forward(const Tensor& x) {
 
 Tensor MLP::forward(const Tensor& x, const Tensor& residual) {
   // The dropout sits between proj and the add, and proj's own forward must run its hooks.
-  const bool dropout_active = dropout_->is_training() && dropout_->p() > 0.0;
-  if (dropout_active || dropout_->has_hooks() || !proj_->bias().defined() || proj_->has_hooks())
+  if (dropout_->active() || dropout_->has_hooks() || !proj_->bias().defined() || proj_->has_hooks())
     return add(residual, forward(x));
   if (uses_gelu_mlp()) return gelu_mlp(x, fc_->weight(), fc_->bias(), proj_->weight(), proj_->bias(), residual);
   return linear((*gelu_)((*fc_)(x)), proj_->weight(), proj_->bias(), residual);
