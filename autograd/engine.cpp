@@ -101,12 +101,11 @@ void run_node(Node* n, std::vector<Node*>& ready, bool retain_graph) {
   if (any) {
     if (n->folds_pending()) {
       Grads pending = pending_at_edges(n);
-      std::vector<bool> waiting(pending.size());
-      for (size_t i = 0; i < pending.size(); ++i) waiting[i] = pending[i].defined();
+      folded.resize(pending.size());
+      for (size_t i = 0; i < pending.size(); ++i) folded[i] = pending[i].defined();  // waiting
       outs = n->apply_folding(grads, pending);
-      folded.assign(n->next.size(), false);
-      for (size_t i = 0; i < pending.size() && i < outs.size(); ++i)
-        folded[i] = waiting[i] && !pending[i].defined() && outs[i].defined();
+      for (size_t i = 0; i < pending.size(); ++i)  // taken by the node and folded into its result
+        folded[i] = folded[i] && !pending[i].defined() && i < outs.size() && outs[i].defined();
     } else {
       outs = n->apply(grads);
     }
