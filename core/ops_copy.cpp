@@ -58,7 +58,7 @@ Tensor to(const Tensor& a, Device device) {
 void copy_(const Tensor& dst, const Tensor& src) {
   detail::check_defined("copy_", {&dst, &src});
   if (same_view(dst, src)) return;
-  Tensor s = expand(src, dst.shape());
+  Tensor s = detail::broadcast_operand(src, dst.shape());
   if (dst.numel() == 0) return;
   if (detail::may_overlap(s, dst)) s = clone(s);  // overlapping views: read everything before writing
   if (dst.device() == s.device()) {

@@ -43,9 +43,12 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   detail::check_same_device(op_name(op), {&a, &b});
   detail::check_same_dtype(op_name(op), a, b);
   check_binary_dtype(op, a.dtype());
-  const Shape shape = broadcast_shapes(a.shape(), b.shape());
+  Shape broadcast;  // only built when the shapes differ
+  const Shape& shape = a.shape() == b.shape() ? a.shape() : (broadcast = broadcast_shapes(a.shape(), b.shape()));
   Tensor out = Tensor::empty(shape, {binary_out_dtype(op, a.dtype()), a.device()});
-  if (out.numel() > 0) backend_for(a.device()).binary(op, out, expand(a, shape), expand(b, shape));
+  if (out.numel() > 0) {
+    backend_for(a.device()).binary(op, out, detail::broadcast_operand(a, shape), detail::broadcast_operand(b, shape));
+  }
   return out;
 }
 
@@ -95,7 +98,8 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   const Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape()), b.shape());
   Tensor out = Tensor::empty(shape, {a.dtype(), a.device()});
   if (out.numel() > 0)
-    backend_for(a.device()).where(out, expand(cond, shape), expand(a, shape), expand(b, shape));
+    backend_for(a.device()).where(out, detail::broadcast_operand(cond, shape), detail::broadcast_operand(a, shape),
+                                  detail::broadcast_operand(b, shape));
   return out;
 }
 
@@ -107,12 +111,13 @@ void binary_(BinaryOp op, const Tensor& a, const Tensor& b) {
            ": the bool result cannot be written into a ", dtype_name(a.dtype()), " tensor");
   ZT_CHECK(!has_broadcast_dim(a), "in-place ", op_name(op), ": the destination ",
            shape_str(a.shape()), " is a broadcast view (stride 0); clone it first");
-  const Shape shape = broadcast_shapes(a.shape(), b.shape());
+  Shape broadcast;
+  const Shape& shape = a.shape() == b.shape() ? a.shape() : (broadcast = broadcast_shapes(a.shape(), b.shape()));
   ZT_CHECK(shape == a.shape(), "in-place ", op_name(op), ": operand ", shape_str(b.shape()),
            " would broadcast the destination ", shape_str(a.shape()), " to ", shape_str(shape));
   if (a.numel() == 0) return;
   if (a.is_contiguous() && !may_alias(a, b)) {
-    backend_for(a.device()).binary(op, a, a, expand(b, shape));
+    backend_for(a.device()).binary(op, a, a, detail::broadcast_operand(b, shape));
     return;
   }
   copy_(a, binary(op, a, b));

@@ -4,6 +4,7 @@
 #include <initializer_list>
 #include <optional>
 
+#include "core/ops.h"
 #include "core/tensor.h"
 
 namespace zt::raw::detail {
@@ -64,6 +65,21 @@ inline bool may_overlap(const Tensor& a, const Tensor& b) {
 // A new view over a's storage.
 inline Tensor make_view(const Tensor& a, Shape shape, Shape strides, int64_t offset) {
   return Tensor::view_of(a.storage(), std::move(shape), std::move(strides), offset, a.dtype());
+}
+
+// Note [Small-op host cost]
+// A 4x4 op on the GPU costs the host a kernel launch (3.3-4.5 us through the CUDA runtime on the
+// H200 machine, bench_cuda_ops --only overhead) plus what zerotrain adds: about 0.2 us to
+// allocate the output, 0.2-0.4 us of dispatch and checks, 0.3 us of autograd. Most of that is
+// heap allocation, so the hot paths avoid what they do not need: operands that already have the
+// op's shape are passed as they are (no broadcast view, ~1,000 instructions each), a device guard
+// that finds its device current touches nothing on exit, the current stream is one atomic load,
+// and the allocator sets the device only around cudaMalloc.
+
+// `t` as an operand of an op over `shape`: `t` itself when it has that shape, else its broadcast
+// view (Note [Small-op host cost]).
+inline Tensor broadcast_operand(const Tensor& t, const Shape& shape) {
+  return t.shape() == shape ? t : expand(t, shape);
 }
 
 }  // namespace zt::raw::detail
