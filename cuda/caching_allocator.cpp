@@ -39,6 +39,7 @@ CachingAllocator::Block* CachingAllocator::new_segment(int device, cudaStream_t 
   const size_t seg = small ? kSmallSegment
                            : (size < kLargeSegment / 2 ? kLargeSegment : round_up(size, kLargeRound));
   void* p = nullptr;
+  DeviceGuard guard(device);  // cudaMalloc allocates on the current device
   cudaError_t err = cudaMalloc(&p, seg);
   if (err == cudaErrorMemoryAllocation) {
     (void)cudaGetLastError();  // an OOM is not sticky: clear it and retry with an empty cache
@@ -89,8 +90,6 @@ void* CachingAllocator::allocate(size_t bytes, MemoryCategory category) {
 
 void* CachingAllocator::allocate(size_t bytes, MemoryCategory category, int device) {
   if (bytes == 0) return nullptr;
-  // cudaMalloc allocates on the current device: make it `device` for this call.
-  DeviceGuard guard(device);
   cudaStream_t stream = current_stream(device);
   const size_t size = round_up(bytes, kRound);
   const bool small = size < kSmallLimit;

@@ -1,6 +1,9 @@
 // Device selection, per-device current streams and events (see cuda/device.h).
 #include "cuda/device.h"
 
+#include <algorithm>
+#include <array>
+#include <atomic>
 #include <mutex>
 #include <vector>
 
@@ -54,42 +57,48 @@ void set_device(int index) {
   ZT_CUDA_CHECK(cudaSetDevice(index));
 }
 
-DeviceGuard::DeviceGuard(int index) : previous_(current_device()) {
-  if (index != previous_) set_device(index);
+DeviceGuard::DeviceGuard(int index) : previous_(current_device()), switched_(index != previous_) {
+  if (switched_) set_device(index);
 }
 
 DeviceGuard::~DeviceGuard() {
-  int now = previous_;
-  if (cudaGetDevice(&now) == cudaSuccess && now != previous_) (void)cudaSetDevice(previous_);
+  if (switched_) (void)cudaSetDevice(previous_);  // destructors do not throw
 }
 
 namespace {
 
-// One stream per device from `streams`, created on first use.
-cudaStream_t stream_of(std::vector<cudaStream_t>& streams, int index) {
-  if (streams.empty()) streams.assign(size_t(device_count()), nullptr);
-  ZT_CHECK(index >= 0 && size_t(index) < streams.size(), "CUDA device index ", index,
-           " out of range (", streams.size(), " devices visible)");
-  if (!streams[size_t(index)]) {
-    DeviceGuard guard(index);
-    ZT_CUDA_CHECK(cudaStreamCreateWithFlags(&streams[size_t(index)], cudaStreamNonBlocking));
-  }
-  return streams[size_t(index)];
-}
+// One stream per device, created on first use and never destroyed. Every op asks for its
+// stream, so the lookup after creation is one atomic load (no lock: Note [Small-op host cost] in
+// core/ops_util.h).
+constexpr int kMaxDevices = 64;
+using StreamTable = std::array<std::atomic<cudaStream_t>, kMaxDevices>;
+std::mutex stream_mutex;  // serialises creation only
 
-std::mutex stream_mutex;
+cudaStream_t stream_of(StreamTable& streams, int index) {
+  if (index >= 0 && index < kMaxDevices) {
+    if (cudaStream_t s = streams[size_t(index)].load(std::memory_order_acquire)) return s;
+  }
+  std::lock_guard<std::mutex> lock(stream_mutex);
+  const int n = std::min(device_count(), kMaxDevices);
+  ZT_CHECK(index >= 0 && index < n, "CUDA device index ", index, " out of range (", n, " devices visible)");
+  cudaStream_t s = streams[size_t(index)].load(std::memory_order_relaxed);
+  if (!s) {
+    DeviceGuard guard(index);
+    ZT_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    streams[size_t(index)].store(s, std::memory_order_release);
+  }
+  return s;
+}
 
 }  // namespace
 
 cudaStream_t current_stream(int index) {
-  static std::vector<cudaStream_t> streams;
-  std::lock_guard<std::mutex> lock(stream_mutex);
+  static StreamTable streams{};
   return stream_of(streams, index);
 }
 
 cudaStream_t copy_stream(int index) {
-  static std::vector<cudaStream_t> streams;
-  std::lock_guard<std::mutex> lock(stream_mutex);
+  static StreamTable streams{};
   return stream_of(streams, index);
 }
 

@@ -23,6 +23,7 @@ class DeviceGuard {
 
  private:
   int previous_;
+  bool switched_;  // a guard that found `index` current changes nothing, on entry or exit
 };
 
 // The stream kernels for `index` are queued on (created once per device, never destroyed).
