@@ -2,6 +2,7 @@
 #include "cuda/bench_reference.h"
 
 #include <algorithm>
+#include <chrono>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -97,6 +98,55 @@ void cublas_gemm(int device, DType dtype, bool tf32, int64_t m, int64_t n, int64
 void device_copy(int device, void* dst, const void* src, size_t bytes) {
   DeviceGuard guard(device);
   ZT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, current_stream(device)));
+}
+
+namespace {
+
+__global__ void empty_kernel() {}
+
+__global__ void add_f32_kernel(float* out, const float* a, const float* b, int64_t n) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = a[i] + b[i];
+}
+
+}  // namespace
+
+void launch_empty_kernel(int device) { empty_kernel<<<1, 32, 0, current_stream(device)>>>(); }
+
+void launch_add_f32(int device, float* out, const float* a, const float* b, int64_t n) {
+  add_f32_kernel<<<unsigned((n + 255) / 256), 256, 0, current_stream(device)>>>(out, a, b, n);
+}
+
+namespace {
+
+template <typename Fn>
+double ns_per_call(const Fn& fn) {
+  using Clock = std::chrono::steady_clock;
+  constexpr int kCalls = 100000;
+  std::vector<double> samples;
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = Clock::now();
+    for (int i = 0; i < kCalls; ++i) fn();
+    samples.push_back(std::chrono::duration<double, std::nano>(Clock::now() - t0).count() / kCalls);
+  }
+  return median(std::move(samples));
+}
+
+}  // namespace
+
+HostCallCosts host_call_costs(int device) {
+  DeviceGuard outer(device);
+  HostCallCosts c;
+  volatile int sink = 0;
+  c.get_device_ns = ns_per_call([&] {
+    int d = 0;
+    (void)cudaGetDevice(&d);
+    sink = d;
+  });
+  c.device_guard_ns = ns_per_call([&] { DeviceGuard g(device); });
+  c.current_stream_ns = ns_per_call([&] { sink = current_stream(device) != nullptr; });
+  c.get_last_error_ns = ns_per_call([&] { sink = int(cudaGetLastError()); });
+  return c;
 }
 
 const char* device_name(int device) {

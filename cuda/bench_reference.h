@@ -39,6 +39,20 @@ void cublas_gemm(int device, DType dtype, bool tf32, int64_t m, int64_t n, int64
 // cudaMemcpyAsync device-to-device of `bytes` on the current stream of `device`.
 void device_copy(int device, void* dst, const void* src, size_t bytes);
 
+// Raw kernel launches on the current stream of `device`, for the host-overhead floor: an empty
+// kernel, and out = a + b over n floats written as a CUDA program would (one thread per element,
+// no dispatch, no allocation, no error check).
+void launch_empty_kernel(int device);
+void launch_add_f32(int device, float* out, const float* a, const float* b, int64_t n);
+
+// Host nanoseconds per call of the CUDA-side pieces every zerotrain launch goes through (medians
+// over 100k-call loops): cudaGetDevice, a DeviceGuard on the current device, current_stream and
+// cudaGetLastError. Diagnostics for the small-op overhead.
+struct HostCallCosts {
+  double get_device_ns = 0, device_guard_ns = 0, current_stream_ns = 0, get_last_error_ns = 0;
+};
+HostCallCosts host_call_costs(int device);
+
 // The device's name and its theoretical DRAM bandwidth in bytes/s (from the memory clock and
 // bus width; 0 when the driver does not report them).
 const char* device_name(int device);
