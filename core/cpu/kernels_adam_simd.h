@@ -19,6 +19,8 @@
 //   (bits >> 16) | 0x40; f16 uses F16C/AVX-512 round-to-nearest-even, NaN becomes sign | 0x7e00.
 // - The last n % width elements go through the same vector code on a small stack copy, so an
 //   element's result never depends on its position.
+// - The vector loops prefetch `prefetch` elements ahead of each stream in software (512 bytes
+//   of f32 by default, ZT_ADAM_PREFETCH overrides): the hardware streamers do not cross 4 KiB pages.
 // - The ISA files use no library code that could be emitted out of line (no STL, no ZT_CHECK):
 //   an inline function compiled there with AVX-512 could be the copy the linker keeps for the
 //   whole program. Their templates are instantiated with types from anonymous namespaces, which
@@ -42,6 +44,7 @@ struct AdamF32Args {
   DType copy_dtype;      // bf16 or f16 when model_copy is set
   int decay_kind;        // 0 none, 1 L2 (g += wd p), 2 decoupled (p *= 1 - lr wd)
   AdamScalars<float> s;
+  int64_t prefetch = 0;  // elements ahead to prefetch in software (0: leave it to the hardware)
 };
 
 // Elements [begin, end) of one step; defined in the ISA's own translation unit.
@@ -92,7 +95,14 @@ struct AdamSimdLoop {
     float *m = a.exp_avg, *v = a.exp_avg_sq;
     M* copy = static_cast<M*>(a.model_copy);
     int64_t j = begin;
+    const int64_t ahead = a.prefetch;
     for (; j + kWidth <= end; j += kWidth) {
+      if (ahead > 0 && j + ahead < end) {  // the hardware streamers stop at 4 KiB pages; these do not
+        __builtin_prefetch(p + j + ahead, 1);
+        __builtin_prefetch(g + j + ahead, 0);
+        __builtin_prefetch(m + j + ahead, 1);
+        __builtin_prefetch(v + j + ahead, 1);
+      }
       if constexpr (std::is_void_v<M>) {
         block<kDecay, G, M>(c, p + j, g + j, m + j, v + j, nullptr);
       } else {
