@@ -4,6 +4,7 @@
 // ms/step (to set beside bench/torch_cpu_adam.py's), GB/s of bytes the step must move, the triad
 // GB/s and their ratio, for the instruction-set level(s) asked for.
 #include <omp.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <chrono>
@@ -26,14 +27,19 @@ struct Args {
   zt::DType grad = zt::DType::f32;
   std::string copy = "none";  // none, bf16, f16
   std::string isa = "auto";   // auto, all, scalar, avx2, avx512
+  bool huge_pages = false;    // madvise(MADV_HUGEPAGE) on the buffers before they are touched
+  bool adamw = true;          // false: Adam without weight decay (torch.optim.Adam's defaults)
 };
 
 void usage() {
   std::printf(
       "usage: bench_cpu_adam [--numel N] [--steps K] [--grad f32|bf16|f16] [--copy none|bf16|f16]\n"
-      "                      [--isa auto|all|scalar|avx2|avx512]\n"
+      "                      [--isa auto|all|scalar|avx2|avx512] [--algo adamw|adam]\n"
+      "                      [--huge-pages]\n"
       "  AdamW over N fp32 params (default 2^26; use 1e9 on a large host) on OMP_NUM_THREADS threads,\n"
-      "  median of K steps, alternating with a STREAM triad over N-element arrays (same run, threads).\n");
+      "  median of K steps, alternating with a STREAM triad over N-element arrays (same run, threads).\n"
+      "  --algo adam: Adam without weight decay, as torch.optim.Adam's defaults (the default is AdamW,\n"
+      "  weight decay 0.01). --huge-pages asks the kernel for transparent huge pages on every buffer.\n");
 }
 
 Args parse_args(int argc, char** argv) {
@@ -44,6 +50,10 @@ Args parse_args(int argc, char** argv) {
       usage();
       std::exit(0);
     }
+    if (flag == "--huge-pages") {
+      a.huge_pages = true;
+      continue;
+    }
     ZT_CHECK(i + 1 < argc, "bench_cpu_adam: ", flag, " needs a value");
     const std::string value = argv[++i];
     if (flag == "--numel") a.numel = int64_t(std::stod(value));
@@ -51,6 +61,10 @@ Args parse_args(int argc, char** argv) {
     else if (flag == "--grad") a.grad = zt::parse_dtype(value);
     else if (flag == "--copy") a.copy = value;
     else if (flag == "--isa") a.isa = value;
+    else if (flag == "--algo") {
+      ZT_CHECK(value == "adam" || value == "adamw", "bench_cpu_adam: --algo takes adam or adamw, found ", value);
+      a.adamw = value == "adamw";
+    }
     else ZT_FAIL("bench_cpu_adam: unknown flag ", flag, " (see --help)");
   }
   ZT_CHECK(a.numel > 0 && a.steps > 0, "bench_cpu_adam: expected --numel and --steps > 0");
@@ -72,7 +86,13 @@ double seconds_of(const Fn& fn) {
 
 // Writes every element from the thread that will stream it (static schedule: contiguous blocks,
 // as the kernel's spans), so pages land on that thread's NUMA node.
-void first_touch(float* x, int64_t n, float value) {
+void first_touch(float* x, int64_t n, float value, bool huge_pages) {
+  if (huge_pages) {  // the page-aligned part of the buffer; THP fills its 2 MiB-aligned ranges
+    const uintptr_t page = 4096, begin = (reinterpret_cast<uintptr_t>(x) + page - 1) / page * page;
+    const uintptr_t end = reinterpret_cast<uintptr_t>(x + n) / page * page;
+    if (end > begin && madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE) != 0)
+      std::perror("bench_cpu_adam: madvise(MADV_HUGEPAGE)");
+  }
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) x[i] = value + float(i % 1000) * 1e-6f;
 }
@@ -101,26 +121,30 @@ int main(int argc, char** argv) {
     }
     zt::Tensor p = zt::empty({n}), m = zt::empty({n}), v = zt::empty({n}), g32 = zt::empty({n});
     zt::Tensor triad_out = zt::empty({n});
-    first_touch(p.data<float>(), n, 0.5f);
-    first_touch(m.data<float>(), n, 0.0f);
-    first_touch(v.data<float>(), n, 1e-6f);
-    first_touch(g32.data<float>(), n, 1e-3f);
-    first_touch(triad_out.data<float>(), n, 0.0f);
+    first_touch(p.data<float>(), n, 0.5f, args.huge_pages);
+    first_touch(m.data<float>(), n, 0.0f, args.huge_pages);
+    first_touch(v.data<float>(), n, 1e-6f, args.huge_pages);
+    first_touch(g32.data<float>(), n, 1e-3f, args.huge_pages);
+    first_touch(triad_out.data<float>(), n, 0.0f, args.huge_pages);
     const zt::Tensor grad = zt::raw::to(g32, args.grad);
     const zt::Tensor copy = args.copy == "none" ? zt::Tensor() : zt::empty({n}, zt::parse_dtype(args.copy));
     const double bytes_per_element = 12.0 + double(grad.element_size()) + 12.0 +
                                      (copy.defined() ? double(copy.element_size()) : 0.0);
     const int threads = omp_get_max_threads();
-    std::printf("bench_cpu_adam: N=%lld fp32 params, grad %s, model copy %s, %d OpenMP threads, %.0f bytes/element\n",
-                (long long)n, zt::dtype_name(args.grad), args.copy.c_str(), threads, bytes_per_element);
+    std::printf("bench_cpu_adam: %s, N=%lld fp32 params, grad %s, model copy %s, %d OpenMP threads, %.0f bytes/element\n",
+                args.adamw ? "AdamW (weight decay 0.01)" : "Adam (no weight decay)", (long long)n,
+                zt::dtype_name(args.grad), args.copy.c_str(), threads, bytes_per_element);
 
     // Triad and step alternate, so both see the same machine load; medians of each. The triad
     // streams arrays as large as the step's: m and v (read), triad_out (written).
-    std::printf("%-20s %10s %10s %22s %10s\n", "AdamW step", "ms/step", "GB/s", "triad GB/s (STREAM)", "of triad");
+    std::printf("%-20s %10s %10s %22s %10s\n", "step", "ms/step", "GB/s", "triad GB/s (STREAM)", "of triad");
     int64_t step = 0;
     for (zt::cpu::CpuIsa isa : levels) {
       zt::cpu::force_adam_isa(isa);
-      auto adam = [&] { zt::raw::adam_step_(p, grad, m, v, 1e-3, 0.9, 0.999, 1e-8, 0.01, true, ++step, copy); };
+      const double weight_decay = args.adamw ? 0.01 : 0.0;
+      auto adam = [&] {
+        zt::raw::adam_step_(p, grad, m, v, 1e-3, 0.9, 0.999, 1e-8, weight_decay, args.adamw, ++step, copy);
+      };
       auto stream = [&] { triad(triad_out.data<float>(), m.data<float>(), v.data<float>(), n); };
       adam();
       stream();

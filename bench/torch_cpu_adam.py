@@ -1,4 +1,5 @@
-"""PyTorch's reference for bench_cpu_adam: torch.optim.AdamW on the CPU over one flat fp32
+"""PyTorch's reference for bench_cpu_adam: torch.optim.AdamW (or, with --algo adam,
+torch.optim.Adam without weight decay, its defaults) on the CPU over one flat fp32
 parameter of N elements (the shape of a ZeRO-Offload shard), same hyperparameters, same thread
 count, median ms/step. Runs each implementation torch offers on the CPU and names the fastest:
 fused=True (torch >= 2.4: one vectorised, multi-threaded kernel; usually the fastest),
@@ -31,6 +32,8 @@ def main():
     parser.add_argument("--steps", type=int, default=10, help="timed steps (median)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
                         help="torch.set_num_threads (default: OMP_NUM_THREADS, else torch's default)")
+    parser.add_argument("--algo", choices=["adamw", "adam"], default="adamw",
+                        help="adamw (weight decay 0.01, the default) or adam (torch.optim.Adam, no weight decay)")
     parser.add_argument("--variants", default="fused,foreach,forloop", help="comma-separated subset to run")
     args = parser.parse_args()
     if args.threads:
@@ -38,21 +41,22 @@ def main():
     n = int(args.numel)
     param = torch.nn.Parameter(torch.full((n,), 0.5, dtype=torch.float32))
     param.grad = torch.full((n,), 1e-3, dtype=torch.float32)
-    print(f"torch {torch.__version__}: AdamW over N={n} fp32 params on {torch.get_num_threads()} threads, "
+    algo = torch.optim.AdamW if args.algo == "adamw" else torch.optim.Adam
+    weight_decay = 0.01 if args.algo == "adamw" else 0.0
+    print(f"torch {torch.__version__}: {algo.__name__} over N={n} fp32 params on {torch.get_num_threads()} threads, "
           f"28 bytes/element")
     options = {"fused": {"fused": True}, "foreach": {"foreach": True}, "forloop": {"foreach": False}}
     results = {}
     for name in args.variants.split(","):
         try:
-            opt = torch.optim.AdamW([param], lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01,
-                                    **options[name])
+            opt = algo([param], lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay, **options[name])
             seconds = time_steps(opt, args.steps)
         except (RuntimeError, TypeError, ValueError) as e:  # fused on the CPU needs torch >= 2.4
-            print(f"{'AdamW ' + name:<20} unavailable: {e}")
+            print(f"{algo.__name__ + ' ' + name:<20} unavailable: {e}")
             continue
         del opt  # frees this variant's state before the next allocates its own
         results[name] = seconds
-        print(f"{'AdamW ' + name:<20} {seconds * 1e3:9.2f} ms/step {28.0 * n / seconds / 1e9:8.1f} GB/s")
+        print(f"{algo.__name__ + ' ' + name:<20} {seconds * 1e3:9.2f} ms/step {28.0 * n / seconds / 1e9:8.1f} GB/s")
     if results:
         best = min(results, key=results.get)
         print(f"fastest: {best} ({results[best] * 1e3:.2f} ms/step)")

@@ -6,7 +6,8 @@
 #             (what the GEMM-epilogue MLP saves), and bench/torch_gpt.py (eager and
 #             torch.compile); GPT_ARGS adds flags to all (e.g. "--batch 16")
 #   cpu_adam  bench_cpu_adam over ADAM_NUMEL fp32 parameters (default 1e9) on all host cores and
-#             bench/torch_cpu_adam.py with the same threads
+#             bench/torch_cpu_adam.py with the same threads; ADAM_ALGO adam (default: torch.optim.Adam,
+#             no weight decay) or adamw
 #   profile   one steady-state bench_gpt step (GPT_ARGS) under Nsight Compute, kernel time by kernel
 #             (bench/kernel_profile.py); needs ncu with hardware counters
 #   detail    Nsight Compute sections (speed of light, occupancy, launch, warp state, scheduler)
@@ -71,9 +72,9 @@ for b in $benches; do
     cpu_adam)
       threads=$(nproc)
       run bench_cpu_adam.log env OMP_NUM_THREADS="$threads" OMP_PROC_BIND=spread \
-        "$build_dir/bin/bench_cpu_adam" --numel "${ADAM_NUMEL:-1e9}" --steps 5
+        "$build_dir/bin/bench_cpu_adam" --numel "${ADAM_NUMEL:-1e9}" --steps 5 --algo "${ADAM_ALGO:-adam}"
       have_torch && run torch_cpu_adam.log env OMP_NUM_THREADS="$threads" \
-        python3 bench/torch_cpu_adam.py --numel "${ADAM_NUMEL:-1e9}" --steps 3 ;;
+        python3 bench/torch_cpu_adam.py --numel "${ADAM_NUMEL:-1e9}" --steps 3 --algo "${ADAM_ALGO:-adam}" ;;
     offload)
       for off in none cpu; do
         run "offload_$off.log" env OMP_NUM_THREADS="$(nproc)" OMP_PROC_BIND=spread "$build_dir/bin/bench_gpt" \
