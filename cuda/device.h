@@ -12,7 +12,7 @@ namespace zt::cuda {
 int current_device();
 void set_device(int index);
 
-// Makes `index` the current device for a scope and restores the previous one afterwards.
+// Makes `index` the current device for a scope; a guard that switched restores the previous one.
 class DeviceGuard {
  public:
   explicit DeviceGuard(int index);

@@ -192,14 +192,14 @@ void adam_f32(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, co
   ZT_CHECK(ct == DType::bf16 || ct == DType::f16, "adam_step: model_copy must be f16 or bf16, found ",
            dtype_name(ct));
   AdamF32Args args{typed_data<float>(param),
-                         grad.raw_data(),
-                         typed_data<float>(exp_avg),
-                         typed_data<float>(exp_avg_sq),
-                         model_copy.defined() ? model_copy.raw_data() : nullptr,
-                         gt,
-                         ct,
-                         kind,
-                         s};
+                   grad.raw_data(),
+                   typed_data<float>(exp_avg),
+                   typed_data<float>(exp_avg_sq),
+                   model_copy.defined() ? model_copy.raw_data() : nullptr,
+                   gt,
+                   ct,
+                   kind,
+                   s};
   // Software prefetch distance in elements (Note [CPU Adam kernels]); ZT_ADAM_PREFETCH=0 leaves
   // the streams to the hardware prefetchers alone.
   static const int64_t prefetch = [] {
