@@ -46,6 +46,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -104,6 +105,10 @@ struct BenchOptions {
   int64_t min_heads = 1, max_heads = 1024;
   std::string max_model_search = "anchored";
   int64_t max_model_steps = 3;  // a model "trains" when this many steps run (--steps is the stages' count)
+  int64_t max_model_ranks = 1;  // ranks of each trial (> 1: each trial a job started by the launcher)
+  std::string max_model_launcher;
+  int64_t max_model_trial = 0;    // > 0: be one rank of a trial job of this many heads (internal)
+  std::string max_model_verdict;  // the trial job's verdict file prefix (internal)
   std::string device = "cpu";
   std::string device_memory, host_memory;
 };
@@ -466,10 +471,8 @@ void check_options(const BenchOptions& o) {
            o.sub_group_size, " and ", o.buffer_count);
 }
 
-// --max-model: the search of max_model.h over the options of this run (a world of one).
-int run_max_model(const BenchOptions& o, const zt::Communicator& world) {
-  ZT_CHECK(world.size() == 1, "--max-model runs in one process; found ", world.size(), " ranks (run it without "
-           "mpirun)");
+// The options of --max-model and of its trials.
+zt::membench::MaxModelOptions max_model_options(const BenchOptions& o) {
   ZT_CHECK(o.model == "gpt", "--max-model searches GPT sizes: pass --model gpt");
   zt::membench::MaxModelOptions m;
   m.device = zt::Device::parse(o.device);  // check_options made sure it is there
@@ -491,11 +494,34 @@ int run_max_model(const BenchOptions& o, const zt::Communicator& world) {
   m.buffer_count = o.buffer_count;
   if (!o.device_memory.empty()) m.device_memory = zt::parse_byte_size(o.device_memory, "--device-memory");
   if (!o.host_memory.empty()) m.host_memory = zt::parse_byte_size(o.host_memory, "--host-memory");
+  m.ranks = o.max_model_ranks;
+  m.launcher = o.max_model_launcher;
+  return m;
+}
+
+// --max-model: the search of max_model.h over the options of this run, in one process; with
+// --max-model-ranks N its trials are jobs of their own (Note [zt-membench max model]).
+int run_max_model(const BenchOptions& o, int world_size) {
+  ZT_CHECK(world_size == 1, "--max-model runs in one process; found ", world_size, " ranks (run it without mpirun; "
+           "--max-model-ranks N starts each trial on N ranks itself)");
+  const zt::membench::MaxModelOptions m = max_model_options(o);
   std::printf("zt-membench --max-model: searching the largest GPT per offload mode (each trial %lld steps)\n",
               (long long)m.steps);
   const auto results = zt::membench::search_max_model(m);
   zt::membench::print_max_model(m, results);
   return 0;
+}
+
+// --max-model-trial: this process is one rank of a trial job that --max-model started. Returns
+// the exit status: 0 trained, 3 did not fit.
+int run_max_model_trial(const BenchOptions& o, const std::shared_ptr<zt::Communicator>& world) {
+  ZT_CHECK(!o.max_model_verdict.empty(), "--max-model-trial is started by --max-model --max-model-ranks, with "
+           "--max-model-verdict");
+  const std::vector<std::string> offloads = parse_offloads(o.offload);
+  ZT_CHECK(offloads.size() == 1, "--max-model-trial takes one --offload mode, found '", o.offload, "'");
+  const int64_t host = o.host_memory.empty() ? 0 : zt::parse_byte_size(o.host_memory, "--host-memory");
+  return zt::membench::run_trial_rank(max_model_options(o), offloads.front(), o.max_model_trial, world, host,
+                                      o.max_model_verdict);
 }
 
 }  // namespace
@@ -535,6 +561,14 @@ int main(int argc, char** argv) {
   args.add("--max-model-search", &o.max_model_search,
            "--max-model: anchored (start at the prediction, gallop, bisect) or doubling (from --min-heads)");
   args.add("--max-model-steps", &o.max_model_steps, "--max-model: training steps a trial must complete");
+  args.add("--max-model-ranks", &o.max_model_ranks,
+           "--max-model: ranks per trial (e.g. 2 for ZeRO stage 3 over two GPUs); > 1 starts each trial as a job of "
+           "its own through --max-model-launcher");
+  args.add("--max-model-launcher", &o.max_model_launcher,
+           "--max-model-ranks: the command that starts a job of that many ranks (default \"mpirun -np N\"; e.g. "
+           "\"mpirun -np 2 --oversubscribe\")");
+  args.add("--max-model-trial", &o.max_model_trial, "internal: one rank of a --max-model-ranks trial of this many heads");
+  args.add("--max-model-verdict", &o.max_model_verdict, "internal: where a --max-model-trial rank writes its verdict");
   args.add("--device", &o.device, "cpu or cuda (under mpirun: each rank's GPU by local rank; NCCL between them)");
   args.add("--device-memory", &o.device_memory,
            "--max-model: device bytes for the prediction, e.g. 141G (default: the allocator's limit)");
@@ -550,8 +584,25 @@ int main(int argc, char** argv) {
       print_estimate(o, parse_stages(o.stages), parse_offloads(o.offload), ranks);
       return 0;
     }
+    // The search over jobs of several ranks starts them itself and never initialises MPI here.
+    if (o.max_model && o.max_model_ranks > 1) return run_max_model(o, zt::launch_info_from_env().world_size);
     zt::MpiRuntime mpi;  // a world of one without mpirun
-    if (o.max_model) return run_max_model(o, *mpi.world());
+    if (o.max_model_trial > 0) {
+      int status = 1;
+      try {
+        status = run_max_model_trial(o, mpi.world());
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "zt-membench: error: %s\n", e.what());
+      }
+      // A rank that stops early must not wait in MPI_Finalize for ranks still in a collective:
+      // it leaves at once, and the launcher ends the job's other ranks.
+      if (status != 0) {
+        std::fflush(nullptr);
+        std::_Exit(status);
+      }
+      return 0;
+    }
+    if (o.max_model) return run_max_model(o, mpi.world()->size());
     return run(o, mpi.world());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "zt-membench: error: %s\n", e.what());

@@ -2,6 +2,7 @@
 #include "apps/zt-membench/max_model.h"
 
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,7 +10,10 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
+#include <sstream>
 #include <string>
 
 #include "apps/zt-membench/formulas.h"
@@ -21,6 +25,8 @@
 #include "core/factory.h"
 #include "core/ops.h"
 #include "nn/gpt.h"
+#include "parallel/communicator.h"
+#include "parallel/mpi_runtime.h"
 #include "runtime/config.h"
 #include "runtime/engine.h"
 
@@ -32,8 +38,8 @@ constexpr int64_t kHeadDim = 64;
 
 double gib(double bytes) { return bytes / double(int64_t(1) << 30); }
 
-Config trial_config(const MaxModelOptions& o, const std::string& offload) {
-  nlohmann::json j = {{"train_batch_size", o.batch},
+Config trial_config(const MaxModelOptions& o, const std::string& offload, int world) {
+  nlohmann::json j = {{"train_batch_size", o.batch * world},
                       {"optimizer", {{"type", "Adam"}, {"params", {{"lr", 1e-4}}}}},
                       {"zero_optimization", {{"stage", o.stage}}}};
   if (o.dtype == "bf16") j["bf16"] = {{"enabled", true}};
@@ -43,7 +49,9 @@ Config trial_config(const MaxModelOptions& o, const std::string& offload) {
     j["zero_optimization"]["sub_group_size"] = o.sub_group_size;
     if (offload == "nvme") j["zero_optimization"]["offload_optimizer"]["nvme_path"] = o.nvme_path;
   }
-  return config_from_app_defaults(j, ConfigOptions{});
+  ConfigOptions options;
+  options.world_size = world;
+  return config_from_app_defaults(j, options);
 }
 
 bool contains(const std::string& text, const char* what) { return text.find(what) != std::string::npos; }
@@ -65,9 +73,13 @@ struct TrialResult {
   double device_peak = 0, host_peak = 0;  // bytes above what was in use before
 };
 
-// Trains the family's model with `heads` heads for o.steps steps (Note [zt-membench max model]).
-TrialResult trial(const MaxModelOptions& o, const std::string& offload, int64_t heads) {
-  Allocator& alloc = allocator_for(o.device);
+// Trains the family's model with `heads` heads for o.steps steps (Note [zt-membench max model]),
+// on this rank of `comm` (null: a world of one, on o.device).
+TrialResult trial(const MaxModelOptions& o, const std::string& offload, int64_t heads,
+                  const std::shared_ptr<Communicator>& comm) {
+  const int world = comm ? comm->size() : 1;
+  const Device device = world > 1 ? local_device(o.device.type, launch_info_from_env()) : o.device;
+  Allocator& alloc = allocator_for(device);
   Allocator& cpu = allocator_for(Device::cpu());
   Allocator* pinned = pinned_host_allocator();  // null without a GPU
   const int64_t base = alloc.stats().total.in_use;
@@ -84,19 +96,20 @@ TrialResult trial(const MaxModelOptions& o, const std::string& offload, int64_t 
     c.block_size = o.context;
     c.vocab_size = o.vocab;
     auto model = std::make_shared<GPT>(c);  // f32 on the host, 4 bytes per parameter
-    model->to(o.device);
+    model->to(device);
     InitOptions init;
     init.monitor = false;
-    auto engine = initialize(model, trial_config(o, offload), init);
+    init.communicator = comm;
+    auto engine = initialize(model, trial_config(o, offload, world), init);
     for (int64_t s = 0; s < o.steps; ++s) {
-      const Tensor x = raw::to(randint(0, o.vocab, {o.batch, o.context}), o.device);
-      const Tensor y = raw::to(randint(0, o.vocab, {o.batch, o.context}), o.device);
+      const Tensor x = raw::to(randint(0, o.vocab, {o.batch, o.context}), device);
+      const Tensor y = raw::to(randint(0, o.vocab, {o.batch, o.context}), device);
       engine->backward(cross_entropy(engine->forward(x), y));
       engine->step();
     }
     raw::to(raw::sum(engine->module_state_dict().begin()->second), Device::cpu()).item();  // wait for the device
   } catch (const std::exception& e) {
-    r.failure = failure_of(e.what(), o.device);
+    r.failure = failure_of(e.what(), device);
     if (r.failure.empty()) throw;
     r.error = e.what();
   }
@@ -126,7 +139,7 @@ Prediction predicted(const MaxModelOptions& o, const std::string& offload, int64
   const bool bf16 = o.dtype == "bf16", gpu = !o.device.is_cpu();
   const double c = double(heads * kHeadDim), t = double(o.context), b = double(o.batch), k = bf16 ? 2 : 4;
   const double psi = family_parameters(o, heads);
-  Prediction p = predict(int(o.stage), offload, bf16, psi, 1, o.sub_group_size, o.buffer_count);
+  Prediction p = predict(int(o.stage), offload, bf16, psi, int(o.ranks), o.sub_group_size, o.buffer_count);
   const double activations =
       gpt_activation_bytes(double(o.depth), t, b, c, double(heads), bf16) + b * t * double(o.vocab) * 8;
   p.device += activations;  // Adam reads the bf16 gradient shard: no fp32 copy at the step
@@ -141,11 +154,13 @@ void predict_largest(const MaxModelOptions& o, const std::string& offload, int64
   r->predicted_bound = "--max-heads";
   for (int64_t h = 1; h <= o.max_heads; ++h) {
     const Prediction p = predicted(o, offload, h);
-    // On the CPU the host's needs share the device's memory.
-    const double device_bytes = p.device + (o.device.is_cpu() ? p.host : 0);
+    // Per rank; on the CPU the host's needs share the device's memory, and the ranks of a job
+    // share the host.
+    const double ranks = double(o.ranks);
+    const double device_bytes = o.device.is_cpu() ? (p.device + p.host) * ranks : p.device;
     const char* bound = nullptr;
     if (device_bytes > double(device_memory)) bound = "device";
-    else if (!o.device.is_cpu() && p.host > double(host_memory)) bound = "host";
+    else if (!o.device.is_cpu() && p.host * ranks > double(host_memory)) bound = "host";
     else if (offload == "nvme" && p.disk > double(disk_free)) bound = "disk";
     if (bound) {
       r->predicted_bound = bound;
@@ -170,7 +185,102 @@ class HostLimitScope {
   int64_t previous_;
 };
 
+// ---- trials as jobs of several ranks (Note [zt-membench max model]) ----
+
+std::string shell_quote(const std::string& text) {
+  std::string out = "'";
+  for (char ch : text) out += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  return out + "'";
+}
+
+// The verdict file of one rank: "trains|fails <tab> failure <tab> device peak <tab> host peak",
+// then the error message.
+void write_verdict(const std::string& path, const TrialResult& t) {
+  std::ofstream f(path);
+  f << (t.failure.empty() ? "trains" : "fails") << '\t' << (t.failure.empty() ? "-" : t.failure) << '\t'
+    << t.device_peak << '\t' << t.host_peak << '\n'
+    << t.error << '\n';
+  f.close();
+  ZT_CHECK(f.good(), "--max-model-trial: cannot write the verdict file '", path, "'");
+}
+
+bool read_verdict(const std::string& path, bool* trains, TrialResult* t) {
+  std::ifstream f(path);
+  std::string head;
+  if (!f || !std::getline(f, head)) return false;
+  std::istringstream fields(head);
+  std::string verdict, failure, device_peak, host_peak;
+  if (!std::getline(fields, verdict, '\t') || !std::getline(fields, failure, '\t') ||
+      !std::getline(fields, device_peak, '\t') || !std::getline(fields, host_peak, '\t'))
+    return false;
+  *trains = verdict == "trains";
+  t->failure = *trains ? "" : failure;
+  t->device_peak = std::stod(device_peak);
+  t->host_peak = std::stod(host_peak);
+  std::getline(f, t->error);
+  return verdict == "trains" || verdict == "fails";
+}
+
+// Runs `heads` as a job of o.ranks ranks (o.launcher on this program with --max-model-trial),
+// each under host_memory / ranks, and combines their verdicts: the device peak is the largest
+// rank's, the host peak the ranks' sum (they share the host).
+TrialResult trial_job(const MaxModelOptions& o, const std::string& offload, int64_t heads, int64_t host_memory) {
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  const std::string verdict = (std::filesystem::temp_directory_path() /
+                               ("zt_max_model_" + std::to_string(::getpid()) + "_" + std::to_string(heads)))
+                                  .string();
+  const std::string launcher = o.launcher.empty() ? "mpirun -np " + std::to_string(o.ranks) : o.launcher;
+  std::ostringstream cmd;
+  cmd << launcher << ' ' << shell_quote(self) << " --model gpt --max-model-trial " << heads << " --offload " << offload
+      << " --device " << (o.device.is_cpu() ? "cpu" : "cuda") << " --dtype " << o.dtype << " --depth " << o.depth
+      << " --context " << o.context << " --vocab " << o.vocab << " --batch " << o.batch << " --max-model-steps "
+      << o.steps << " --max-model-stage " << o.stage << " --sub-group-size " << o.sub_group_size
+      << " --buffer-count " << o.buffer_count << " --host-memory " << host_memory / o.ranks
+      << " --max-model-verdict " << shell_quote(verdict);
+  if (!o.nvme_path.empty()) cmd << " --nvme-path " << shell_quote(o.nvme_path);
+  cmd << " 2>&1";
+  std::string output;
+  FILE* pipe = ::popen(cmd.str().c_str(), "r");
+  ZT_CHECK(pipe != nullptr, "--max-model: cannot start the trial job '", cmd.str(), "': ", std::strerror(errno));
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, pipe)) output += buf;
+  const int wait_status = ::pclose(pipe);
+  const int status = WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1;
+  TrialResult job;
+  int trained = 0;
+  bool any_failed = false;
+  for (int64_t r = 0; r < o.ranks; ++r) {
+    const std::string path = verdict + "." + std::to_string(r);
+    bool trains = false;
+    TrialResult t;
+    const bool read = read_verdict(path, &trains, &t);
+    std::filesystem::remove(path);
+    if (!read) continue;  // a rank the launcher ended after another one stopped
+    trained += trains ? 1 : 0;
+    job.device_peak = std::max(job.device_peak, t.device_peak);
+    job.host_peak += t.host_peak;
+    if (!trains && !any_failed) {
+      any_failed = true;
+      job.failure = t.failure;
+      job.error = "rank " + std::to_string(r) + ": " + t.error;
+    }
+  }
+  if (any_failed || trained == o.ranks) return job;
+  const size_t tail = output.size() > 3000 ? output.size() - 3000 : 0;
+  ZT_FAIL("--max-model: the trial job for ", heads, " heads (", cmd.str(), ") exited with status ", status,
+          " and ", trained, " of ", o.ranks, " ranks reported; expected a verdict from every rank or an out-of-memory "
+          "one. Its output", tail > 0 ? " (last 3000 bytes)" : "", ":\n", output.substr(tail));
+}
+
 }  // namespace
+
+int run_trial_rank(const MaxModelOptions& o, const std::string& offload, int64_t heads,
+                   const std::shared_ptr<Communicator>& comm, int64_t host_memory, const std::string& verdict) {
+  HostLimitScope limit(host_memory > 0 ? host_memory : allocator_for(Device::cpu()).memory_limit());
+  const TrialResult t = trial(o, offload, heads, comm);
+  write_verdict(verdict + "." + std::to_string(comm ? comm->rank() : 0), t);
+  return t.failure.empty() ? 0 : 3;
+}
 
 double family_parameters(const MaxModelOptions& o, int64_t heads) {
   return gpt_parameters(double(o.vocab), double(o.context), double(o.depth), double(heads * kHeadDim));
@@ -182,6 +292,7 @@ std::vector<MaxModelResult> search_max_model(const MaxModelOptions& o) {
            "--max-model: --depth, --context, --vocab, --batch and --max-model-steps must be positive");
   ZT_CHECK(o.min_heads >= 1 && o.min_heads <= o.max_heads, "--max-model: expected 1 <= --min-heads <= --max-heads, "
            "found ", o.min_heads, " and ", o.max_heads);
+  ZT_CHECK(o.ranks >= 1, "--max-model-ranks must be at least 1, found ", o.ranks);
   // The host limit first: on the CPU it is also the device memory of the prediction.
   const int64_t env_limit = allocator_for(Device::cpu()).memory_limit();
   const int64_t host_memory =
@@ -192,6 +303,12 @@ std::vector<MaxModelResult> search_max_model(const MaxModelOptions& o) {
   const int64_t device_memory = o.device_memory > 0 ? o.device_memory : allocator_for(o.device).memory_limit();
   std::printf("  host memory limit %.2f GiB (%s), pageable and pinned together%s\n", gib(double(host_memory)),
               host_source, o.device.is_cpu() ? "; on the CPU also the device's" : "");
+  if (o.ranks > 1) {
+    std::printf("  each trial a job of %lld ranks (%s), each rank under %.2f GiB of the host limit\n",
+                (long long)o.ranks, o.launcher.empty() ? ("mpirun -np " + std::to_string(o.ranks)).c_str()
+                                                      : o.launcher.c_str(),
+                gib(double(host_memory / o.ranks)));
+  }
   if (device_memory > 0) std::printf("  device memory for the prediction %.2f GiB\n", gib(double(device_memory)));
   else std::printf("  device memory unknown: no prediction (pass --device-memory)\n");
   std::vector<MaxModelResult> results;
@@ -217,7 +334,7 @@ std::vector<MaxModelResult> search_max_model(const MaxModelOptions& o) {
     std::map<int64_t, std::string> failures;
     auto fits = [&](int64_t heads) {
       const auto start = std::chrono::steady_clock::now();
-      const TrialResult t = trial(o, offload, heads);
+      const TrialResult t = o.ranks > 1 ? trial_job(o, offload, heads, host_memory) : trial(o, offload, heads, nullptr);
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       // The time of each trial: the search's cost grows with the model, which a GPU session's
       // budget has to plan for.
@@ -250,8 +367,9 @@ std::vector<MaxModelResult> search_max_model(const MaxModelOptions& o) {
 
 void print_max_model(const MaxModelOptions& o, const std::vector<MaxModelResult>& results) {
   std::printf("largest trainable GPT (%lld layers, heads of 64, context %lld, vocab %lld, batch %lld, %s, ZeRO stage "
-              "%lld, device %s):\n", (long long)o.depth, (long long)o.context, (long long)o.vocab, (long long)o.batch,
-              o.dtype.c_str(), (long long)o.stage, o.device.str().c_str());
+              "%lld over %lld rank%s, device %s):\n", (long long)o.depth, (long long)o.context, (long long)o.vocab,
+              (long long)o.batch, o.dtype.c_str(), (long long)o.stage, (long long)o.ranks, o.ranks > 1 ? "s" : "",
+              o.device.str().c_str());
   std::printf("  %-8s %7s %7s %14s %10s %7s | %15s %16s %-11s | %s\n", "offload", "heads", "width", "parameters",
               "peak GiB", "trials", "predicted width", "predicted params", "bound by", "first that did not fit");
   for (const MaxModelResult& r : results) {

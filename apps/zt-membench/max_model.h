@@ -40,12 +40,28 @@
 //           lets nvme train more than cpu.
 //   disk:   nvme: 12 bytes per parameter (each sub-group in a whole slot).
 // On the CPU device and host are one memory: the host's needs count against the device's.
+//
+// Several ranks (--max-model-ranks N, e.g. stage 3 over two GPUs): a rank that runs out of
+// memory while the others wait in a collective would hang the job, so the search never runs a
+// trial in its own process. Each trial is a job of its own, started by --max-model-launcher
+// (default "mpirun -np N") on this program with --max-model-trial: every rank trains the size
+// on its own device (the GPU of its local rank) under its share of the host limit (the limit / N),
+// writes its verdict to a file and exits, 3 when it did not fit; the launcher then ends the job's
+// other ranks. The search reads the verdicts: a rank out of memory (device, host or disk) means
+// the size does not fit, every rank trained means it does, and anything else (no verdicts, a
+// launcher that failed) stops the search with the job's output. The prediction is per rank, with
+// the host's needs of all N ranks together against the host limit.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/device.h"
+
+namespace zt {
+class Communicator;
+}
 
 namespace zt::membench {
 
@@ -62,6 +78,8 @@ struct MaxModelOptions {
   int64_t buffer_count = 4;             // offload_optimizer.buffer_count (nvme swap buffers)
   int64_t device_memory = 0;  // bytes for the prediction (0: the device allocator's limit, if any)
   int64_t host_memory = 0;    // host limit of the trials and the prediction (0: ZT_HOST_MEMORY_LIMIT, else 90% of RAM)
+  int64_t ranks = 1;          // ranks of each trial (> 1: each trial is a job of its own)
+  std::string launcher;       // starts a job of `ranks` processes (empty: "mpirun -np <ranks>")
 };
 
 struct MaxModelResult {
@@ -81,6 +99,12 @@ struct MaxModelResult {
 double family_parameters(const MaxModelOptions& o, int64_t heads);
 
 std::vector<MaxModelResult> search_max_model(const MaxModelOptions& o);
+
+// One rank of a trial job (--max-model-trial): trains `heads` on this rank of `comm` under a
+// host limit of `host_memory` bytes, writes the verdict to "<verdict>.<rank>" and returns the
+// exit status (0 trained, 3 did not fit); other errors throw.
+int run_trial_rank(const MaxModelOptions& o, const std::string& offload, int64_t heads,
+                   const std::shared_ptr<Communicator>& comm, int64_t host_memory, const std::string& verdict);
 void print_max_model(const MaxModelOptions& o, const std::vector<MaxModelResult>& results);
 
 }  // namespace zt::membench

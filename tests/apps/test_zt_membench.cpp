@@ -325,6 +325,36 @@ TEST_CASE("zt-membench --max-model: nvme counts the disk, and a full disk does n
   CHECK(out.find("2 heads, out of disk") != std::string::npos);  // the table's first that did not fit
 }
 
+// --max-model-ranks 2 (the 2-GPU stage-3 search, here on the CPU): every trial is a 2-rank job
+// of its own started by the launcher, each rank under half the host limit; a rank that runs out
+// of memory reports it and the launcher ends the job, which the search takes for "does not fit".
+TEST_CASE("zt-membench --max-model --max-model-ranks 2 runs each trial as a job of 2 ranks") {
+  const std::string command = "ZT_HOST_MEMORY_LIMIT=200M OMP_NUM_THREADS=1 " + bin_dir() +
+                              "/zt-membench --model gpt --max-model --depth 2 --context 32 --vocab 256 --batch 2 "
+                              "--dtype bf16 --offload none --max-heads 64 --max-model-stage 3 --max-model-ranks 2 "
+                              "--max-model-launcher \"" + mpirun_prefix(2) + "\"";
+  const auto r = run_command(command);
+  REQUIRE_MESSAGE(r.run.exit_code == 0, r.run.output);
+  const std::string& out = r.run.output;
+  CAPTURE(out);
+  CHECK(out.find("each trial a job of 2 ranks (" + mpirun_prefix(2) + "), each rank under 0.10 GiB") !=
+        std::string::npos);
+  CHECK(out.find("ZeRO stage 3 over 2 ranks, device cpu") != std::string::npos);
+  CHECK(out.find(": out of memory, peak") != std::string::npos);  // the search reached the limit
+  CHECK(out.find("(rank ") != std::string::npos);                 // the failing rank's own error
+  const MaxModelRow row = max_model_row(out, "none");
+  REQUIRE(row.heads > 0);
+  CHECK(row.peak_gib * 1024 <= 100);  // each rank within its half of the limit
+  CHECK(out.find("none: " + std::to_string(row.heads + 1) + " heads (" + std::to_string((row.heads + 1) * 64) +
+                 " wide") != std::string::npos);
+
+  // A launcher that starts no ranks: no verdicts, so the search stops with the job's output.
+  const auto bad = run_command(bin_dir() + "/zt-membench --model gpt --max-model --depth 2 --context 32 --vocab 256 "
+                               "--batch 2 --max-model-stage 3 --max-model-ranks 2 --max-model-launcher false");
+  CHECK(bad.run.exit_code != 0);
+  CHECK(bad.run.output.find("exited with status 1 and 0 of 2 ranks reported") != std::string::npos);
+}
+
 TEST_CASE("zt-membench --max-model needs --model gpt and one process") {
   const auto r = run_command(bin_dir() + "/zt-membench --max-model --model mlp");
   CHECK(r.run.exit_code != 0);
