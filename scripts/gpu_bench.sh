@@ -17,7 +17,8 @@
 #             offload mode (MAXMODEL_OFFLOAD, default "none cpu nvme"; one mode per device call,
 #             see the estimate below), searched from the formula's prediction for this GPU's memory;
 #             nvme files in MAXMODEL_NVME_PATH, default /tmp/zt_max_model_nvme, never under the log
-#             folder; sub-groups of 1e8 elements; MAXMODEL_ARGS adds flags (e.g. --max-model-steps 2)
+#             folder; sub-groups of 1e8 elements; MAXMODEL_ARGS adds flags (e.g. --max-model-steps 2);
+#             MAXMODEL_RANKS=2 on a 2-GPU machine: ZeRO stage 3, each trial a 2-rank job (one GPU each)
 #   offload   bench_gpt at GPT-2 XL shapes (1.56B), ZeRO-2, 524,288 tokens per step, without and
 #             with offload_optimizer cpu, on all host cores: the tokens/s ratio and the model states
 #             on the GPU and the host, and the optimizer step's own time (~2 minutes)
@@ -26,6 +27,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/cuda/bin:$PATH"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
+export NCCL_NVLS_ENABLE=0  # NVLink multicast stays off on the shared GPU machines
 
 build_dir=${BUILD_DIR:-build-gpu}
 log_dir=${OUT:-$build_dir/gpu_bench}
@@ -120,6 +122,13 @@ for b in $benches; do
       nvme_dir=${MAXMODEL_NVME_PATH:-/tmp/zt_max_model_nvme}
       mkdir -p "$nvme_dir"
       gpu_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits -i 0 2>/dev/null | head -n 1)
+      ranks=${MAXMODEL_RANKS:-1}
+      multi=()
+      if [ "$ranks" -gt 1 ]; then
+        launcher="mpirun -np $ranks --bind-to none -x NCCL_NVLS_ENABLE=0 -x OMP_NUM_THREADS=$(( $(nproc) / ranks ))"
+        [ "$(id -u)" -eq 0 ] && launcher="$launcher --allow-run-as-root"
+        multi=(--max-model-stage 3 --max-model-ranks "$ranks" --max-model-launcher "$launcher")
+      fi
       for off in ${MAXMODEL_OFFLOAD:-none cpu nvme}; do
         case $off in
           nvme) range="--min-heads 16 --max-heads 64" ;;
@@ -128,7 +137,7 @@ for b in $benches; do
         run "max_model_$off.log" env OMP_NUM_THREADS="$(nproc)" OMP_PROC_BIND=spread "$build_dir/bin/zt-membench" \
           --model gpt --max-model --device cuda --dtype bf16 --depth 48 --context 1024 --vocab 50304 --batch 1 \
           --offload "$off" --nvme-path "$nvme_dir" --sub-group-size 100000000 --device-memory "${gpu_mib:-143771}M" \
-          $range ${MAXMODEL_ARGS:-}
+          $range "${multi[@]}" ${MAXMODEL_ARGS:-}
       done
       rm -rf "$nvme_dir" ;;
     *) echo "unknown bench '$b' in BENCHES (expected ops, gpt, cpu_adam, offload, profile, detail, maxmodel)"; failed=1 ;;
