@@ -43,8 +43,8 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   detail::check_same_device(op_name(op), {&a, &b});
   detail::check_same_dtype(op_name(op), a, b);
   check_binary_dtype(op, a.dtype());
-  Shape broadcast;  // only built when the shapes differ
-  const Shape& shape = a.shape() == b.shape() ? a.shape() : (broadcast = broadcast_shapes(a.shape(), b.shape()));
+  Shape broadcast;
+  const Shape& shape = detail::broadcast_shape_of(a, b, broadcast);
   Tensor out = Tensor::empty(shape, {binary_out_dtype(op, a.dtype()), a.device()});
   if (out.numel() > 0) {
     backend_for(a.device()).binary(op, out, detail::broadcast_operand(a, shape), detail::broadcast_operand(b, shape));
@@ -112,7 +112,7 @@ void binary_(BinaryOp op, const Tensor& a, const Tensor& b) {
   ZT_CHECK(!has_broadcast_dim(a), "in-place ", op_name(op), ": the destination ",
            shape_str(a.shape()), " is a broadcast view (stride 0); clone it first");
   Shape broadcast;
-  const Shape& shape = a.shape() == b.shape() ? a.shape() : (broadcast = broadcast_shapes(a.shape(), b.shape()));
+  const Shape& shape = detail::broadcast_shape_of(a, b, broadcast);
   ZT_CHECK(shape == a.shape(), "in-place ", op_name(op), ": operand ", shape_str(b.shape()),
            " would broadcast the destination ", shape_str(a.shape()), " to ", shape_str(shape));
   if (a.numel() == 0) return;

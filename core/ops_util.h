@@ -76,6 +76,14 @@ inline Tensor make_view(const Tensor& a, Shape shape, Shape strides, int64_t off
 // that finds its device current touches nothing on exit, the current stream is one atomic load,
 // and the allocator sets the device only around cudaMalloc.
 
+// The broadcast shape of a and b: a's own shape when b's is the same (no new vector), else the
+// broadcast result, kept in `storage` (Note [Small-op host cost]).
+inline const Shape& broadcast_shape_of(const Tensor& a, const Tensor& b, Shape& storage) {
+  if (a.shape() == b.shape()) return a.shape();
+  storage = broadcast_shapes(a.shape(), b.shape());
+  return storage;
+}
+
 // `t` as an operand of an op over `shape`: `t` itself when it has that shape, else its broadcast
 // view (Note [Small-op host cost]).
 inline Tensor broadcast_operand(const Tensor& t, const Shape& shape) {

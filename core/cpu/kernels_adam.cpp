@@ -127,6 +127,20 @@ void adam_range(T* __restrict p, const G* __restrict g, T* __restrict m, T* __re
 // DRAM. On the H200 host (bench/RESULTS.md) 128 beat 0, 256 and 512 in the same calls.
 constexpr int64_t kAdamPrefetchElements = 128;
 
+// The prefetch distance in elements (Note [CPU Adam kernels]): ZT_ADAM_PREFETCH, read once, else
+// kAdamPrefetchElements; 0 leaves the streams to the hardware prefetchers alone.
+int64_t prefetch_distance() {
+  static const int64_t distance = [] {
+    const char* env = std::getenv("ZT_ADAM_PREFETCH");
+    if (!env || !*env) return kAdamPrefetchElements;
+    char* end = nullptr;
+    const long long value = std::strtoll(env, &end, 10);
+    ZT_CHECK(*end == '\0' && value >= 0, "ZT_ADAM_PREFETCH must be a count of elements >= 0, found '", env, "'");
+    return int64_t(value);
+  }();
+  return distance;
+}
+
 // Below this many elements one thread does the whole pass (a parallel region costs microseconds).
 constexpr int64_t kParallelMin = 65536;
 
@@ -191,26 +205,16 @@ void adam_f32(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, co
   const DType ct = model_copy.defined() ? model_copy.dtype() : DType::bf16;
   ZT_CHECK(ct == DType::bf16 || ct == DType::f16, "adam_step: model_copy must be f16 or bf16, found ",
            dtype_name(ct));
-  AdamF32Args args{typed_data<float>(param),
-                   grad.raw_data(),
-                   typed_data<float>(exp_avg),
-                   typed_data<float>(exp_avg_sq),
-                   model_copy.defined() ? model_copy.raw_data() : nullptr,
-                   gt,
-                   ct,
-                   kind,
-                   s};
-  // Software prefetch distance in elements (Note [CPU Adam kernels]); ZT_ADAM_PREFETCH=0 leaves
-  // the streams to the hardware prefetchers alone.
-  static const int64_t prefetch = [] {
-    const char* env = std::getenv("ZT_ADAM_PREFETCH");
-    if (!env || !*env) return kAdamPrefetchElements;
-    char* end = nullptr;
-    const long long value = std::strtoll(env, &end, 10);
-    ZT_CHECK(*end == '\0' && value >= 0, "ZT_ADAM_PREFETCH must be a count of elements >= 0, found '", env, "'");
-    return int64_t(value);
-  }();
-  args.prefetch = prefetch;
+  const AdamF32Args args{typed_data<float>(param),
+                         grad.raw_data(),
+                         typed_data<float>(exp_avg),
+                         typed_data<float>(exp_avg_sq),
+                         model_copy.defined() ? model_copy.raw_data() : nullptr,
+                         gt,
+                         ct,
+                         kind,
+                         s,
+                         prefetch_distance()};
   const AdamF32RangeKernel kernel = f32_kernel_for(adam_isa());
   for_each_thread_span(param.numel(), [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
 }
