@@ -519,8 +519,7 @@ int run_max_model_trial(const BenchOptions& o, const std::shared_ptr<zt::Communi
            "--max-model-verdict");
   const std::vector<std::string> offloads = parse_offloads(o.offload);
   ZT_CHECK(offloads.size() == 1, "--max-model-trial takes one --offload mode, found '", o.offload, "'");
-  const int64_t host = o.host_memory.empty() ? 0 : zt::parse_byte_size(o.host_memory, "--host-memory");
-  return zt::membench::run_trial_rank(max_model_options(o), offloads.front(), o.max_model_trial, world, host,
+  return zt::membench::run_trial_rank(max_model_options(o), offloads.front(), o.max_model_trial, world,
                                       o.max_model_verdict);
 }
 

@@ -275,8 +275,8 @@ TrialResult trial_job(const MaxModelOptions& o, const std::string& offload, int6
 }  // namespace
 
 int run_trial_rank(const MaxModelOptions& o, const std::string& offload, int64_t heads,
-                   const std::shared_ptr<Communicator>& comm, int64_t host_memory, const std::string& verdict) {
-  HostLimitScope limit(host_memory > 0 ? host_memory : allocator_for(Device::cpu()).memory_limit());
+                   const std::shared_ptr<Communicator>& comm, const std::string& verdict) {
+  HostLimitScope limit(o.host_memory > 0 ? o.host_memory : allocator_for(Device::cpu()).memory_limit());
   const TrialResult t = trial(o, offload, heads, comm);
   write_verdict(verdict + "." + std::to_string(comm ? comm->rank() : 0), t);
   return t.failure.empty() ? 0 : 3;

@@ -101,10 +101,10 @@ double family_parameters(const MaxModelOptions& o, int64_t heads);
 std::vector<MaxModelResult> search_max_model(const MaxModelOptions& o);
 
 // One rank of a trial job (--max-model-trial): trains `heads` on this rank of `comm` under a
-// host limit of `host_memory` bytes, writes the verdict to "<verdict>.<rank>" and returns the
-// exit status (0 trained, 3 did not fit); other errors throw.
+// host limit of o.host_memory bytes (the search passes each rank its share), writes the verdict to
+// "<verdict>.<rank>" and returns the exit status (0 trained, 3 did not fit); other errors throw.
 int run_trial_rank(const MaxModelOptions& o, const std::string& offload, int64_t heads,
-                   const std::shared_ptr<Communicator>& comm, int64_t host_memory, const std::string& verdict);
+                   const std::shared_ptr<Communicator>& comm, const std::string& verdict);
 void print_max_model(const MaxModelOptions& o, const std::vector<MaxModelResult>& results);
 
 }  // namespace zt::membench
