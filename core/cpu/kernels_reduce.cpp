@@ -128,19 +128,23 @@ struct SumSquaresAcc {
     const A v = cast_to<A>(x);
     total += v * v;
   }
+  // Four independent partial sums, as SumAcc, so the double adds' latency is hidden (ZeRO-Offload
+  // takes its clipping norm over the host gradient shard with it).
   template <typename T> void run(const T* p, int64_t n) {
-    A s0 = 0, s1 = 0;
+    A s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     int64_t j = 0;
-    for (; j + 2 <= n; j += 2) {
-      const A v0 = cast_to<A>(p[j]), v1 = cast_to<A>(p[j + 1]);
+    for (; j + 4 <= n; j += 4) {
+      const A v0 = cast_to<A>(p[j]), v1 = cast_to<A>(p[j + 1]), v2 = cast_to<A>(p[j + 2]), v3 = cast_to<A>(p[j + 3]);
       s0 += v0 * v0;
       s1 += v1 * v1;
+      s2 += v2 * v2;
+      s3 += v3 * v3;
     }
     for (; j < n; ++j) {
       const A v = cast_to<A>(p[j]);
       s0 += v * v;
     }
-    total += s0 + s1;
+    total += (s0 + s1) + (s2 + s3);
   }
   void merge(const SumSquaresAcc& o) { total += o.total; }
 };
