@@ -211,8 +211,10 @@ bool ShardedOptimizer::folds_scaling(const Tensor& grad_shard, double inverse) c
   // Only a power of two rescales the shard's sum of squares exactly (frexp: mantissa 0.5).
   int exponent = 0;
   if (std::frexp(inverse, &exponent) != 0.5) return false;
-  return !grad_shard.defined() || (grad_shard.dtype() == dtype_ && grad_shard.device() == device_ &&
-                                   grad_shard.is_contiguous() && grad_shard.numel() == shard_);
+  // Under offload the shard may already be the host buffer the CPU Adam reads (ZeRO-2 streaming).
+  const bool place = grad_shard.device() == device_ || (offload_ && grad_shard.same_impl(host_grad_.tensor()));
+  return !grad_shard.defined() || (grad_shard.dtype() == dtype_ && place && grad_shard.is_contiguous() &&
+                                   grad_shard.numel() == shard_);
 }
 
 bool ShardedOptimizer::unscale_into_master(const Tensor& grad_shard) {
@@ -263,8 +265,8 @@ void ShardedOptimizer::unscale_into_fp32(const Tensor& grad_shard, double invers
       MemoryCategoryScope scope(MemoryCategory::gradients);
       master_grad_ = empty({shard_}, TensorOptions(DType::f32, device_));
     }
-    if (grad_shard.defined()) raw::copy_(master_grad_, grad_shard);
-    else raw::fill_(master_grad_, 0.0);
+    if (!grad_shard.defined()) raw::fill_(master_grad_, 0.0);
+    else if (!grad_shard.same_impl(master_grad_)) raw::copy_(master_grad_, grad_shard);  // (streamed f32: in place)
   } else if (grad_shard.defined()) {
     master_grad_ = grad_shard;
   } else {

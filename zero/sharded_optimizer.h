@@ -56,7 +56,9 @@
 // - unscale: the sum of squares of the reduced gradient shard (compute dtype, on the device) is
 //   taken there and all-reduced as without offload (skip decision and clipping norm), so every
 //   rank decides alike; the shard is copied as it is into a host buffer (S,) of its dtype
-//   (page-locked when pin_memory and a pinned allocator exist) and the CPU Adam applies 1 / scale
+//   (page-locked when pin_memory and a pinned allocator exist; ZeRO-2 streams every micro-step's
+//   gradients into that buffer instead, Note [ZeRO-Offload gradient streaming] in
+//   zero/zero_optimizer.h, and the sum of squares is taken there) and the CPU Adam applies 1 / scale
 //   and the clipping coefficient as it reads it (Note [ZeRO gradient scaling]): no fp32 gradient,
 //   no host pass of its own. A loss scale that is no power of two takes the fp32 path instead: the
 //   shard unscaled into a host f32 buffer for that step, and clipped there.
@@ -269,6 +271,8 @@ class ShardedOptimizer : public PrecisionOptimizer {
   // The communicator's group, over which gradients are averaged whether partitioned or not.
   int data_parallel_size() const { return comm_ ? comm_->size() : 1; }
   int data_parallel_rank() const { return comm_ ? comm_->rank() : 0; }
+  // Under offload: the host gradient shard (S,) in the compute dtype that the CPU Adam reads.
+  const Tensor& offload_gradient() const { return host_grad_.tensor(); }
   // The page-locked allocator for offload transfers (null: pageable memory).
   Allocator* transfer_allocator() const {
     return options_.offload.pin_memory ? options_.offload.pinned_allocator : nullptr;

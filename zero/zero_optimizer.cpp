@@ -36,13 +36,19 @@ ZeroOptimizer::ZeroOptimizer(std::shared_ptr<Module> module, std::shared_ptr<Com
   const std::vector<int64_t> starts = build_flat(trainable_parameters("ZeroOptimizer"));
   init_master(parameter_shard(), shard_groups(starts));
   start_masters_from(originals);
+  build_buckets();
   {
     MemoryCategoryScope scope(MemoryCategory::gradients);
     const TensorOptions grad_options(dtype_, device_);
     if (options_.stage <= 1) flat_grad_ = zeros({padded_}, grad_options);
-    else grad_shard_ = zeros({shard_}, grad_options);
+    else if (!offloaded()) grad_shard_ = zeros({shard_}, grad_options);
   }
-  build_buckets();
+  if (options_.stage == 2 && offloaded()) {  // Note [ZeRO-Offload gradient streaming]
+    int64_t largest = 1;
+    for (const Bucket& b : buckets_) largest = std::max(largest, b.len);
+    const int slots = int(std::min<size_t>(kStreamSlots, buckets_.size()));
+    stream_ = std::make_unique<OffloadGradientStream>(offload_gradient(), largest, slots, transfer_allocator());
+  }
   for (size_t i = 0; i < params_.size(); ++i)
     params_[i].hook = register_grad_ready_hook(params_[i].tensor, [this, i](const Tensor&) { on_grad_ready(i); });
 }
@@ -149,21 +155,30 @@ void ZeroOptimizer::build_buckets() {
       bucket.params.push_back(i);
       params_[i].buckets.push_back(b);
     }
-    bucket.pending = int64_t(bucket.params.size());
   }
+  reset_pass();
 }
 
 void ZeroOptimizer::set_syncing(bool syncing) {
-  ZT_CHECK(grads_arrived_ == 0 || syncing, "ZeroOptimizer: a gradient reduction is in progress; call "
-           "finish_gradient_reduction() before accumulating without it");
+  ZT_CHECK(grads_arrived_ == 0 || syncing || options_.stage == 2, "ZeroOptimizer: a gradient reduction is in "
+           "progress; call finish_gradient_reduction() before accumulating without it");
   syncing_ = syncing;
 }
 
 void ZeroOptimizer::on_grad_ready(size_t index) {
-  if (!syncing_) return;
+  const bool every_micro_step = options_.stage == 2;  // Note [ZeRO gradient reduction]
+  if (!syncing_ && !every_micro_step) return;
+  // A second gradient of one parameter: a backward that nobody closed with after_backward() has
+  // ended, and this one starts.
+  if (params_[index].arrived) finish_pass();
+  params_[index].arrived = true;
   ++grads_arrived_;
   for (size_t b : params_[index].buckets) --buckets_[b].pending;
   launch_ready_buckets();
+  if (every_micro_step) {
+    retire_reductions(false);
+    return;
+  }
   // Polling the buckets in flight lets MPI progress them while backward goes on.
   for (size_t b = 0; b < next_bucket_; ++b)
     if (buckets_[b].work) buckets_[b].work->is_completed();
@@ -198,39 +213,85 @@ void ZeroOptimizer::launch(Bucket& b) {
     const Tensor dst = raw::narrow(flat_grad_, 0, b.lo, b.len);
     pack(b.lo, b.len, 1, dst);
     if (data_parallel_size() > 1) b.work = comm_->all_reduce_async(dst, CommReduceOp::avg);
-    return;
-  }
-  const Tensor dst = raw::narrow(grad_shard_, 0, b.lo, b.len);
-  if (W == 1) {
-    pack(b.lo, b.len, 1, dst);
-    return;
-  }
-  {
+  } else {
+    // A step's first micro-step reduces straight into the device shard; otherwise into a buffer
+    // that retire() adds into it or streams to the host.
+    b.out = stream_ || accumulating_ ? Tensor() : raw::narrow(grad_shard_, 0, b.lo, b.len);
     MemoryCategoryScope scope(MemoryCategory::communication);
-    b.buffer = empty({W * b.len}, TensorOptions(dtype_, flat_.device()));
+    if (!b.out.defined()) b.out = empty({b.len}, TensorOptions(dtype_, flat_.device()));
+    if (W == 1) {
+      pack(b.lo, b.len, 1, b.out);
+    } else {
+      b.buffer = empty({W * b.len}, TensorOptions(dtype_, flat_.device()));
+      pack(b.lo, b.len, W, b.buffer);
+      b.work = comm_->reduce_scatter_async(b.buffer, b.out, CommReduceOp::avg);
+    }
   }
-  pack(b.lo, b.len, W, b.buffer);
-  b.work = comm_->reduce_scatter_async(b.buffer, dst, CommReduceOp::avg);
+  // Packed: a gradient whose every bucket is packed is no longer needed.
+  for (size_t i : b.params)
+    if (--params_[i].unpacked == 0) set_grad(params_[i].tensor, Tensor());
 }
 
-void ZeroOptimizer::finish_gradient_reduction() {
-  if (!syncing_ || grads_arrived_ == 0) return;
+void ZeroOptimizer::retire(Bucket& b) {
+  NoGradGuard no_grad;
+  if (b.work) b.work->wait();
+  b.work.reset();
+  b.buffer = Tensor();
+  if (stream_) stream_->receive(b.out, b.lo, !accumulating_);
+  else if (accumulating_) raw::binary_(BinaryOp::add, raw::narrow(grad_shard_, 0, b.lo, b.len), b.out);
+  b.out = Tensor();
+}
+
+void ZeroOptimizer::retire_reductions(bool all) {
+  while (next_retire_ < next_bucket_) {
+    Bucket& b = buckets_[next_retire_];
+    if (!all && b.work && !b.work->is_completed()) return;  // (the poll also lets MPI progress it)
+    retire(b);
+    ++next_retire_;
+  }
+}
+
+bool ZeroOptimizer::finish_pass() {
+  if (grads_arrived_ == 0) return false;
   while (next_bucket_ < buckets_.size()) launch(buckets_[next_bucket_++]);
+  if (options_.stage == 2) {
+    retire_reductions(true);
+    accumulating_ = true;
+  }
   for (Bucket& b : buckets_) {
     if (b.work) b.work->wait();
     b.work.reset();
     b.buffer = Tensor();
   }
   // The flat buffer (stage 1) or the shard (stage 2) now holds the gradients: the parameters'
-  // own full-size gradients are dropped.
+  // own full-size gradients are dropped (those of a parameter with no bucket included).
   for (const Param& p : params_) set_grad(p.tensor, Tensor());
   reduced_ = true;
   reset_pass();
+  return true;
+}
+
+void ZeroOptimizer::after_backward() {
+  if (options_.stage == 2) finish_pass();
+}
+
+void ZeroOptimizer::finish_gradient_reduction() {
+  if (options_.stage == 2) {
+    finish_pass();
+    if (stream_) stream_->drain();
+    return;
+  }
+  if (syncing_) finish_pass();
 }
 
 void ZeroOptimizer::reset_pass() {
   for (Bucket& b : buckets_) b.pending = int64_t(b.params.size());
+  for (Param& p : params_) {
+    p.unpacked = int64_t(p.buckets.size());
+    p.arrived = false;
+  }
   next_bucket_ = 0;
+  next_retire_ = 0;
   grads_arrived_ = 0;
 }
 
@@ -255,7 +316,7 @@ std::vector<ShardPiece> ZeroOptimizer::shard_pieces() const {
 
 Tensor ZeroOptimizer::gradient_shard() const {
   if (!reduced_) return Tensor();
-  if (options_.stage == 2) return grad_shard_;
+  if (options_.stage == 2) return stream_ ? offload_gradient() : grad_shard_;
   return raw::narrow(flat_grad_, 0, int64_t(rank()) * shard_, shard_);
 }
 
@@ -273,12 +334,15 @@ void ZeroOptimizer::step(Optimizer& optimizer) {
     comm_->all_gather(raw::clone(mine), flat_);
   }
   reduced_ = false;
+  accumulating_ = false;
 }
 
 void ZeroOptimizer::zero_grad() {
+  if (stream_) stream_->drain();  // no addition may land after the next step's first write
   for (const Param& p : params_) set_grad(p.tensor, Tensor());
   clear_master_grad();
   reduced_ = false;
+  accumulating_ = false;
 }
 
 }  // namespace zt

@@ -14,6 +14,7 @@
 #include "optim/sgd.h"
 #include "tests/temp_dir.h"
 #include "zero/zero3_test_util.h"
+#include "zero/zero_optimizer.h"
 
 using namespace zt;
 
@@ -93,14 +94,56 @@ TEST_CASE("ZeRO-Offload memory: the state is host optimizer_state (cpu) or an NV
         CHECK(store.disk_bytes() == store.sub_group_count() * slot);
         CHECK(store.host_bytes() < 12 * S);
       }
-      // Gradients: the reduced shard (stage 1: the whole flat buffer) plus the host f32 copy.
+      // Gradients: the host f32 shard the CPU Adam reads, plus the device's reduced shard (stage
+      // 1: the whole flat buffer) at stages 1 and 3; stage 2 streams every micro-step's gradient to
+      // the host and keeps none on the device (Note [ZeRO-Offload gradient streaming]).
       const int64_t grads = in_use(MemoryCategory::gradients) - grads0;
-      CHECK(grads == (stage == 1 ? zero.padded_numel() : S) * 4 + 4 * S);
+      CHECK(grads == (stage == 1 ? zero.padded_numel() : stage == 2 ? 0 : S) * 4 + 4 * S);
       // Stage 3 with offload_param keeps only the host shard of the parameters (no unit stays gathered).
       const int64_t params = in_use(MemoryCategory::parameters) - params0;
       CHECK(params == (stage == 3 ? S : zero.padded_numel()) * 4);
     }
   }
+}
+
+// Stage 2 reduces every micro-step (Note [ZeRO gradient reduction]): between micro-steps no
+// parameter holds a gradient, only the S-element shard exists (on the device, or streamed to the
+// host buffer under offload: Note [ZeRO-Offload gradient streaming]), and the accumulated step
+// gives the same weights bit for bit with and without offload.
+TEST_CASE("ZeRO-2 accumulation: every micro-step reduced, no full gradient between micro-steps, offload the same") {
+  Allocator& cpu = allocator_for(Device::cpu());
+  auto grads_in_use = [&] { return cpu.stats().of(MemoryCategory::gradients).in_use; };
+  std::vector<zt::test::NamedValues> weights;
+  for (const std::string offload : {"", R"("offload_optimizer": {"device": "cpu"}, "reduce_bucket_size": 50000, )"}) {
+    CAPTURE(offload);
+    const int64_t grads0 = grads_in_use();
+    auto e = engine_for(two_linears(),
+                        zt::test::json_config(R"({"train_batch_size": 8, "gradient_accumulation_steps": 2, )"
+                                              R"("zero_optimization": {)" + offload + R"("stage": 2}, )" +
+                                              zt::test::kConfigAdamW + "}"));
+    auto& zero = dynamic_cast<ZeroOptimizer&>(e->precision());
+    CHECK(zero.streams_gradients() == !offload.empty());
+    if (!offload.empty()) {
+      CHECK(zero.num_buckets() == 3);  // 131,584 elements in buckets of 50,000
+      CHECK(zero.stream_staging_bytes() == 3 * 50000 * 4);  // a staging slot per bucket, f32
+    } else {
+      CHECK(zero.stream_staging_bytes() == 0);
+    }
+    const int64_t S = zero.shard_numel();
+    manual_seed(5);
+    for (int step = 0; step < 2; ++step) {
+      for (int micro = 0; micro < 2; ++micro) {
+        const Tensor x = randn({4, 256});
+        e->backward(mean(square(e->forward(x))));
+        for (const Tensor& p : e->module().parameters()) CHECK_FALSE(grad(p).defined());
+        CHECK(grads_in_use() - grads0 == 4 * S);  // the shard alone, device or host
+        e->step();
+      }
+      REQUIRE(e->was_step_applied());
+    }
+    weights.push_back(zt::test::model_values(*e));
+  }
+  CHECK(weights[0] == weights[1]);
 }
 
 // offload_param on nvme: between steps the host holds only the parameter file's swap buffers

@@ -1,0 +1,80 @@
+// OffloadGradientStream (zero/offload_grad_stream.h): the host accumulator that ZeRO-2 streams
+// every micro-step's gradient chunks into. First chunks are written, later ones added in the
+// accumulator's dtype with the rounding of the device's in-place add (bitwise equal to
+// raw::binary_ add, in the order received); fewer staging slots than chunks in flight make
+// receive() wait for the worker; bad chunks give clear errors.
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/factory.h"
+#include "core/ops.h"
+#include "zero/offload_grad_stream.h"
+
+namespace zt::test {
+namespace {
+
+std::vector<uint16_t> bits16(const Tensor& t) {
+  std::vector<uint16_t> out(size_t(t.numel()));
+  std::memcpy(out.data(), t.raw_data(), out.size() * sizeof(uint16_t));
+  return out;
+}
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("OffloadGradientStream: writes first chunks and adds later ones as the in-place bf16 add does") {
+  manual_seed(11);
+  const int64_t S = 1000, chunk = 96;  // 11 chunks, the last one short
+  for (int slots : {1, 3}) {
+    CAPTURE(slots);
+    const Tensor acc = empty({S}, TensorOptions(DType::bf16, Device::cpu()));
+    const Tensor want = zeros({S}, TensorOptions(DType::bf16, Device::cpu()));
+    {
+      OffloadGradientStream stream(acc, chunk, slots, nullptr);
+      for (int micro = 0; micro < 4; ++micro) {
+        for (int64_t lo = 0; lo < S; lo += chunk) {  // the last chunk first, as backward finishes it first
+          const int64_t begin = S - lo - std::min(chunk, S - lo), n = std::min(chunk, S - lo);
+          // Values of mixed magnitude, so the bf16 sums round.
+          const Tensor g = raw::to(raw::mul(randn({n}), micro == 2 ? 1e3 : 1.0), DType::bf16);
+          stream.receive(g, begin, micro == 0);
+          const Tensor w = raw::narrow(want, 0, begin, n);
+          if (micro == 0) raw::copy_(w, g);
+          else raw::binary_(BinaryOp::add, w, g);
+        }
+        if (micro == 1) stream.drain();  // a drain between micro-steps changes nothing
+      }
+      stream.drain();
+      CHECK(stream.staging_bytes() == slots * chunk * 2);
+    }
+    CHECK(bits16(acc) == bits16(want));
+  }
+}
+
+TEST_CASE("OffloadGradientStream: a chunk that does not fit, or of another dtype, is a clear error") {
+  const Tensor acc = zeros({64}, TensorOptions(DType::f32, Device::cpu()));
+  OffloadGradientStream stream(acc, 16, 2, nullptr);
+  CHECK(error_of([&] { stream.receive(zeros({32}), 0, false); }).find("does not fit") != std::string::npos);
+  CHECK(error_of([&] { stream.receive(zeros({16}), 56, true); }).find("does not fit") != std::string::npos);
+  CHECK(error_of([&] { stream.receive(zeros({16}, TensorOptions(DType::bf16, Device::cpu())), 0, true); })
+            .find("does not fit") != std::string::npos);
+  stream.receive(raw::add(zeros({32}), 1.0), 0, true);  // a first chunk may exceed a slot: it needs none
+  stream.receive(raw::add(zeros({16}), 2.0), 16, false);
+  stream.drain();
+  CHECK(raw::sum(acc).item() == doctest::Approx(32 + 32));
+  CHECK(error_of([] { OffloadGradientStream(zeros({4, 4}), 16, 2, nullptr); }).find("1-D host accumulator") !=
+        std::string::npos);
+}
+
+}  // namespace zt::test
