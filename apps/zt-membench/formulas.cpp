@@ -19,7 +19,8 @@ Prediction predict(int stage, const std::string& offload, bool bf16, double psi,
   if (offload == "none") return {predicted_model_state(stage, bf16, psi, ranks), 0, 0};
   const double n = ranks, k = bf16 ? 2 : 4, shard = psi / n;
   Prediction p;
-  p.device = stage == 1 ? 2 * k * psi : stage == 2 ? k * psi + k * shard : 2 * k * shard;
+  // Stage 2 streams its gradients to the host every micro-step: the device keeps the parameters.
+  p.device = stage == 1 ? 2 * k * psi : stage == 2 ? k * psi : 2 * k * shard;
   if (offload == "cpu") {
     p.host = 12 * shard + k * shard;
     return p;
@@ -29,6 +30,11 @@ Prediction predict(int stage, const std::string& offload, bool bf16, double psi,
   p.host = buffers * 12 * group + k * shard;
   p.disk = 12 * group * std::ceil(shard / group);
   return p;
+}
+
+double stream_staging_bytes(double shard, double reduce_bucket_size, int ranks, int slots, double k) {
+  const double bucket = std::min(shard, std::max(16.0, std::floor(reduce_bucket_size / ranks)));
+  return std::min(double(slots), std::ceil(shard / bucket)) * bucket * k;
 }
 
 double gpt_parameters(double vocab, double context, double depth, double width) {

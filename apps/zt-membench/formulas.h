@@ -22,6 +22,11 @@ double predicted_model_state(int stage, bool bf16, double psi, int ranks);
 Prediction predict(int stage, const std::string& offload, bool bf16, double psi, int ranks, int64_t sub_group_size,
                    int64_t buffer_count);
 
+// Host staging of ZeRO-2's streamed gradients under offload (communication, not model states):
+// `slots` at most (ZeroOptimizer::kStreamSlots), one per bucket of a micro-step, each of a
+// bucket's elements (reduce_bucket_size / N, at most the shard), k bytes each.
+double stream_staging_bytes(double shard, double reduce_bucket_size, int ranks, int slots, double k);
+
 // Parameters of nn/gpt.h's GPT (biases, tied head): V C + T C + L (12 C^2 + 13 C) + 2 C.
 double gpt_parameters(double vocab, double context, double depth, double width);
 

@@ -34,7 +34,8 @@
 // (ZeRO-Offload, Note [ZeRO-Offload] in zero/sharded_optimizer.h). The model states are then split
 // into three places, measured and predicted (k = 2 bytes for bf16, 4 for f32):
 //   device: what stays in the compute device's categories. Stage 1: kΨ parameters + kΨ gradients,
-//           stage 2: kΨ + kΨ/N, stage 3: kΨ/N + kΨ/N (no masters, no moments).
+//           stage 2: kΨ (every micro-step's gradients stream to the host: Note [ZeRO-Offload
+//           gradient streaming]), stage 3: kΨ/N + kΨ/N (no masters, no moments).
 //   host:   the store (cpu: 12Ψ/N of fp32 master, exp_avg, exp_avg_sq; nvme: B swap buffers of
 //           12 min(G, Ψ/N) bytes, G = sub_group_size, B = min(buffer_count, number of
 //           sub-groups)) plus the gradient shard the CPU Adam reads, in the compute dtype (kΨ/N).

@@ -29,6 +29,7 @@
 #include "parallel/mpi_runtime.h"
 #include "runtime/config.h"
 #include "runtime/engine.h"
+#include "zero/zero_optimizer.h"
 
 namespace zt::membench {
 
@@ -145,6 +146,11 @@ Prediction predicted(const MaxModelOptions& o, const std::string& offload, int64
   p.device += activations;  // Adam reads the bf16 gradient shard: no fp32 copy at the step
   if (offload == "nvme") p.host += 4 * psi;  // the engine's start reads the whole master into host memory once
   if (gpu) p.host = std::max(4 * psi, p.host + (offload == "none" ? 0 : k * psi));
+  // ZeRO-2 streams its gradients through page-locked staging slots (Note [ZeRO-Offload gradient
+  // streaming]); the trials use DeepSpeed's default reduce_bucket_size.
+  if (o.stage == 2 && offload != "none")
+    p.host += stream_staging_bytes(psi / double(o.ranks), double(zt::ZeroOptions{}.reduce_bucket_size), int(o.ranks),
+                                   zt::ZeroOptimizer::kStreamSlots, k);
   return p;
 }
 

@@ -150,8 +150,9 @@ TEST_CASE("zt-membench --offload none,cpu,nvme on 2 ranks: device, host and disk
       CHECK(host == 0);
       CHECK(disk == 0);
     } else {
-      // Device: parameters and gradients only (stage 1: both whole, 2: gradients sharded, 3: both).
-      const double want_device = stage == 1 ? 2 * k * psi : stage == 2 ? k * psi + k * shard : 2 * k * shard;
+      // Device: parameters and gradients only (stage 1: both whole, 2: the parameters alone, their
+      // gradients streamed to the host every micro-step, 3: both sharded).
+      const double want_device = stage == 1 ? 2 * k * psi : stage == 2 ? k * psi : 2 * k * shard;
       CHECK(num(row, "predicted_device_bytes") == doctest::Approx(want_device));
       CHECK(std::fabs(dev / want_device - 1) < 0.01);
       // Host: cpu 12Psi/N + kPsi/N (the gradient in the compute dtype); nvme 3 buffers of 12 x
@@ -172,7 +173,9 @@ TEST_CASE("zt-membench --offload none,cpu,nvme on 2 ranks: device, host and disk
     CHECK(device[s + " cpu"] < device[s + " none"]);  // the masters and moments left the device
     CHECK(device[s + " nvme"] == device[s + " cpu"]);
   }
-  CHECK(device["3 cpu"] < device["2 cpu"]);
+  // At N = 2 stages 2 and 3 keep kΨ each: the parameters (2; the gradients are on the host) or
+  // the shards of both (3, with a little more padding).
+  CHECK(device["3 cpu"] == doctest::Approx(device["2 cpu"]).epsilon(0.01));
   CHECK(device["2 cpu"] < device["1 cpu"]);
   std::filesystem::remove_all(nvme);
 }
@@ -181,11 +184,11 @@ TEST_CASE("zt-membench --estimate --offload prints device, host and disk predict
   auto r = run_command(bin_dir() + "/zt-membench --estimate --width 500 --depth 4 --ranks 2 --stages 0,2 "
                        "--offload none,cpu,nvme --nvme-path /tmp --sub-group-size 1000000");
   REQUIRE_MESSAGE(r.run.exit_code == 0, r.run.output);
-  // Stage 2, k = 4: device 4Psi + 4Psi/2 = 6Psi = 5.733 MiB; host cpu 16Psi/2 = 7.645 MiB; nvme: one
-  // buffer of the whole shard, 12Psi/2 + 4Psi/2, on disk 12Psi/2 = 5.733 MiB.
-  CHECK(r.run.output.find("stage 2, offload cpu: device 5.733 MiB") != std::string::npos);
+  // Stage 2, k = 4: device 4Psi = 3.822 MiB (the gradients stream to the host); host cpu 16Psi/2 =
+  // 7.645 MiB; nvme: one buffer of the whole shard, 12Psi/2 + 4Psi/2, on disk 12Psi/2 = 5.733 MiB.
+  CHECK(r.run.output.find("stage 2, offload cpu: device 3.822 MiB") != std::string::npos);
   CHECK(r.run.output.find("host 7.645 MiB, disk 0.000 MiB") != std::string::npos);
-  CHECK(r.run.output.find("stage 2, offload nvme: device 5.733 MiB") != std::string::npos);
+  CHECK(r.run.output.find("stage 2, offload nvme: device 3.822 MiB") != std::string::npos);
   CHECK(r.run.output.find("host 7.645 MiB, disk 5.733 MiB") != std::string::npos);
   CHECK(r.run.output.find("stage 0, offload") == std::string::npos);  // offload needs stage >= 1
   auto bad = run_command(bin_dir() + "/zt-membench --estimate --offload nvme");
