@@ -152,8 +152,10 @@ int run(const Options& o) {
            s.of(zt::MemoryCategory::optimizer_state).in_use;
   };
   const double psi = double(model->num_parameters());
-  std::printf("model states: device %.2f GiB (%.2f bytes/parameter)", gib(model_state(mem)),
-              double(model_state(mem)) / psi);
+  // The gradients' high-water mark over the timed steps: without offload the reduced shard plus
+  // what backward holds until reduced; with ZeRO-2 offload only the latter (buckets in flight).
+  std::printf("model states: device %.2f GiB (%.2f bytes/parameter; gradients peak %.2f GiB)", gib(model_state(mem)),
+              double(model_state(mem)) / psi, gib(mem.of(zt::MemoryCategory::gradients).peak));
   if (!device.is_cpu()) {  // pageable and page-locked host memory (the offloaded state is pinned)
     int64_t host = model_state(zt::allocator_for(zt::Device::cpu()).stats());
     if (zt::Allocator* pinned = zt::pinned_host_allocator()) host += model_state(pinned->stats());
