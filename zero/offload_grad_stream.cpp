@@ -1,10 +1,22 @@
 // OffloadGradientStream (zero/offload_grad_stream.h).
 #include "zero/offload_grad_stream.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "core/ops.h"
 
 namespace zt {
+
+StreamLayout stream_layout(int64_t shard, int64_t configured_bucket) {
+  ZT_CHECK(shard > 0 && configured_bucket > 0, "stream_layout: expected a positive shard and bucket, found ", shard,
+           " and ", configured_bucket);
+  StreamLayout l;
+  l.bucket = std::min(configured_bucket, kStreamBucket);
+  const int64_t buckets = (shard + l.bucket - 1) / l.bucket;
+  l.slots = std::min(buckets, (kStreamSlots * configured_bucket + l.bucket - 1) / l.bucket);
+  return l;
+}
 
 OffloadGradientStream::OffloadGradientStream(Tensor accumulator, int64_t slot_numel, int slots, Allocator* pinned)
     : accumulator_(std::move(accumulator)) {

@@ -23,6 +23,20 @@
 
 namespace zt {
 
+// How ZeRO-2 cuts a shard of `shard` elements for streaming, given the bucket the configuration
+// asks for (reduce_bucket_size / W elements, at most the shard): buckets of at most
+// kStreamBucket elements, so backward starts streaming early and leaves only the last buckets
+// (the embedding's, whose gradient completes last) to copy and add after it; and staging slots
+// for as many elements as kStreamSlots configured buckets (at most one per bucket), so one
+// micro-step's buckets fit and backward does not wait for the host's additions.
+struct StreamLayout {
+  int64_t bucket = 0;  // elements per bucket
+  int64_t slots = 0;   // staging slots of `bucket` elements
+};
+inline constexpr int64_t kStreamBucket = int64_t(1) << 26;  // 128 MiB of bf16
+inline constexpr int64_t kStreamSlots = 4;
+StreamLayout stream_layout(int64_t shard, int64_t configured_bucket);
+
 class OffloadGradientStream {
  public:
   // accumulator: the (S,) host tensor the chunks land in (kept alive by this object); `slots`

@@ -43,11 +43,9 @@ ZeroOptimizer::ZeroOptimizer(std::shared_ptr<Module> module, std::shared_ptr<Com
     if (options_.stage <= 1) flat_grad_ = zeros({padded_}, grad_options);
     else if (!offloaded()) grad_shard_ = zeros({shard_}, grad_options);
   }
-  if (options_.stage == 2 && offloaded()) {  // Note [ZeRO-Offload gradient streaming]
-    int64_t largest = 1;
-    for (const Bucket& b : buckets_) largest = std::max(largest, b.len);
-    const int slots = int(std::min<size_t>(kStreamSlots, buckets_.size()));
-    stream_ = std::make_unique<OffloadGradientStream>(offload_gradient(), largest, slots, transfer_allocator());
+  if (streams()) {  // Note [ZeRO-Offload gradient streaming]
+    const StreamLayout l = stream_layout(shard_, configured_chunk());
+    stream_ = std::make_unique<OffloadGradientStream>(offload_gradient(), l.bucket, int(l.slots), transfer_allocator());
   }
   for (size_t i = 0; i < params_.size(); ++i)
     params_[i].hook = register_grad_ready_hook(params_[i].tensor, [this, i](const Tensor&) { on_grad_ready(i); });
@@ -135,7 +133,7 @@ void ZeroOptimizer::build_buckets() {
       add_bucket(lo, hi - lo);
     }
   } else {
-    const int64_t chunk = std::min(shard_, std::max<int64_t>(kZeroAlign, options_.reduce_bucket_size / W));
+    const int64_t chunk = streams() ? stream_layout(shard_, configured_chunk()).bucket : configured_chunk();
     const int64_t chunks = (shard_ + chunk - 1) / chunk;
     for (int64_t k = chunks - 1; k >= 0; --k)
       add_bucket(k * chunk, std::min(chunk, shard_ - k * chunk));
@@ -157,6 +155,10 @@ void ZeroOptimizer::build_buckets() {
     }
   }
   reset_pass();
+}
+
+int64_t ZeroOptimizer::configured_chunk() const {
+  return std::min(shard_, std::max<int64_t>(kZeroAlign, options_.reduce_bucket_size / world()));
 }
 
 void ZeroOptimizer::set_syncing(bool syncing) {

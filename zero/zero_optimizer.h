@@ -49,12 +49,13 @@
 // dtype and order, as the device's shard gets without offload, so the two runs stay bitwise
 // equal. The copies overlap backward and the additions the next micro-step; the boundary waits
 // for the last. The device's model states are the parameters alone (2 bytes/parameter bf16),
-// ZeRO-Offload's 2Ψ; it holds gradients only for buckets in flight. There are kStreamSlots
-// staging slots of a bucket each (fewer when there are fewer buckets): with DeepSpeed's default reduce_bucket_size (5e8) one micro-step's
-// buckets fit them all and backward never waits for the host; buckets much smaller than a
-// micro-step's gradients over kStreamSlots make backward wait for the additions (buckets of 2^25
-// elements cost a quarter of the tokens/s of GPT 1.5B on one H200). Stage 1 keeps its full
-// gradient buffer on the device (what stage 1 means) and moves the shard at the step.
+// ZeRO-Offload's 2Ψ; it holds gradients only for buckets in flight. The stream cuts the shard
+// by stream_layout() (zero/offload_grad_stream.h): buckets of at most 2^26 elements, whatever
+// larger reduce_bucket_size, so little is left to copy and add once backward ends, and staging
+// slots for what four configured buckets hold, so one micro-step's buckets fit and backward does
+// not wait for the host (four slots of 2^25 elements made GPT 1.5B on one H200 lose a quarter of
+// its tokens/s to that wait). Stage 1 keeps its full gradient buffer on the device (what stage 1
+// means) and moves the shard at the step.
 //
 // The step: the gradient shard unscaled (Note [ZeRO gradient scaling]: bf16/f16 with Adam/AdamW
 // folds the unscale and the clipping into the optimizer's pass over the shard as it is; else an
@@ -93,9 +94,6 @@ struct ZeroOptions {
 
 class ZeroOptimizer final : public ShardedOptimizer {
  public:
-  // Staging slots of the host stream under offload (Note [ZeRO-Offload gradient streaming]), at
-  // most one per bucket: a micro-step's later buckets land while earlier ones are added.
-  static constexpr int kStreamSlots = 4;
 
   // Collective over comm (null: a world of one). Replaces the module's parameters with views of
   // the flat buffer and registers a grad-ready hook on each; build it after the dtype move.
@@ -165,6 +163,10 @@ class ZeroOptimizer final : public ShardedOptimizer {
   // This rank's part of each group's flat range [starts[g], starts[g+1]).
   std::vector<GroupRange> shard_groups(const std::vector<int64_t>& starts) const;
   void build_buckets();
+  // Stage 2: elements per bucket chunk that reduce_bucket_size asks for (at most the shard).
+  int64_t configured_chunk() const;
+  // Stage 2 under offload: gradients stream to the host (Note [ZeRO-Offload gradient streaming]).
+  bool streams() const { return options_.stage == 2 && offloaded(); }
   void on_grad_ready(size_t index);
   void launch_ready_buckets();
   void launch(Bucket& b);

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "zero/offload_grad_stream.h"
+
 namespace zt::membench {
 
 double predicted_model_state(int stage, bool bf16, double psi, int ranks) {
@@ -32,9 +34,11 @@ Prediction predict(int stage, const std::string& offload, bool bf16, double psi,
   return p;
 }
 
-double stream_staging_bytes(double shard, double reduce_bucket_size, int ranks, int slots, double k) {
-  const double bucket = std::min(shard, std::max(16.0, std::floor(reduce_bucket_size / ranks)));
-  return std::min(double(slots), std::ceil(shard / bucket)) * bucket * k;
+double stream_staging_bytes(double shard, double reduce_bucket_size, int ranks, double k) {
+  const int64_t elements = std::max<int64_t>(1, int64_t(std::ceil(shard)));
+  const int64_t configured = std::min(elements, std::max<int64_t>(16, int64_t(reduce_bucket_size) / ranks));
+  const StreamLayout l = stream_layout(elements, configured);
+  return double(l.slots) * double(l.bucket) * k;
 }
 
 double gpt_parameters(double vocab, double context, double depth, double width) {

@@ -23,9 +23,9 @@ Prediction predict(int stage, const std::string& offload, bool bf16, double psi,
                    int64_t buffer_count);
 
 // Host staging of ZeRO-2's streamed gradients under offload (communication, not model states):
-// `slots` at most (ZeroOptimizer::kStreamSlots), one per bucket of a micro-step, each of a
-// bucket's elements (reduce_bucket_size / N, at most the shard), k bytes each.
-double stream_staging_bytes(double shard, double reduce_bucket_size, int ranks, int slots, double k);
+// stream_layout()'s slots (zero/offload_grad_stream.h) for a shard of `shard` elements and
+// buckets of reduce_bucket_size / N (at most the shard), k bytes per element.
+double stream_staging_bytes(double shard, double reduce_bucket_size, int ranks, double k);
 
 // Parameters of nn/gpt.h's GPT (biases, tied head): V C + T C + L (12 C^2 + 13 C) + 2 C.
 double gpt_parameters(double vocab, double context, double depth, double width);

@@ -2,7 +2,7 @@
 // every micro-step's gradient chunks into. First chunks are written, later ones added in the
 // accumulator's dtype with the rounding of the device's in-place add (bitwise equal to
 // raw::binary_ add, in the order received); fewer staging slots than chunks in flight make
-// receive() wait for the worker; bad chunks give clear errors.
+// receive() wait for the worker; bad chunks give clear errors; how ZeRO-2 sizes buckets and slots.
 #include <doctest/doctest.h>
 
 #include <cstring>
@@ -75,6 +75,23 @@ TEST_CASE("OffloadGradientStream: a chunk that does not fit, or of another dtype
   CHECK(raw::sum(acc).item() == doctest::Approx(32 + 32));
   CHECK(error_of([] { OffloadGradientStream(zeros({4, 4}), 16, 2, nullptr); }).find("1-D host accumulator") !=
         std::string::npos);
+}
+
+TEST_CASE("stream_layout: buckets of at most 2^26 elements, staging for four configured buckets, one slot per bucket") {
+  // GPT 1.5B on one rank with DeepSpeed's default reduce_bucket_size (5e8): 24 buckets of 2^26,
+  // and room for all of them (four buckets of 5e8 would take 30 slots).
+  StreamLayout l = stream_layout(1'557'686'400, 500'000'000);
+  CHECK(l.bucket == int64_t(1) << 26);
+  CHECK(l.slots == 24);
+  l = stream_layout(10'000'000'000, 500'000'000);  // a larger shard: the four configured buckets bound it
+  CHECK(l.slots == 30);
+  l = stream_layout(131'584, 50'000);  // small buckets stay as configured
+  CHECK(l.bucket == 50'000);
+  CHECK(l.slots == 3);
+  l = stream_layout(100, 100);
+  CHECK(l.bucket == 100);
+  CHECK(l.slots == 1);
+  CHECK(error_of([] { stream_layout(0, 16); }).find("positive shard") != std::string::npos);
 }
 
 }  // namespace zt::test
