@@ -4,7 +4,7 @@
 // and bf16, with two parameter groups under a schedule, gradient accumulation 2 and clipping;
 // stage 3 also with offload_param; Adam with L2 decay from the config; fp16 overflow skips;
 // checkpoints written with offload resume exactly with and without offload, and the other way
-// round.
+// round; ZeRO-2 holds only its gradient shard between micro-steps (on the host under offload).
 //
 // Tolerance: bitwise (Note [ZeRO-Offload] in zero/sharded_optimizer.h). On the CPU backend both
 // runs reduce the same gradients, unscale and clip them with the same ops in the same order (the
@@ -22,8 +22,10 @@
 
 #include "mpi_world.h"
 #include "shared_temp_dir.h"
+#include "core/allocator.h"
 #include "tests/temp_dir.h"
 #include "zero/zero3_test_util.h"
+#include "zero/zero_optimizer.h"
 
 using namespace zt;
 using zt::test::world;
@@ -63,6 +65,35 @@ TEST_CASE("ZeRO-Offload cpu and nvme reproduce no offload bitwise: stages 1-3, f
         zt::test::check_same(zt::test::train_task(task, config(device), world()), plain, 0.0);
       }
     }
+  }
+}
+
+// ZeRO-2 reduces every micro-step on W ranks too (Note [ZeRO gradient reduction]): after a
+// micro-step's backward no parameter holds a gradient and the gradients in use are the S-element
+// shard, on the device or (offload, Note [ZeRO-Offload gradient streaming]) on the host. Buckets
+// of 20 elements: many reduce_scatters per micro-step, and under offload four staging slots for
+// many buckets, so receive() waits for the host thread's additions.
+TEST_CASE("ZeRO-2 on W ranks: no full gradient between micro-steps, the shard alone, with and without offload") {
+  const int W = world()->size();
+  Allocator& cpu = allocator_for(Device::cpu());
+  auto grads_in_use = [&] { return cpu.stats().of(MemoryCategory::gradients).in_use; };
+  const zt::test::Task task = zt::test::mlp_task();
+  for (const std::string device : {"", "cpu"}) {
+    CAPTURE(device);
+    const int64_t grads0 = grads_in_use();
+    auto e = zt::test::make_engine(task, zt::test::zero_test_config(2, 2, W, "", offload_keys(device, "")), world());
+    auto& zero = dynamic_cast<ZeroOptimizer&>(e->precision());
+    CHECK(zero.streams_gradients() == !device.empty());
+    const int64_t S = zero.shard_numel();
+    const auto b = task.batch(7);
+    for (int64_t m = 0; m < 2; ++m) {
+      e->backward(task.loss(e->forward(zt::test::share(b.x, m, 2, W, world()->rank())),
+                            zt::test::share(b.y, m, 2, W, world()->rank())));
+      for (const Tensor& p : e->module().parameters()) CHECK_FALSE(grad(p).defined());
+      CHECK(grads_in_use() - grads0 == 4 * S);
+      e->step();
+    }
+    CHECK(e->was_step_applied());
   }
 }
 
