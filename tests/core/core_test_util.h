@@ -9,6 +9,7 @@
 
 #include "core/factory.h"
 #include "core/ops.h"
+#include "tests/error_of.h"
 #include "tests/test_device.h"
 
 namespace zt::test {
@@ -49,17 +50,6 @@ inline void check_values(const Tensor& t, const std::vector<double>& expected, c
       CHECK(std::abs(got[i] - expected[i]) <= tol * std::max(1.0, std::abs(expected[i])));
     }
   }
-}
-
-// The message of the zt::Error fn throws ("" when it does not throw).
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 inline bool contains(const std::string& s, const std::string& part) {

@@ -14,9 +14,11 @@
 #include "nn/layer_norm.h"
 #include "nn/linear.h"
 #include "nn/sequential.h"
+#include "tests/error_of.h"
 #include "tests/test_device.h"
 
 using namespace zt;
+using zt::test::error_of;
 
 namespace {
 
@@ -53,15 +55,6 @@ std::vector<std::string> names_of(const std::vector<std::pair<std::string, Tenso
   std::vector<std::string> out;
   for (const auto& [name, t] : items) out.push_back(name);
   return out;
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace

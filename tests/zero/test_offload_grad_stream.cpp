@@ -6,12 +6,12 @@
 #include <doctest/doctest.h>
 
 #include <cstring>
-#include <functional>
 #include <string>
 #include <vector>
 
 #include "core/factory.h"
 #include "core/ops.h"
+#include "tests/error_of.h"
 #include "zero/offload_grad_stream.h"
 
 namespace zt::test {
@@ -21,15 +21,6 @@ std::vector<uint16_t> bits16(const Tensor& t) {
   std::vector<uint16_t> out(size_t(t.numel()));
   std::memcpy(out.data(), t.raw_data(), out.size() * sizeof(uint16_t));
   return out;
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace

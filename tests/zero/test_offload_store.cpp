@@ -10,26 +10,17 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <random>
 #include <vector>
 
 #include "core/factory.h"
 #include "core/ops.h"
+#include "tests/error_of.h"
 #include "tests/temp_dir.h"
 #include "zero/offload_store.h"
 
 namespace zt::test {
 namespace {
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 

@@ -12,11 +12,13 @@
 
 #include "core/allocator.h"
 #include "optim/sgd.h"
+#include "tests/error_of.h"
 #include "tests/temp_dir.h"
 #include "zero/zero3_test_util.h"
 #include "zero/zero_optimizer.h"
 
 using namespace zt;
+using zt::test::error_of;
 
 namespace {
 
@@ -32,15 +34,6 @@ std::shared_ptr<Module> two_linears() {
 Config offload_config(int stage, const std::string& zero_extra, const std::string& optimizer = zt::test::kConfigAdamW) {
   return zt::test::json_config(R"({"train_batch_size": 4, "zero_optimization": {)" + zero_extra +
                                R"("stage": )" + std::to_string(stage) + "}, " + optimizer + "}");
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 std::unique_ptr<Engine> engine_for(std::shared_ptr<Module> model, const Config& c,
