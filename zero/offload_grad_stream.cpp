@@ -69,7 +69,8 @@ void OffloadGradientStream::receive(const Tensor& chunk, int64_t offset, bool fi
     free_slots_.pop_back();
   }
   lock.unlock();
-  const Tensor dst = first ? raw::narrow(accumulator_, 0, offset, n) : raw::narrow(slots_[size_t(job.slot)].tensor(), 0, 0, n);
+  const Tensor dst = first ? raw::narrow(accumulator_, 0, offset, n)
+                           : raw::narrow(slots_[size_t(job.slot)].tensor(), 0, 0, n);
   try {
     job.transfer = raw::copy_async(dst, chunk);
   } catch (...) {

@@ -149,7 +149,8 @@ Prediction predicted(const MaxModelOptions& o, const std::string& offload, int64
   // ZeRO-2 streams its gradients through page-locked staging slots (Note [ZeRO-Offload gradient
   // streaming]); the trials use DeepSpeed's default reduce_bucket_size.
   if (o.stage == 2 && offload != "none")
-    p.host += stream_staging_bytes(psi / double(o.ranks), double(zt::ZeroOptions{}.reduce_bucket_size), int(o.ranks), k);
+    p.host += stream_staging_bytes(psi / double(o.ranks), double(zt::ZeroOptions{}.reduce_bucket_size),
+                                   int(o.ranks), k);
   return p;
 }
 
