@@ -43,7 +43,7 @@ ZeroOptimizer::ZeroOptimizer(std::shared_ptr<Module> module, std::shared_ptr<Com
     if (options_.stage <= 1) flat_grad_ = zeros({padded_}, grad_options);
     else if (!offloaded()) grad_shard_ = zeros({shard_}, grad_options);
   }
-  if (streams()) {  // Note [ZeRO-Offload gradient streaming]
+  if (streams_gradients()) {  // Note [ZeRO-Offload gradient streaming]
     const StreamLayout l = stream_layout(shard_, configured_chunk());
     stream_ = std::make_unique<OffloadGradientStream>(offload_gradient(), l.bucket, int(l.slots), transfer_allocator());
   }
@@ -133,7 +133,7 @@ void ZeroOptimizer::build_buckets() {
       add_bucket(lo, hi - lo);
     }
   } else {
-    const int64_t chunk = streams() ? stream_layout(shard_, configured_chunk()).bucket : configured_chunk();
+    const int64_t chunk = streams_gradients() ? stream_layout(shard_, configured_chunk()).bucket : configured_chunk();
     const int64_t chunks = (shard_ + chunk - 1) / chunk;
     for (int64_t k = chunks - 1; k >= 0; --k)
       add_bucket(k * chunk, std::min(chunk, shard_ - k * chunk));

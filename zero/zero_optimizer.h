@@ -125,7 +125,7 @@ class ZeroOptimizer final : public ShardedOptimizer {
   // host); undefined before a reduction.
   Tensor gradient_shard() const;
   // Whether each micro-step's gradients go to the host (Note [ZeRO-Offload gradient streaming]).
-  bool streams_gradients() const { return stream_ != nullptr; }
+  bool streams_gradients() const { return options_.stage == 2 && offloaded(); }
   // Host bytes of the stream's staging slots (communication); 0 when not streaming.
   int64_t stream_staging_bytes() const { return stream_ ? stream_->staging_bytes() : 0; }
   int64_t num_buckets() const { return int64_t(buckets_.size()); }
@@ -165,8 +165,6 @@ class ZeroOptimizer final : public ShardedOptimizer {
   void build_buckets();
   // Stage 2: elements per bucket chunk that reduce_bucket_size asks for (at most the shard).
   int64_t configured_chunk() const;
-  // Stage 2 under offload: gradients stream to the host (Note [ZeRO-Offload gradient streaming]).
-  bool streams() const { return options_.stage == 2 && offloaded(); }
   void on_grad_ready(size_t index);
   void launch_ready_buckets();
   void launch(Bucket& b);
